@@ -1,0 +1,8 @@
+"""``python -m symptomgen``: see ``symptomgen.cli``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Data: load a table, map its columns to (prompt, target), validate, split.
+
+Pure functions over pandas DataFrames.  The one text template the model sees
+(``format_example``/``format_prompt``) lives here too, so training and
+generation cannot disagree about it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import SAMPLE_SOURCE, DataConfig
+from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
+
+SAMPLE_PATH = Path(__file__).parent / "sample_data" / "diseases_sample.csv"
+SEPARATOR = " |"
+MAX_FILE_BYTES = int(os.environ.get("SYMPTOMGEN_MAX_FILE_MB", "50")) * 1024 * 1024
+MAX_ROWS = int(os.environ.get("SYMPTOMGEN_MAX_ROWS", "100000"))
+MAX_CELL_CHARS = 2000
+FILE_SUFFIXES = {".csv", ".tsv", ".json", ".jsonl", ".parquet"}
+
+
+class DataError(ValueError):
+    """The data cannot be used; the message says why in one sentence."""
+
+
+def format_prompt(name: str) -> str:
+    """The generation prompt for a disease name: ``"Kidney Failure |"``."""
+    return f"{name.strip()}{SEPARATOR}"
+
+
+def format_target(target: str) -> str:
+    """The continuation the model learns after the prompt (leading space, as BPE likes)."""
+    return f" {target.strip()}"
+
+
+def format_example(name: str, target: str) -> str:
+    """Training text without EOS: ``"Kidney Failure | Fatigue, ..."`` (the seed's format)."""
+    return format_prompt(name) + format_target(target)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Rows ready for training, with an account of what was dropped and why."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    source: str
+    rows_read: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    notices: tuple[str, ...] = ()
+
+    @property
+    def kept(self) -> int:
+        return len(self.train) + len(self.val)
+
+    def summary(self) -> str:
+        drop = ", ".join(f"{n} {why}" for why, n in self.dropped.items() if n) or "none"
+        return (f"{self.rows_read} rows read from {self.source}; kept {self.kept} "
+                f"(dropped: {drop}); train {len(self.train)}, validation {len(self.val)}.")
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"Data file {path} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix not in FILE_SUFFIXES:
+        raise DataError(f"{path.name}: unsupported file type {suffix or '(none)'}; "
+                        f"use one of {', '.join(sorted(FILE_SUFFIXES))}.")
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{path.name} is empty.")
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{path.name} is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES / 2**20:.0f} MB.")
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        head = path.read_bytes()[:8192]
+        if b"\x00" in head:
+            raise DataError(f"{path.name} looks like a binary file, not {suffix[1:].upper()} text.")
+        if suffix in (".json", ".jsonl"):
+            lines = suffix == ".jsonl" or not head.lstrip().startswith(b"[")
+            return pd.read_json(path, lines=lines, dtype=False)
+        sep = "\t" if suffix == ".tsv" else ","
+        try:
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1,
+                               encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            # Spreadsheet exports are often Windows-1252; latin-1 decodes any byte.
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1,
+                               encoding="latin-1")
+    except DataError:
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types for malformed files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path.name} could not be read as {suffix[1:].upper()}: {first}") from exc
+
+
+def _read_hub(dataset_id: str, split: str) -> pd.DataFrame:
+    if not hub_reachable():
+        raise HubUnreachableError(unreachable_message(f"dataset '{dataset_id}'"))
+    import datasets  # heavy import, only when needed
+
+    try:
+        return datasets.load_dataset(dataset_id, split=split).to_pandas()
+    except Exception as exc:
+        raise DataError(f"Hub dataset '{dataset_id}' (split '{split}') could not be loaded: "
+                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+
+
+def load_records(source: str = SAMPLE_SOURCE, split: str = "train") -> pd.DataFrame:
+    """Read a raw table from ``"sample"``, a local file, or a Hub dataset id."""
+    source = str(source).strip()
+    if source == SAMPLE_SOURCE:
+        return _read_file(SAMPLE_PATH)
+    path = Path(source).expanduser()
+    if path.suffix.lower() in FILE_SUFFIXES or path.exists() or not looks_like_hub_id(source):
+        return _read_file(path)
+    return _read_hub(source, split)
+
+
+def _clean(series: pd.Series) -> pd.Series:
+    """Cells as stripped strings; NaN/None become empty strings."""
+    return series.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
+
+
+def select_columns(df: pd.DataFrame, cfg: DataConfig, label: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Map columns to ``prompt``/``target``, drop unusable rows, count why."""
+    if df.empty and len(df.columns) == 0:
+        raise DataError(f"{label} has no columns or rows.")
+    wanted = [cfg.prompt_column, cfg.target_column] + ([cfg.extra_target_column] if cfg.extra_target_column else [])
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        found = ", ".join(map(str, df.columns)) or "none"
+        raise DataError(f"{label} is missing column(s) {', '.join(missing)}; found columns: {found}; "
+                        f"expected prompt column '{cfg.prompt_column}' and target column '{cfg.target_column}'.")
+    if len(df) > MAX_ROWS:
+        raise DataError(f"{label} has more than {MAX_ROWS} rows; the limit is {MAX_ROWS}.")
+    prompt = _clean(df[cfg.prompt_column])
+    target = _clean(df[cfg.target_column])
+    if cfg.extra_target_column:
+        extra = _clean(df[cfg.extra_target_column])
+        target = target.where(extra == "", target + "; " + cfg.extra_target_column + ": " + extra)
+    # Control characters would confuse the tokenizer and the page; keep tabs as spaces.
+    prompt = prompt.str.replace(r"[\x00-\x1f\x7f]+", " ", regex=True).str.strip()
+    target = target.str.replace(r"[\x00-\x1f\x7f]+", " ", regex=True).str.strip()
+    empty_prompt = prompt == ""
+    empty_target = ~empty_prompt & (target == "")
+    too_long = ~empty_prompt & ~empty_target & ((prompt.str.len() > 200) | (target.str.len() > MAX_CELL_CHARS))
+    keep = ~(empty_prompt | empty_target | too_long)
+    dropped = {"empty prompt": int(empty_prompt.sum()), "empty target": int(empty_target.sum()),
+               "over-long cell": int(too_long.sum())}
+    out = pd.DataFrame({"prompt": prompt[keep], "target": target[keep]}).reset_index(drop=True)
+    return out, dropped
+
+
+def split(df: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded train/validation split by prompt, so a name never sits on both sides.
+
+    Uses NumPy's PCG64 generator, whose stream is fixed across platforms and versions.
+    """
+    keys = df["prompt"].str.lower()
+    names = np.array(sorted(keys.unique()))
+    if len(names) < 2:
+        raise DataError(f"Need at least 2 distinct prompts to split into train and validation, got {len(names)}.")
+    order = np.random.default_rng(seed).permutation(len(names))
+    n_val = min(len(names) - 1, max(1, int(round(len(names) * val_fraction))))
+    val_names = set(names[order[:n_val]])
+    is_val = keys.isin(val_names)
+    return df[~is_val].reset_index(drop=True), df[is_val].reset_index(drop=True)
+
+
+def prepare(cfg: DataConfig, frame: pd.DataFrame | None = None) -> PreparedData:
+    """Load (unless ``frame`` is given), map columns, validate and split."""
+    label = "The bundled sample" if cfg.source == SAMPLE_SOURCE else Path(cfg.source).name or cfg.source
+    raw = load_records(cfg.source, cfg.split) if frame is None else frame
+    if len(raw) == 0:
+        raise DataError(f"{label} has a header but no rows." if len(raw.columns) else f"{label} is empty.")
+    rows, dropped = select_columns(raw, cfg, label)
+    if len(rows) < 2:
+        raise DataError(f"{label} has {len(rows)} usable row(s) after dropping empty cells; at least 2 are needed.")
+    train, val = split(rows, cfg.val_fraction, cfg.seed)
+    return PreparedData(train=train, val=val, source=cfg.source, rows_read=len(raw), dropped=dropped)

@@ -1,0 +1,119 @@
+"""Honest evaluation: loss and perplexity per real token, and symptom overlap.
+
+Symptom overlap compares generated and reference symptoms as sets of
+comma-separated phrases (lower-cased, stripped): precision, recall and F1,
+averaged over rows.  Rows come from a run's own stored validation split.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .batching import encode_frame, mean_token_loss
+from .config import GenerationSettings
+from .generation import generate
+
+GREEDY = GenerationSettings(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.2)
+
+
+def phrases(text: str) -> set[str]:
+    """Normalised symptom phrases: split on commas/semicolons/'and', lower-case, trimmed."""
+    parts = re.split(r"[,;]|\band\b", str(text).lower())
+    return {re.sub(r"\s+", " ", p).strip(" .\t\"'") for p in parts} - {""}
+
+
+@dataclass(frozen=True)
+class Overlap:
+    precision: float
+    recall: float
+    f1: float
+    matched: tuple[str, ...] = ()
+
+
+def overlap(generated: str, reference: str) -> Overlap:
+    gen, ref = phrases(generated), phrases(reference)
+    hit = gen & ref
+    p = len(hit) / len(gen) if gen else 0.0
+    r = len(hit) / len(ref) if ref else 0.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return Overlap(p, r, f1, tuple(sorted(hit)))
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    rows: int
+    val_loss: float
+    perplexity: float
+    precision: float
+    recall: float
+    f1: float
+    sampled_precision: float | None = None
+    sampled_recall: float | None = None
+    sampled_f1: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def overlap_table(model, tokenizer, frame: pd.DataFrame, settings: GenerationSettings = GREEDY) -> pd.DataFrame:
+    """Per-row name, reference, generated text and overlap scores."""
+    records = []
+    for name, ref in zip(frame["prompt"], frame["target"]):
+        text = generate(model, tokenizer, name, settings.with_(num_return_sequences=1))[0]
+        o = overlap(text, ref)
+        records.append({"name": name, "reference": ref, "generated": text, "matched": ", ".join(o.matched),
+                        "precision": o.precision, "recall": o.recall, "f1": o.f1})
+    return pd.DataFrame(records)
+
+
+def evaluate_model(model, tokenizer, frame: pd.DataFrame, loss_on: str = "target", max_length: int = 128,
+                   sampling: GenerationSettings | None = None) -> tuple[EvalReport, pd.DataFrame]:
+    """Loss/perplexity over real tokens plus greedy (and optionally sampled) overlap."""
+    rows = encode_frame(tokenizer, frame, max_length, loss_on)
+    loss = mean_token_loss(model, rows, tokenizer.pad_token_id)
+    table = overlap_table(model, tokenizer, frame, GREEDY)
+    sampled = overlap_table(model, tokenizer, frame, sampling) if sampling is not None else None
+    report = EvalReport(
+        rows=len(frame), val_loss=loss, perplexity=math.exp(min(loss, 50.0)),
+        precision=float(table["precision"].mean()), recall=float(table["recall"].mean()),
+        f1=float(table["f1"].mean()),
+        sampled_precision=None if sampled is None else float(sampled["precision"].mean()),
+        sampled_recall=None if sampled is None else float(sampled["recall"].mean()),
+        sampled_f1=None if sampled is None else float(sampled["f1"].mean()),
+    )
+    return report, table
+
+
+def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: GenerationSettings | None = None,
+                 include_base: bool = True, limit: int | None = None) -> dict:
+    """Evaluate a run's best model (and its base model) on its own validation rows."""
+    from .modeling import load_pretrained
+    from .runs import Run
+
+    run = Run(Path(run_dir))
+    cfg = run.read_config()
+    train_cfg = cfg.get("train", {})
+    if frame is None:
+        frame = run.split_frames()[1]
+    if limit:
+        frame = frame.head(limit)
+    kwargs = dict(loss_on=train_cfg.get("loss_on", "target"), max_length=train_cfg.get("max_length", 128),
+                  sampling=sampling)
+    if not run.has_best():
+        raise ValueError(f"Run {run.run_id} has no saved model yet (no epoch finished).")
+    model, tok = load_pretrained(run.best_dir)
+    report, table = evaluate_model(model, tok, frame, **kwargs)
+    out = {"run": run.run_id, "fine_tuned": report.to_dict(), "table": table}
+    if include_base:
+        base = run.base_dir if (run.base_dir / "config.json").is_file() else train_cfg.get("model")
+        try:
+            bmodel, btok = load_pretrained(base)
+            out["base"] = evaluate_model(bmodel, btok, frame, **kwargs)[0].to_dict()
+        except Exception as exc:  # base model may be unreachable offline; say so, keep the rest
+            out["base"] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+    return out

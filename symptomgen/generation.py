@@ -1,0 +1,152 @@
+"""Generate symptom text for a disease name with validated sampling settings.
+
+Prompts come from ``data.format_prompt`` (the training template).  Results are the
+generated continuation only, cut at the first EOS.  ``stream`` yields the texts
+of all ``num_return_sequences`` samples as tokens arrive, from one batched call.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+from .config import MAX_PROMPT_CHARS, GenerationSettings
+from .data import format_prompt
+from .modeling import load_pretrained, pick_device
+
+_seed_lock = threading.Lock()
+
+
+def clean_name(name) -> str:
+    """The disease name as the model should see it, or a ValueError saying what is wrong."""
+    if not isinstance(name, str):
+        raise ValueError("The disease name must be text.")
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
+    if not text:
+        raise ValueError("Please enter a disease name.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"The disease name is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}.")
+    return text
+
+
+def _generate_kwargs(model, tokenizer, settings: GenerationSettings, prompt_len: int) -> dict:
+    room = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 1024)
+    max_new = min(settings.max_new_tokens, room - prompt_len)
+    if max_new < 1:
+        raise ValueError("The disease name is too long for this model's context window.")
+    kwargs = dict(max_new_tokens=max_new, num_return_sequences=settings.num_return_sequences,
+                  repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id,
+                  eos_token_id=tokenizer.eos_token_id, use_cache=True)
+    if settings.greedy:
+        kwargs.update(do_sample=False, top_k=None, top_p=None, temperature=None)
+    else:
+        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p,
+                      top_k=settings.top_k or None)
+    return kwargs
+
+
+def _encode(tokenizer, name: str, device) -> dict:
+    enc = tokenizer(format_prompt(clean_name(name)), return_tensors="pt", add_special_tokens=False)
+    return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+
+def _decode(tokenizer, ids: list[int]) -> str:
+    eos = tokenizer.eos_token_id
+    if eos in ids:
+        ids = ids[: ids.index(eos)]
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, name: str, settings: GenerationSettings = GenerationSettings()) -> list[str]:
+    """Generated symptom texts (prompt stripped), one per requested sequence."""
+    return list(stream(model, tokenizer, name, settings))[-1]
+
+
+class _BatchStreamer(BaseStreamer):
+    """Collects new token ids per sequence and publishes the decoded texts."""
+
+    def __init__(self, tokenizer, n: int):
+        self.tokenizer, self.ids = tokenizer, [[] for _ in range(n)]
+        self.updates: queue.Queue = queue.Queue()
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # the first call carries the prompt
+            self._prompt_seen = True
+            return
+        tokens = value.reshape(len(self.ids), -1).tolist()
+        for seq, new in zip(self.ids, tokens):
+            seq.extend(new)
+        self.updates.put([_decode(self.tokenizer, s) for s in self.ids])
+
+    def end(self) -> None:
+        self.updates.put(None)
+
+
+def stream(model, tokenizer, name: str, settings: GenerationSettings = GenerationSettings()) -> Iterator[list[str]]:
+    """Yield the list of texts so far after each new token; the last item is final."""
+    device = next(model.parameters()).device
+    inputs = _encode(tokenizer, name, device)
+    kwargs = _generate_kwargs(model, tokenizer, settings, inputs["input_ids"].shape[1])
+    streamer = _BatchStreamer(tokenizer, settings.num_return_sequences)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with torch.inference_mode():
+                if settings.seed is None or settings.greedy:
+                    model.generate(**inputs, **kwargs, streamer=streamer)
+                else:
+                    # The global RNG is shared; hold it while this seeded call samples.
+                    with _seed_lock, torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+                        torch.manual_seed(settings.seed)
+                        model.generate(**inputs, **kwargs, streamer=streamer)
+        except BaseException as exc:
+            failure.append(exc)
+            streamer.end()
+
+    model.eval()
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    produced = False
+    while (texts := streamer.updates.get()) is not None:
+        produced = True
+        yield texts
+    worker.join()
+    if failure:
+        raise failure[0]
+    if not produced:
+        yield [""] * settings.num_return_sequences
+
+
+class ModelCache:
+    """A few loaded models, most recently used kept; keyed by resolved path or id."""
+
+    def __init__(self, capacity: int = 3):
+        self.capacity, self._items, self._lock = capacity, OrderedDict(), threading.Lock()
+
+    def get(self, spec: str | Path):
+        key = str(Path(spec).resolve()) if Path(str(spec)).exists() else str(spec)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        model, tok = load_pretrained(spec)
+        model.to(pick_device()).eval()
+        with self._lock:
+            self._items[key] = (model, tok)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return model, tok
+
+    def forget(self, spec: str | Path) -> None:
+        key = str(Path(spec).resolve())
+        with self._lock:
+            self._items.pop(key, None)

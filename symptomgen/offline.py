@@ -1,0 +1,48 @@
+"""Fall back to the bundled sample and ``scratch`` when the Hub cannot be reached.
+
+Online users get the real Hub dataset and model.  Offline (or with
+``HF_HUB_OFFLINE=1``) the check takes seconds, and the caller gets usable
+settings plus notices saying exactly what was swapped and why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import SAMPLE_SOURCE, SCRATCH_MODEL, DataConfig, TrainConfig
+from .hub import hub_reachable, looks_like_hub_id, offline_requested
+
+
+def model_cached(model_id: str) -> bool:
+    """Whether a Hub model's config is already in the local cache (usable offline)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    except Exception:  # invalid id or cache layout: treat as not cached
+        return False
+
+
+def needs_hub_for_data(source: str) -> bool:
+    p = Path(source).expanduser()
+    return source != SAMPLE_SOURCE and not p.exists() and p.suffix == "" and looks_like_hub_id(source)
+
+
+def needs_hub_for_model(model: str) -> bool:
+    return (model.lower() != SCRATCH_MODEL and not Path(model).expanduser().is_dir()
+            and looks_like_hub_id(model) and not model_cached(model))
+
+
+def with_offline_fallback(data: DataConfig, train: TrainConfig) -> tuple[DataConfig, TrainConfig, list[str]]:
+    """Settings that work without the Hub, and one notice per thing replaced."""
+    if not (needs_hub_for_data(data.source) or needs_hub_for_model(train.model)) or hub_reachable():
+        return data, train, []
+    why = "offline mode is on (HF_HUB_OFFLINE=1)" if offline_requested() else "the Hugging Face Hub is unreachable"
+    notices = []
+    if needs_hub_for_data(data.source):
+        notices.append(f"Using the bundled sample data instead of '{data.source}': {why}.")
+        data = data.with_(source=SAMPLE_SOURCE, prompt_column="Name", target_column="Symptoms")
+    if needs_hub_for_model(train.model):
+        notices.append(f"Using the small 'scratch' model instead of '{train.model}': {why}.")
+        train = train.with_(model=SCRATCH_MODEL)
+    return data, train, notices

@@ -1,0 +1,206 @@
+"""Run folders: ``runs/<run_id>/`` with config, metrics, data split and best model.
+
+Every write is atomic (temporary name, then rename), so a run killed at any
+moment leaves the files of its completed epochs intact and loadable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+METRIC_COLUMNS = ["epoch", "transformer", "batch_size", "gpu", "training_loss", "validation_loss",
+                  "epoch_duration_sec", "perplexity", "tokens_per_sec", "learning_rate", "is_best"]
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DEFAULT_RUNS_DIR = Path(os.environ.get("SYMPTOMGEN_RUNS_DIR", "runs"))
+
+
+class RunNotFoundError(ValueError):
+    """The named run does not exist (or the name would leave the runs folder)."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def new_run_id(model: str) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    short = re.sub(r"[^A-Za-z0-9]+", "-", model.split("/")[-1]).strip("-")[:40] or "model"
+    return f"{stamp}-{short}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder and the files in it."""
+
+    path: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def best_dir(self) -> Path:
+        return self.path / "best"
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path / "base"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def read_config(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def update_config(self, **changes: Any) -> dict[str, Any]:
+        cfg = self.read_config()
+        cfg.update(changes)
+        atomic_write_json(self.config_path, cfg)
+        return cfg
+
+    def status(self) -> str:
+        """finished / stopped / failed / running / interrupted (running but its process is gone)."""
+        cfg = self.read_config()
+        status = cfg.get("status", "unknown")
+        if status == "running":
+            same_host = cfg.get("host") == socket.gethostname()
+            if same_host and not _pid_alive(int(cfg.get("pid", -1))):
+                return "interrupted"
+        return status
+
+    def metrics(self) -> pd.DataFrame:
+        if not self.metrics_path.is_file():
+            return pd.DataFrame(columns=METRIC_COLUMNS)
+        return pd.read_csv(self.metrics_path)
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        """Rewrite the whole (small) CSV atomically with one more row."""
+        old = self.metrics_path.read_text(encoding="utf-8") if self.metrics_path.is_file() else ""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        if not old:
+            writer.writeheader()
+        writer.writerow(row)
+        atomic_write_text(self.metrics_path, old + buf.getvalue())
+
+    def truncate_metrics(self, last_epoch: int) -> None:
+        """Keep only rows up to ``last_epoch`` (used when resuming from a checkpoint)."""
+        df = self.metrics()
+        if len(df):
+            atomic_write_text(self.metrics_path, df[df["epoch"] <= last_epoch].to_csv(index=False))
+
+    def has_best(self) -> bool:
+        return (self.best_dir / "config.json").is_file()
+
+    def save_model(self, model, tokenizer, folder: str = "best") -> None:
+        """Write to ``.<folder>.tmp`` then swap it in, so the old copy survives a crash."""
+        final = self.path / folder
+        tmp = self.path / f".{folder}.tmp"
+        old = self.path / f".{folder}.old"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def last_checkpoint(self) -> Path | None:
+        cks = sorted(self.checkpoints_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        return cks[-1] if cks else None
+
+    def split_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        read = lambda name: pd.read_csv(self.path / name, dtype=str, keep_default_na=False)  # noqa: E731
+        return read("train.csv"), read("val.csv")
+
+
+def create_run(runs_dir: Path, run_id: str, config: dict[str, Any], train: pd.DataFrame,
+               val: pd.DataFrame) -> Run:
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    run = Run(runs_dir / run_id)
+    run.path.mkdir()
+    train.to_csv(run.path / "train.csv", index=False)
+    val.to_csv(run.path / "val.csv", index=False)
+    atomic_write_json(run.config_path, {**config, "run_id": run_id, "status": "running", "pid": os.getpid(),
+                                        "host": socket.gethostname(),
+                                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return run
+
+
+def resolve_run(runs_dir: Path, run_id: str) -> Run:
+    """The run called ``run_id`` inside ``runs_dir``; never a path outside it."""
+    run_id = str(run_id or "").strip()
+    if not RUN_ID_RE.match(run_id):
+        raise RunNotFoundError(f"'{run_id[:80]}' is not a valid run name.")
+    root = Path(runs_dir).resolve()
+    path = (root / run_id).resolve()
+    if path.parent != root or not (path / "config.json").is_file():
+        raise RunNotFoundError(f"Run '{run_id}' was not found in {runs_dir} (it may have been deleted).")
+    return Run(path)
+
+
+def list_runs(runs_dir: Path) -> list[Run]:
+    """Runs in ``runs_dir``, newest first."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    runs = [Run(p) for p in root.iterdir()
+            if p.is_dir() and not p.is_symlink() and RUN_ID_RE.match(p.name) and (p / "config.json").is_file()]
+    return sorted(runs, key=lambda r: r.run_id, reverse=True)
+
+
+def run_label(run: Run) -> str:
+    cfg = run.read_config()
+    best = cfg.get("best_val_loss")
+    best_txt = f", best val {best:.3f}" if isinstance(best, (int, float)) else ""
+    return f"{run.run_id} ({run.status()}{best_txt})"
+
+
+def now() -> float:
+    return time.time()
