@@ -1,0 +1,52 @@
+"""Shared fixtures: offline, CPU, a tiny scratch model on the bundled sample."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from symptomgen import quiet_libraries  # noqa: E402
+from symptomgen.config import DataConfig, TrainConfig  # noqa: E402
+
+quiet_libraries()
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "Diseases_Symptoms.csv"
+
+TINY = TrainConfig(model="scratch", epochs=2, batch_size=16, learning_rate=3e-3, max_length=64,
+                   scratch_layers=2, scratch_width=64, scratch_vocab=800, save_checkpoints=False)
+
+
+@pytest.fixture
+def tiny_cfg() -> TrainConfig:
+    """A 2-layer, width-64 scratch GPT-2: trains an epoch of the sample in well under a second."""
+    return TINY
+
+
+@pytest.fixture
+def sample_data() -> DataConfig:
+    return DataConfig(source="sample")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One finished tiny run (3 epochs) shared by read-only tests."""
+    from symptomgen.trainer import run_training
+
+    runs_dir = tmp_path_factory.mktemp("runs")
+    summary = run_training(DataConfig(source="sample"), TINY.with_(epochs=3, save_checkpoints=True), runs_dir)
+    assert summary.status == "finished"
+    return summary
+
+
+@pytest.fixture
+def real_data_path() -> Path:
+    if not REAL_DATA.is_file():
+        pytest.skip(f"{REAL_DATA} is not present")
+    return REAL_DATA

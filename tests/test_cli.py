@@ -1,0 +1,85 @@
+"""The command line, run as users run it: ``python -m symptomgen ...``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_FLAGS = ["--model", "scratch", "--batch-size", "16", "--lr", "3e-3", "--max-length", "64"]
+
+
+def cli(*args, cwd=ROOT, timeout=300):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "symptomgen", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("cli-runs")
+    out = cli("--runs-dir", runs, "train", "--data", "sample", *TINY_FLAGS, "--epochs", "3")
+    assert out.returncode == 0, out.stderr
+    return runs, out
+
+
+def test_train_prints_one_line_per_epoch_and_the_run_folder(cli_run):
+    runs, out = cli_run
+    epoch_lines = [ln for ln in out.stdout.splitlines() if ln.startswith("epoch")]
+    assert len(epoch_lines) == 3 and "val_loss" in epoch_lines[0]
+    folder = Path(out.stdout.strip().splitlines()[-1].split("run folder: ")[1])
+    assert folder.parent == runs and (folder / "best" / "config.json").is_file()
+
+
+def test_generate_from_the_run_folder(cli_run):
+    runs, _ = cli_run
+    run_dir = next(runs.iterdir())
+    out = cli("generate", "--model", run_dir, "Kidney Failure", "--num-return-sequences", "2", "--seed", "3")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(ln.startswith("Kidney Failure | ") for ln in lines)
+    by_id = cli("--runs-dir", runs, "generate", "--model", run_dir.name, "Kidney Failure", "--temperature", "0")
+    assert by_id.returncode == 0 and by_id.stdout.startswith("Kidney Failure | ")
+
+
+def test_evaluate_prints_json_for_run_and_base(cli_run):
+    runs, _ = cli_run
+    run_dir = next(runs.iterdir())
+    out = cli("evaluate", "--model", run_dir, "--limit", "4", "--temperature", "0")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    for key in ("val_loss", "perplexity", "precision", "recall", "f1"):
+        assert key in report["fine_tuned"] and key in report["base"]
+    assert report["fine_tuned"]["val_loss"] < report["base"]["val_loss"]
+
+
+def test_offline_default_falls_back_with_a_notice(tmp_path):
+    out = cli("--runs-dir", tmp_path, "train", "--epochs", "1", "--batch-size", "32", "--max-length", "48")
+    assert out.returncode == 0, out.stderr
+    assert "bundled sample" in out.stderr and "'scratch' model" in out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "sample", "--epochs", "0"], "Epochs must be between"),
+    (["train", "--data", "missing.csv", "--model", "scratch"], "does not exist"),
+    (["train", "--data", "sample", "--model", "scratch", "--val-fraction", "1"], "Validation fraction"),
+    (["train", "--data", "sample", "--model", "some-org/no-such-model", "--no-fallback"], "Could not download"),
+    (["generate", "--model", "scratch-does-not-exist", "x"], "Could not"),
+    (["generate", "--model", "gpt2", "Flu", "--top-k", "500"], "top_k must be between"),
+])
+def test_bad_arguments_give_one_clear_line(tmp_path, args, message):
+    out = cli("--runs-dir", tmp_path, *args, cwd=tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_help_lists_the_commands():
+    out = cli("--help")
+    assert out.returncode == 0 and all(c in out.stdout for c in ("train", "generate", "evaluate"))

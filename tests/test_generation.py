@@ -1,0 +1,93 @@
+"""Generation: settings validation, determinism, sequences, EOS, streaming, overlap."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from symptomgen.config import GENERATION_PRESETS, GenerationSettings
+from symptomgen.evaluation import overlap, phrases
+from symptomgen.generation import clean_name, generate, stream
+from symptomgen.modeling import load_pretrained
+
+GREEDY = GENERATION_PRESETS["greedy"]
+
+
+@pytest.fixture(scope="module")
+def best(trained_run):
+    return load_pretrained(trained_run.run_dir / "best")
+
+
+def test_default_settings_are_the_seed_notebooks():
+    g = GenerationSettings()
+    assert (g.top_k, g.top_p, g.temperature, g.repetition_penalty) == (8, 0.95, 0.5, 1.2)
+
+
+def test_greedy_generation_is_deterministic_and_strips_the_prompt(best):
+    model, tok = best
+    a = generate(model, tok, "Kidney Failure", GREEDY)
+    b = generate(model, tok, "Kidney Failure", GREEDY)
+    assert a == b and len(a) == 1
+    assert a[0] and "Kidney Failure |" not in a[0] and "<|endoftext|>" not in a[0]
+
+
+def test_seeded_sampling_repeats_and_sequences_are_respected(best):
+    model, tok = best
+    settings = GenerationSettings(num_return_sequences=3, seed=123, temperature=1.0, top_k=0)
+    first = generate(model, tok, "Influenza", settings)
+    assert len(first) == 3
+    assert generate(model, tok, "Influenza", settings) == first
+    assert len(set(first)) > 1  # independent samples, not one copied three times
+
+
+def test_max_new_tokens_bounds_the_output(best):
+    model, tok = best
+    text = generate(model, tok, "Asthma", GREEDY.with_(max_new_tokens=3))[0]
+    assert len(tok(text, add_special_tokens=False)["input_ids"]) <= 4
+
+
+def test_stream_yields_growing_text_ending_with_the_final_result(best):
+    model, tok = best
+    updates = list(stream(model, tok, "Kidney Failure", GREEDY.with_(max_new_tokens=12)))
+    assert len(updates) >= 2
+    assert updates[-1] == generate(model, tok, "Kidney Failure", GREEDY.with_(max_new_tokens=12))
+    assert all(len(u) == 1 for u in updates)
+
+
+def test_no_attention_mask_or_pad_warnings(best, recwarn):
+    model, tok = best
+    warnings.simplefilter("always")
+    generate(model, tok, "Gout", GenerationSettings())
+    assert not [w for w in recwarn if "attention mask" in str(w.message) or "pad_token_id" in str(w.message)]
+
+
+@pytest.mark.parametrize("bad", [dict(top_k=-1), dict(top_k=201), dict(top_p=0), dict(top_p=1.5),
+                                 dict(temperature=-0.1), dict(temperature=2.5), dict(repetition_penalty=0.9),
+                                 dict(max_new_tokens=0), dict(max_new_tokens=257), dict(num_return_sequences=6),
+                                 dict(top_k="eight"), dict(seed=-1), dict(temperature=float("nan"))])
+def test_out_of_range_settings_are_rejected(bad):
+    with pytest.raises(ValueError, match=list(bad)[0]):
+        GenerationSettings(**bad)
+
+
+@pytest.mark.parametrize("name, message", [("", "enter a disease name"), ("   \t", "enter a disease name"),
+                                           ("x" * 100_000, "limit is"), (None, "must be text")])
+def test_bad_names_are_rejected(name, message):
+    with pytest.raises(ValueError, match=message):
+        clean_name(name)
+
+
+def test_control_characters_and_emoji_are_handled(best):
+    assert clean_name("Kidney\x00 Failure\n") == "Kidney Failure"
+    model, tok = best
+    assert isinstance(generate(model, tok, "Flu 🤒", GREEDY.with_(max_new_tokens=4))[0], str)
+
+
+def test_symptom_overlap():
+    assert phrases("Fatigue, Nausea and vomiting; fever.") == {"fatigue", "nausea", "vomiting", "fever"}
+    o = overlap("fatigue, fever, rash", "Fever, fatigue, cough, headache")
+    assert (o.precision, o.recall) == (pytest.approx(2 / 3), 0.5)
+    assert o.f1 == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+    assert o.matched == ("fatigue", "fever")
+    assert overlap("", "fever").f1 == 0.0
