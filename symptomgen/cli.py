@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, typ in (("epochs", int), ("batch-size", int), ("lr", float), ("max-length", int),
                       ("warmup-ratio", float), ("weight-decay", float), ("grad-accum", int), ("patience", int)):
         t.add_argument(f"--{flag}", type=typ)
+    t.add_argument("--scratch-layers", type=int, help=f"layers of the scratch model (default {d.scratch_layers})")
+    t.add_argument("--scratch-width", type=int, help=f"width of the scratch model (default {d.scratch_width})")
+    t.add_argument("--scratch-vocab", type=int, help=f"tokenizer size for scratch (default {d.scratch_vocab})")
     t.add_argument("--val-fraction", type=float, default=C.VAL_FRACTION_RANGE[2])
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--loss-on", choices=C.LOSS_MODES, help="'target' (symptoms only) or 'full' text (seed)")
@@ -90,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(e)
 
     sub.add_parser("runs", help="list run folders")
+
+    x = sub.add_parser("export", help="zip a run: model, tokenizer, config, metrics, split, model card")
+    x.add_argument("run", help="run id or run folder")
+    x.add_argument("--out", type=Path, required=True, help="zip file to write (or a folder for <run_id>.zip)")
+    i = sub.add_parser("import", help="add a run from an exported zip (or a Hub repo id owner/name)")
+    i.add_argument("source", metavar="ZIP", help="exported zip file, or owner/name of a pushed run on the Hub")
+    u = sub.add_parser("push", help="upload a run to the Hugging Face Hub (token from HF_TOKEN)")
+    u.add_argument("run", help="run id or run folder")
+    u.add_argument("--repo-id", required=True, help="owner/name of the Hub model repo (created if missing)")
+    u.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
     return parser
 
 
@@ -99,6 +112,7 @@ def _train_configs(a: argparse.Namespace) -> tuple[C.DataConfig, C.TrainConfig]:
         "model": a.model, "epochs": a.epochs, "batch_size": a.batch_size, "learning_rate": a.lr,
         "max_length": a.max_length, "warmup_ratio": a.warmup_ratio, "weight_decay": a.weight_decay,
         "grad_accum": a.grad_accum, "patience": a.patience, "loss_on": a.loss_on, "scheduler": a.scheduler,
+        "scratch_layers": a.scratch_layers, "scratch_width": a.scratch_width, "scratch_vocab": a.scratch_vocab,
     }.items() if v is not None}
     changes["seed"] = a.seed
     if a.no_length_grouping:
@@ -219,15 +233,44 @@ def cmd_runs(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from .share import export_run_zip
+
+    print(f"exported: {export_run_zip(_run_dir(a.run, a.runs_dir), a.out)}")
+    return 0
+
+
+def cmd_import(a: argparse.Namespace) -> int:
+    from .share import import_run_from_hub, import_run_zip
+
+    src = Path(a.source).expanduser()
+    if src.exists() or src.suffix.lower() == ".zip":
+        run = import_run_zip(src, a.runs_dir)
+    else:
+        run = import_run_from_hub(a.source, a.runs_dir)
+    print(f"imported run {run.run_id}: {run.path}")
+    return 0
+
+
+def cmd_push(a: argparse.Namespace) -> int:
+    from .share import push_run_to_hub
+
+    url = push_run_to_hub(_run_dir(a.run, a.runs_dir), a.repo_id, private=not a.public)
+    print(f"pushed to {url}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import quiet_libraries
+    from .trainer import TrainingFailed
 
     args = build_parser().parse_args(argv)
     quiet_libraries()
-    handler = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "runs": cmd_runs}
+    handler = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "runs": cmd_runs,
+               "export": cmd_export, "import": cmd_import, "push": cmd_push}
     try:
         return handler[args.command](args)
-    except (CliError, ValueError, HubUnreachableError, OSError) as exc:
+    except (CliError, ValueError, HubUnreachableError, OSError, TrainingFailed) as exc:
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -68,3 +68,22 @@ def looks_like_hub_id(text: str) -> bool:
         return False
     parts = text.split("/")
     return len(parts) <= 2 and all(p and all(c.isalnum() or c in "-_." for c in p) for p in parts)
+
+
+def allowed_models() -> list[str]:
+    """Hub ids a public deployment permits (``SYMPTOMGEN_ALLOWED_MODELS``, comma-separated, ``owner/*`` ok).
+
+    Empty means any Hub id is allowed.
+    """
+    raw = os.environ.get("SYMPTOMGEN_ALLOWED_MODELS", "")
+    return [m.strip() for m in raw.split(",") if m.strip()]
+
+
+def check_model_allowed(model_id: str) -> None:
+    """Raise ValueError when an allow-list is set and ``model_id`` is not on it."""
+    allow = allowed_models()
+    if not allow:
+        return
+    ok = any(model_id == a or (a.endswith("/*") and model_id.startswith(a[:-1])) for a in allow)
+    if not ok:
+        raise ValueError(f"Model '{model_id[:100]}' is not allowed on this server; allowed: {', '.join(allow)}.")

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import socket
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -151,8 +150,16 @@ class Run:
         shutil.rmtree(old, ignore_errors=True)
 
     def last_checkpoint(self) -> Path | None:
-        cks = sorted(self.checkpoints_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-        return cks[-1] if cks else None
+        """The newest complete Trainer checkpoint (its trainer_state.json, written last, parses)."""
+        cks = sorted(self.checkpoints_dir.glob("checkpoint-*"),
+                     key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+        for ck in reversed(cks):
+            try:
+                json.loads((ck / "trainer_state.json").read_text(encoding="utf-8"))
+                return ck
+            except (OSError, ValueError):
+                continue  # killed while this checkpoint was being written
+        return None
 
     def split_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         read = lambda name: pd.read_csv(self.path / name, dtype=str, keep_default_na=False)  # noqa: E731
@@ -200,7 +207,3 @@ def run_label(run: Run) -> str:
     best = cfg.get("best_val_loss")
     best_txt = f", best val {best:.3f}" if isinstance(best, (int, float)) else ""
     return f"{run.run_id} ({run.status()}{best_txt})"
-
-
-def now() -> float:
-    return time.time()

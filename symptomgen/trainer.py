@@ -165,6 +165,9 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
     """The Trainer settings for a run (mixed precision on CUDA, length grouping, epoch logging)."""
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
+    # Without CUDA, accelerate only goes data-parallel when told to use the CPU; otherwise every torchrun
+    # rank trains alone, and each believes it is rank 0 (world size 1).  Single-process runs keep MPS.
+    cpu_ddp = not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
@@ -190,6 +193,10 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         remove_unused_columns=False,
         dataloader_pin_memory=cuda,
         log_level="error",
+        logging_nan_inf_filter=False,  # a NaN loss must surface, not be averaged away
+        use_cpu=False,
+        ddp_backend="gloo" if cpu_ddp else None,
+        ddp_find_unused_parameters=False,  # every GPT-2 weight is used; True costs an extra graph walk per step
     )
 
 
@@ -221,17 +228,24 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
         train_df, val_df = run.split_frames()
         model, tokenizer = load_pretrained(checkpoint)
         done = int(round(_checkpoint_epoch(checkpoint)))
-        run.truncate_metrics(done)
         metrics = run.metrics()
+        metrics = metrics[metrics["epoch"] <= done] if len(metrics) else metrics
         if len(metrics):
             best_row = metrics.loc[metrics["validation_loss"].idxmin()]
             best_val, best_epoch = float(best_row["validation_loss"]), int(best_row["epoch"])
-        run.update_config(status="running", pid=os.getpid())
+        if _rank() == 0:  # a resumed torchrun job too: only rank 0 writes the run folder
+            run.truncate_metrics(done)
+            run.update_config(status="running", pid=os.getpid())
     else:
         prepared = prepared or prepare(data_cfg)
         train_df, val_df = prepared.train, prepared.val
         texts = [format_example(p, t) for p, t in zip(train_df["prompt"], train_df["target"])]
-        model, tokenizer = load_for_training(train_cfg, texts)
+        try:
+            model, tokenizer = load_for_training(train_cfg, texts)
+        except (MemoryError, RuntimeError) as exc:
+            if not _is_oom(exc):
+                raise
+            raise TrainingFailed("Out of memory while building the model: choose a smaller model.") from None
         args_probe = training_arguments(train_cfg, runs_dir / ".tmp")  # initialises torch.distributed under torchrun
         run_id = _shared_run_id(train_cfg)
         run = None
@@ -259,17 +273,12 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
     status, message = "finished", ""
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except torch.OutOfMemoryError as exc:
-        status, message = "failed", ("Out of memory: lower the batch size or max length. "
-                                     "The best finished epoch is kept.")
-        del exc
-    except RuntimeError as exc:
-        if "out of memory" not in str(exc).lower() and "can't allocate memory" not in str(exc).lower():
+    except (MemoryError, RuntimeError) as exc:
+        if not _is_oom(exc):
             if is_main:
-                run.update_config(status="failed", error=str(exc).splitlines()[0] if str(exc) else "error")
-            raise
-        status, message = "failed", ("Out of memory: lower the batch size or max length. "
-                                     "The best finished epoch is kept.")
+                run.update_config(status="failed", message=_first_line(exc))
+            raise TrainingFailed(f"Training failed: {_first_line(exc)}") from exc
+        status, message = "failed", OOM_MESSAGE
     finally:
         del trainer
     if reporter.error:
@@ -286,6 +295,20 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
         run.update_config(status=status, message=message, seconds=round(summary.seconds, 2))
     on_event(summary)
     return summary
+
+
+OOM_MESSAGE = "Out of memory: lower the batch size or max length. The best finished epoch is kept."
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in text \
+        or "can't allocate memory" in text or "failed to allocate" in text
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _checkpoint_epoch(checkpoint: Path) -> float:

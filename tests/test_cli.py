@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_FLAGS = ["--model", "scratch", "--batch-size", "16", "--lr", "3e-3", "--max-length", "64"]
+TINY_FLAGS = ["--model", "scratch", "--batch-size", "16", "--lr", "3e-3", "--max-length", "64",
+              "--scratch-layers", "2", "--scratch-width", "64", "--scratch-vocab", "800"]
 
 
 def cli(*args, cwd=ROOT, timeout=300):

@@ -1,0 +1,86 @@
+"""The model card (README.md) written into every exported or pushed run.
+
+YAML front matter for the Hub (``library_name: transformers``, ``pipeline_tag:
+text-generation``, tags, base model and dataset when they are Hub ids), then the
+data, the training settings, per-epoch metrics, the best epoch and the
+not-medical-advice note.  Pure text from the run folder: no network.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from . import NOT_MEDICAL_ADVICE, __version__
+from .config import SCRATCH_MODEL
+from .hub import looks_like_hub_id
+from .runs import Run, atomic_write_text
+
+
+def public_source(source: str) -> str:
+    """The data source as shown to others: a local file by its name only, never its full path."""
+    source = str(source)
+    return source if source == "sample" or looks_like_hub_id(source) else Path(source).name
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_model_card(run_dir: Path | str, dest: Path | str | None = None) -> str:
+    """The model card (README.md) of a run: data, settings, metrics, best epoch, not-medical-advice."""
+    run = Run(Path(run_dir))
+    cfg = run.read_config()
+    data, train = cfg.get("data", {}), cfg.get("train", {})
+    model = str(train.get("model", "?"))
+    source = public_source(data.get("source", "?"))
+    from huggingface_hub import ModelCardData
+
+    card = ModelCardData(
+        library_name="transformers", pipeline_tag="text-generation",
+        tags=["symptomgen", "text-generation", "gpt2", "causal-lm", "not-medical-advice"],
+        base_model=model if model.lower() != SCRATCH_MODEL and looks_like_hub_id(model) else None,
+        datasets=[source] if source != "sample" and looks_like_hub_id(source) and "/" in source else None)
+    metrics = run.metrics()
+    best_epoch, best_val = cfg.get("best_epoch"), cfg.get("best_val_loss")
+    lines = [f"---\n{card.to_yaml()}\n---", "", f"# SymptomGen run `{run.run_id}`", "",
+             f"> **Not medical advice.** {NOT_MEDICAL_ADVICE}", "",
+             f"A causal language model fine-tuned with SymptomGen {__version__} to continue "
+             "`\"<disease name> |\"` with a comma-separated list of symptoms.", "", "## Data", "",
+             f"- Source: `{source}`" + (" (SymptomGen's bundled sample)" if source == "sample" else ""),
+             f"- Prompt column `{data.get('prompt_column', '?')}` → target column `{data.get('target_column', '?')}`"
+             + (f" + `{data['extra_target_column']}`" if data.get("extra_target_column") else ""),
+             f"- Split: {cfg.get('train_rows', '?')} training rows, {cfg.get('val_rows', '?')} validation rows "
+             f"(validation fraction {data.get('val_fraction', '?')}, split seed {data.get('seed', '?')}, "
+             "split by disease name); the split is in `symptomgen/train.csv` and `symptomgen/val.csv`.",
+             "", "## Training settings", "", "| setting | value |", "|---|---|"]
+    shown = ["model", "epochs", "batch_size", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
+             "grad_accum", "max_length", "loss_on", "patience", "seed"]
+    if model.lower() == SCRATCH_MODEL:
+        shown += ["scratch_layers", "scratch_width", "scratch_vocab"]
+    lines += [f"| {k} | {_fmt(train[k])} |" for k in shown if k in train]
+    lines += [f"| parameters | {cfg.get('parameters', '?'):,} |" if isinstance(cfg.get("parameters"), int)
+              else "| parameters | ? |", f"| processes (world size) | {cfg.get('world_size', 1)} |",
+              f"| device | {cfg.get('device', '?')} |", "", "## Results", "",
+              f"- Status: {cfg.get('status', '?')}; epochs done: {cfg.get('epochs_done', len(metrics))}",
+              (f"- Best epoch: {best_epoch} (validation loss {best_val:.4f} per real token, perplexity "
+               f"{math.exp(min(best_val, 50.0)):.2f})" if isinstance(best_val, (int, float))
+               else "- Best epoch: none finished"),
+              "- Losses are averaged over real target tokens (padding excluded); the weights here are from "
+              "the best validation epoch, not the last.", ""]
+    if len(metrics):
+        lines += ["| epoch | training loss | validation loss | perplexity | seconds |", "|---|---|---|---|---|"]
+        for _, r in metrics.iterrows():
+            lines.append(f"| {int(r['epoch'])} | {r['training_loss']:.4f} | {r['validation_loss']:.4f} | "
+                         f"{r['perplexity']:.2f} | {r['epoch_duration_sec']:.1f} |")
+        lines.append("")
+    lines += ["## Use", "", "```python", "from transformers import pipeline", "",
+              'gen = pipeline("text-generation", model="<this repo or folder>")',
+              'print(gen("Kidney Failure |", max_new_tokens=48)[0]["generated_text"])', "```", "",
+              "## Limitations", "",
+              "Trained on a short list of diseases; it produces plausible-sounding text, not facts. "
+              "Never use it to diagnose or treat anyone.", ""]
+    text = "\n".join(lines)
+    if dest is not None:
+        atomic_write_text(Path(dest), text)
+    return text

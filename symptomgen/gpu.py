@@ -1,0 +1,86 @@
+"""Ask for a GPU on Hugging Face ZeroGPU Spaces; do nothing anywhere else.
+
+On a ZeroGPU Space a GPU is attached only while a function decorated with
+``spaces.GPU`` runs, for at most the ``duration`` it asked for.  ``gpu(seconds)`` or
+``gpu(duration_fn)`` applies that decorator when the ``spaces`` package is importable
+*and* the Space runs on ZeroGPU (``SPACES_ZERO_GPU`` is set); elsewhere (CPU basic,
+a T4 Space, a laptop, CI) it returns the function unchanged.  ``spaces`` is
+preinstalled on Spaces and deliberately not in requirements.txt.
+
+``training_seconds``/``generation_seconds`` size the request: ZeroGPU schedules short
+requests first and refuses ones above the visitor's quota, so ask for what the epochs
+need, with headroom, capped at ``ZERO_GPU_MAX_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import os
+from typing import Any, Callable, TypeVar, Union
+
+F = TypeVar("F", bound=Callable[..., Any])
+Duration = Union[int, float, Callable[..., float]]
+
+ZERO_GPU_MAX_SECONDS = int(os.environ.get("SYMPTOMGEN_ZEROGPU_MAX_S", "300"))
+ZERO_GPU_MIN_SECONDS = 20
+# Per-epoch cost on a GPU, measured on the seed notebook's Colab run: ~7.5 s for 324 rows of
+# distilgpt2 at batch 8 (0.023 s/row); doubled for headroom (validation pass, slower cards).
+SECONDS_PER_ROW_EPOCH = 0.05
+STARTUP_SECONDS = 30  # model load, tokenizer, CUDA context
+
+
+def on_zero_gpu() -> bool:
+    """Whether we run on a ZeroGPU Space with the ``spaces`` package available."""
+    flag = os.environ.get("SPACES_ZERO_GPU", "").strip().lower()
+    if flag in ("", "0", "false", "no"):
+        return False
+    try:
+        return importlib.util.find_spec("spaces") is not None
+    except (ImportError, ValueError):  # a broken or half-imported ``spaces``
+        return False
+
+
+def _clamp(seconds: float) -> int:
+    return int(min(ZERO_GPU_MAX_SECONDS, max(ZERO_GPU_MIN_SECONDS, math.ceil(seconds))))
+
+
+def training_seconds(epochs: int, train_rows: int, val_rows: int = 0, size_factor: float = 1.0) -> int:
+    """GPU seconds to request for a training job of ``epochs`` over ``train_rows`` (+ validation).
+
+    ``size_factor`` scales the per-row cost against distilgpt2 (e.g. 0.2 for a small scratch model).
+    """
+    per_epoch = SECONDS_PER_ROW_EPOCH * size_factor * (train_rows + val_rows / 3)
+    return _clamp(STARTUP_SECONDS + max(1, int(epochs)) * max(2.0, per_epoch))
+
+
+def generation_seconds(max_new_tokens: int = 48, num_sequences: int = 1) -> int:
+    """GPU seconds for one generation call (a few ms per token; mostly model transfer)."""
+    return _clamp(10 + 0.05 * max_new_tokens * max(1, num_sequences))
+
+
+def gpu(duration: Duration = 60) -> Callable[[F], F]:
+    """Decorator: ``spaces.GPU(duration=...)`` on ZeroGPU, a no-op elsewhere.
+
+    ``duration`` is a number of seconds, or a function called with the decorated
+    function's arguments that returns seconds (ZeroGPU's dynamic duration); either is
+    clamped to ``[ZERO_GPU_MIN_SECONDS, ZERO_GPU_MAX_SECONDS]``.
+    """
+    if not (callable(duration) or isinstance(duration, (int, float))) or isinstance(duration, bool):
+        raise TypeError(f"gpu() takes seconds or a function returning seconds, got {duration!r}.")
+
+    def decorate(fn: F) -> F:
+        if not on_zero_gpu():
+            return fn
+        import spaces  # noqa: PLC0415 - only present on Spaces
+
+        if callable(duration):
+            @functools.wraps(duration)
+            def sized(*args: Any, **kwargs: Any) -> int:
+                return _clamp(float(duration(*args, **kwargs)))
+
+            return spaces.GPU(duration=sized)(fn)
+        return spaces.GPU(duration=_clamp(duration))(fn)
+
+    return decorate

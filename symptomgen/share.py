@@ -1,0 +1,334 @@
+"""Keep and share a trained run: a zip download, the Hugging Face Hub, and the way back in.
+
+One layout serves the zip and the Hub repo, so ``AutoModelForCausalLM.from_pretrained``
+works on either as is::
+
+    README.md                   model card (YAML front matter read by the Hub)
+    config.json, model.safetensors, tokenizer*.json, ...   the best model (from best/)
+    symptomgen/run.json         the run's settings and results (its config.json)
+    symptomgen/metrics.csv      one row per epoch
+    symptomgen/train.csv, val.csv   the exact split, so evaluation after import stays honest
+    symptomgen/base/            the untrained model of a ``scratch`` run (before/after numbers)
+
+Zips hold that layout under one ``<run_id>/`` folder.  Anything imported is treated as
+hostile: size caps, no absolute paths, ``..``, links or pickle files (.bin/.pt/.pkl),
+safetensors weights only, and the result must load as a run before it joins ``runs/``.
+The Hub token comes from the argument or ``HF_TOKEN`` only; it is never logged or saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tempfile
+import uuid
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from . import __version__
+from .card import public_source, write_model_card
+from .config import DataConfig, TrainConfig
+from .hub import HubUnreachableError, hub_endpoint, hub_reachable, looks_like_hub_id, offline_requested
+from .runs import RUN_ID_RE, Run, atomic_write_json
+
+META = "symptomgen"
+ALLOWED_SUFFIXES = {".json", ".safetensors", ".txt", ".md", ".csv", ".jinja", ".model"}
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz"}
+MAX_IMPORT_BYTES = int(os.environ.get("SYMPTOMGEN_MAX_IMPORT_MB", "2048")) * 1024 * 1024
+MAX_MEMBERS = 500
+_CHUNK = 1 << 20
+
+
+__all__ = ["ShareError", "export_run_zip", "import_run_from_hub", "import_run_zip", "push_run_to_hub",
+           "write_model_card"]
+
+
+class ShareError(ValueError):
+    """A run cannot be exported, imported or pushed; the message says why in one sentence."""
+
+
+# ----------------------------------------------------------------------------- export
+
+def _copy_model(src: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        if f.is_file() and not f.is_symlink() and f.suffix in ALLOWED_SUFFIXES:
+            shutil.copy2(f, dest / f.name)
+
+
+def _stage(run: Run, dest: Path) -> None:
+    """Write the share layout of ``run`` into the empty folder ``dest``."""
+    if not run.config_path.is_file() or not (run.path / "val.csv").is_file():
+        raise ShareError(f"{run.path} is not a SymptomGen run folder (no config.json/val.csv).")
+    if not run.has_best():
+        raise ShareError(f"Run {run.run_id} has no saved model yet (no epoch finished), so there is nothing to share.")
+    _copy_model(run.best_dir, dest)
+    meta = dest / META
+    meta.mkdir()
+    cfg = {k: v for k, v in run.read_config().items() if k not in ("pid", "host")}
+    if isinstance(cfg.get("data"), dict) and "source" in cfg["data"]:
+        cfg["data"] = {**cfg["data"], "source": public_source(cfg["data"]["source"])}
+    atomic_write_json(meta / "run.json", cfg)
+    for name in ("metrics.csv", "train.csv", "val.csv"):
+        if (run.path / name).is_file():
+            shutil.copy2(run.path / name, meta / name)
+    if (run.base_dir / "config.json").is_file():
+        _copy_model(run.base_dir, meta / "base")
+    write_model_card(run.path, dest / "README.md")
+
+
+def export_run_zip(run_dir: Path | str, dest: Path | str) -> Path:
+    """Zip a run (best model, tokenizer, config, metrics, split, model card); returns the zip's path.
+
+    ``dest`` is the zip file, or a folder to put ``<run_id>.zip`` in.
+    """
+    run = Run(Path(run_dir))
+    dest = Path(dest)
+    if dest.is_dir() or dest.suffix.lower() != ".zip":
+        dest = dest / f"{run.run_id}.zip"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    with tempfile.TemporaryDirectory(prefix="symptomgen-export-") as stage:
+        _stage(run, Path(stage))
+        try:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+                for f in sorted(Path(stage).rglob("*")):
+                    if f.is_file():
+                        zf.write(f, f"{run.run_id}/{f.relative_to(stage).as_posix()}")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return dest
+
+
+# ----------------------------------------------------------------------------- import
+
+def _check_name(name: str, label: str, is_link: bool = False, is_dir: bool = False) -> PurePosixPath:
+    """A safe relative path for an archive or repo member, or a ShareError saying what is wrong."""
+    shown = name[:120]
+    if is_link:
+        raise ShareError(f"{label}: '{shown}' is a symbolic link; links are not allowed in a run archive.")
+    if "\x00" in name or "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise ShareError(f"{label}: '{shown}' is an absolute or non-portable path; only relative paths are allowed.")
+    path = PurePosixPath(name)
+    if any(part in ("..", ".", "") for part in name.rstrip("/").split("/")):
+        raise ShareError(f"{label}: '{shown}' would be written outside the run folder (path traversal).")
+    if is_dir:
+        return path
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise ShareError(f"{label}: '{shown}' is a pickle-based file, which can run code when loaded; "
+                         "only safetensors weights are accepted.")
+    if suffix not in ALLOWED_SUFFIXES:
+        raise ShareError(f"{label}: unexpected file '{shown}'; a run archive holds only "
+                         f"{', '.join(sorted(ALLOWED_SUFFIXES))} files.")
+    return path
+
+
+def _extract_zip(zip_path: Path, dest: Path) -> None:
+    label = zip_path.name
+    if not zip_path.is_file():
+        raise ShareError(f"{zip_path} does not exist.")
+    if zip_path.stat().st_size > MAX_IMPORT_BYTES:
+        raise ShareError(f"{label} is larger than the {MAX_IMPORT_BYTES >> 20} MB import limit.")
+    if not zipfile.is_zipfile(zip_path):
+        raise ShareError(f"{label} is not a zip file.")
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        if len(infos) > MAX_MEMBERS:
+            raise ShareError(f"{label} holds {len(infos)} files; a run archive holds at most {MAX_MEMBERS}.")
+        if sum(i.file_size for i in infos) > MAX_IMPORT_BYTES:
+            raise ShareError(f"{label} unpacks to more than the {MAX_IMPORT_BYTES >> 20} MB import limit.")
+        checked = [(i, _check_name(i.filename, label, stat.S_ISLNK(i.external_attr >> 16))) for i in infos]
+        if len({str(p).lower() for _, p in checked}) != len(checked):
+            raise ShareError(f"{label} holds the same file name twice.")
+        written = 0
+        for info, rel in checked:
+            target = dest.joinpath(*rel.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "xb") as out:
+                # Declared sizes can lie (zip bombs): count what is really written.
+                while chunk := src.read(_CHUNK):
+                    written += len(chunk)
+                    if written > MAX_IMPORT_BYTES:
+                        raise ShareError(f"{label} unpacks to more than the {MAX_IMPORT_BYTES >> 20} MB import limit.")
+                    out.write(chunk)
+
+
+def _find_root(folder: Path, label: str) -> Path:
+    if (folder / META / "run.json").is_file():
+        return folder
+    subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(subs) == 1 and (subs[0] / META / "run.json").is_file():
+        return subs[0]
+    raise ShareError(f"{label} is not a SymptomGen run export (no {META}/run.json found).")
+
+
+def _check_tree(root: Path, label: str) -> None:
+    """Re-check an unpacked/downloaded tree: no links, only allowed file types, size cap."""
+    total = 0
+    for p in root.rglob("*"):
+        _check_name(p.relative_to(root).as_posix(), label, p.is_symlink(), p.is_dir())
+        if p.is_file():
+            total += p.stat().st_size
+    if total > MAX_IMPORT_BYTES:
+        raise ShareError(f"{label} is larger than the {MAX_IMPORT_BYTES >> 20} MB import limit.")
+
+
+def _free_run_id(runs_dir: Path, wanted: str) -> str:
+    base = wanted if RUN_ID_RE.match(wanted or "") else "imported-run"
+    candidate, n = base, 1
+    while (runs_dir / candidate).exists():
+        n += 1
+        candidate = f"{base[:110]}-imported" + (f"-{n - 1}" if n > 2 else "")
+    return candidate
+
+
+def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) -> Run:
+    """Validate the share layout under ``root`` and turn it into a run folder in ``runs_dir``."""
+    from .modeling import ModelLoadError, load_pretrained
+
+    _check_tree(root, label)
+    meta = root / META
+    try:
+        cfg = json.loads((meta / "run.json").read_text(encoding="utf-8"))
+        DataConfig.from_dict(cfg["data"])
+        TrainConfig.from_dict(cfg["train"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ShareError(f"{label}: {META}/run.json is not a valid run configuration ({exc}).") from None
+    if not (root / "config.json").is_file() or not list(root.glob("*.safetensors")):
+        raise ShareError(f"{label} holds no model in safetensors format (config.json + *.safetensors).")
+    for name in ("train.csv", "val.csv"):
+        try:
+            frame = pd.read_csv(meta / name, dtype=str, keep_default_na=False, nrows=5)
+        except (OSError, ValueError) as exc:
+            raise ShareError(f"{label}: {META}/{name} is missing or unreadable ({type(exc).__name__}).") from None
+        if not {"prompt", "target"} <= set(frame.columns):
+            raise ShareError(f"{label}: {META}/{name} lacks the prompt/target columns of a run split.")
+    run_dir = work / "run"
+    run_dir.mkdir()
+    for name in ("metrics.csv", "train.csv", "val.csv"):
+        if (meta / name).is_file():
+            shutil.move(str(meta / name), run_dir / name)
+    if (meta / "base" / "config.json").is_file():
+        shutil.move(str(meta / "base"), run_dir / "base")
+    best = run_dir / "best"
+    best.mkdir()
+    for f in root.iterdir():
+        if f.is_file() and f.name != "README.md":
+            shutil.move(str(f), best / f.name)
+    for folder in (best, run_dir / "base"):
+        if folder.is_dir():
+            try:
+                load_pretrained(folder)
+            except ModelLoadError as exc:
+                raise ShareError(f"{label}: the model does not load ({str(exc).splitlines()[0]}).") from None
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    run_id = _free_run_id(runs_dir, str(cfg.get("run_id", "")))
+    status = cfg.get("status", "finished")
+    cfg.update(run_id=run_id, imported_from=origin, status="interrupted" if status == "running" else status)
+    atomic_write_json(run_dir / "config.json", cfg)
+    os.replace(run_dir, runs_dir / run_id)
+    return Run(runs_dir / run_id)
+
+
+def import_run_zip(zip_path: Path | str, runs_dir: Path | str) -> Run:
+    """Unpack an exported run zip (safely) into ``runs_dir`` and return the new run."""
+    zip_path, runs_dir = Path(zip_path), Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    work = runs_dir / f".importing-{uuid.uuid4().hex[:12]}"  # dot name: never listed as a run
+    work.mkdir()
+    try:
+        _extract_zip(zip_path, work / "unpacked")
+        root = _find_root(work / "unpacked", zip_path.name)
+        return _install(root, runs_dir, work, zip_path.name, f"zip:{zip_path.name}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- Hub
+
+def _token(token: str | None) -> str:
+    token = (token or os.environ.get("HF_TOKEN", "")).strip()
+    if not token:
+        raise ShareError("No Hugging Face token: set the HF_TOKEN environment variable to a write token "
+                         "(https://huggingface.co/settings/tokens) to push a run.")
+    return token
+
+
+def _unreachable(action: str, hint: str) -> HubUnreachableError:
+    from urllib.parse import urlparse
+
+    why = ("offline mode is on (HF_HUB_OFFLINE=1)" if offline_requested()
+           else f"{urlparse(hub_endpoint()).hostname} could not be reached")
+    return HubUnreachableError(f"Could not {action}: {why}; {hint}.")
+
+
+def _hub_failure(action: str, exc: Exception, token: str | None) -> ShareError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if token:
+        first = first.replace(token, "***")
+    return ShareError(f"Could not {action}: {first[:300]}")
+
+
+def _check_repo_id(repo_id: str) -> str:
+    repo_id = str(repo_id or "").strip()
+    if not looks_like_hub_id(repo_id) or "/" not in repo_id:
+        raise ShareError(f"'{repo_id[:80]}' is not a Hub repo id; use the form owner/name.")
+    return repo_id
+
+
+def push_run_to_hub(run_dir: Path | str, repo_id: str, token: str | None = None, private: bool = True) -> str:
+    """Upload a run (share layout, model card) to a Hub model repo; returns the repo URL."""
+    run, repo_id = Run(Path(run_dir)), _check_repo_id(repo_id)
+    action = f"push run {run.run_id} to the Hugging Face Hub"
+    with tempfile.TemporaryDirectory(prefix="symptomgen-push-") as stage:
+        _stage(run, Path(stage))  # local problems first: they need no token and no network
+        secret = _token(token)
+        if not hub_reachable():
+            raise _unreachable(action, "the run is still here, and `export` makes a zip you can share instead")
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=secret, library_name="symptomgen", library_version=__version__)
+        try:
+            url = api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
+            api.upload_folder(repo_id=repo_id, folder_path=stage, repo_type="model",
+                              commit_message=f"Upload SymptomGen run {run.run_id}")
+        except Exception as exc:  # HTTP, auth and connection errors: one sentence, token scrubbed
+            raise _hub_failure(action, exc, secret) from None
+    return str(url)
+
+
+def import_run_from_hub(repo_id: str, runs_dir: Path | str, revision: str | None = None) -> Run:
+    """Download a pushed run from the Hub (safetensors and text files only) into ``runs_dir``."""
+    repo_id, runs_dir = _check_repo_id(repo_id), Path(runs_dir)
+    action = f"download run '{repo_id}' from the Hugging Face Hub"
+    if not hub_reachable():
+        raise _unreachable(action, "import an exported zip of the run instead")
+    from huggingface_hub import HfApi, snapshot_download
+
+    secret = os.environ.get("HF_TOKEN", "").strip() or None
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    work = runs_dir / f".importing-{uuid.uuid4().hex[:12]}"
+    work.mkdir()
+    try:
+        try:
+            info = HfApi(token=secret or False).model_info(repo_id, revision=revision, files_metadata=True)
+            size = sum(s.size or 0 for s in info.siblings or [] if PurePosixPath(s.rfilename).suffix in ALLOWED_SUFFIXES)
+            if size > MAX_IMPORT_BYTES:
+                raise ShareError(f"{repo_id} is larger than the {MAX_IMPORT_BYTES >> 20} MB import limit.")
+            folder = Path(snapshot_download(repo_id, revision=info.sha, local_dir=work / "download",
+                                            token=secret or False,
+                                            allow_patterns=[f"*{s}" for s in sorted(ALLOWED_SUFFIXES)]))
+        except ShareError:
+            raise
+        except Exception as exc:
+            raise _hub_failure(action, exc, secret) from None
+        shutil.rmtree(folder / ".cache", ignore_errors=True)  # huggingface_hub's own bookkeeping
+        return _install(_find_root(folder, repo_id), runs_dir, work, repo_id, f"hub:{repo_id}@{info.sha}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,116 @@
+"""Data tab: pick the source, map the columns, preview what training will see.
+
+``data_config`` turns the tab's widget values into a validated ``DataConfig``;
+the Train tab passes the same widgets to its Start handler, so preview and
+training read the data the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from .config import DEFAULT_DATASET, SAMPLE_SOURCE, SCRATCH_MODEL, VAL_FRACTION_RANGE, DataConfig, TrainConfig
+from .data import FILE_SUFFIXES, load_records, prepare
+from .hub import looks_like_hub_id
+from .offline import with_offline_fallback
+from .ui_common import NamedNumber, slider, user_errors
+
+SOURCES = [("Bundled sample (offline)", "sample"), ("Hugging Face dataset", "hub"), ("Uploaded file", "upload")]
+NO_COLUMN = "(none)"
+PREVIEW_ROWS = 12
+
+
+def data_config(source: str, hub_dataset: str, hub_split: str, upload, prompt_column: str, target_column: str,
+                extra_target_column: str | None, val_fraction: float, split_seed) -> DataConfig:
+    """Widget values → ``DataConfig`` (raises ``ValueError`` with one sentence)."""
+    if source == "sample":
+        src = SAMPLE_SOURCE
+    elif source == "hub":
+        src = (hub_dataset or "").strip()
+        # Only Hub ids here: a path typed into this box must not read files on the server.
+        if not looks_like_hub_id(src) or Path(src).suffix.lower() in FILE_SUFFIXES or Path(src).exists():
+            raise ValueError(f"'{src[:80]}' is not a Hugging Face dataset id (expected owner/name).")
+    elif source == "upload":
+        if not upload:
+            raise ValueError("Please upload a CSV, JSON, JSONL or Parquet file first (or pick another source).")
+        src = str(upload if isinstance(upload, str) else getattr(upload, "path", upload))
+    else:
+        raise ValueError(f"Data source must be one of sample, hub or upload, got {source!r}.")
+    extra = (extra_target_column or "").strip()
+    return DataConfig(source=src, prompt_column=(prompt_column or "").strip(),
+                      target_column=(target_column or "").strip(),
+                      extra_target_column=None if extra in ("", NO_COLUMN) else extra,
+                      split=(hub_split or "train").strip() or "train", val_fraction=val_fraction,
+                      seed=0 if split_seed is None else split_seed)
+
+
+@dataclass
+class DataTab:
+    source: gr.Radio
+    hub_dataset: gr.Textbox
+    hub_split: gr.Textbox
+    upload: gr.File
+    prompt_column: gr.Dropdown
+    target_column: gr.Dropdown
+    extra_target_column: gr.Dropdown
+    val_fraction: gr.Slider
+    split_seed: gr.Number
+
+    @property
+    def inputs(self) -> list:
+        return [self.source, self.hub_dataset, self.hub_split, self.upload, self.prompt_column,
+                self.target_column, self.extra_target_column, self.val_fraction, self.split_seed]
+
+
+@user_errors
+def preview_data(source: str, hub_dataset: str, hub_split: str, upload, prompt_column: str, target_column: str,
+                 extra_target_column: str | None, val_fraction: float, split_seed):
+    """Read and split the data as training would; show counts and the first rows."""
+    cfg = data_config(source, hub_dataset, hub_split, upload, prompt_column, target_column, extra_target_column,
+                      val_fraction, split_seed)
+    cfg, _, notices = with_offline_fallback(cfg, TrainConfig(model=SCRATCH_MODEL))
+    raw = load_records(cfg.source, cfg.split)
+    prepared = prepare(cfg, frame=raw)
+    rows = pd.concat([prepared.train.assign(split="train"), prepared.val.assign(split="validation")])
+    lines = [f"⚠️ {n}" for n in notices] + [f"**{prepared.summary()}**"]
+    lines.append(f"Columns found: {', '.join(map(str, raw.columns))}.")
+    columns = [str(c) for c in raw.columns]
+    return ("\n\n".join(lines), rows.head(PREVIEW_ROWS).reset_index(drop=True),
+            gr.update(choices=columns, value=cfg.prompt_column),
+            gr.update(choices=columns, value=cfg.target_column),
+            gr.update(choices=[NO_COLUMN] + columns, value=cfg.extra_target_column or NO_COLUMN))
+
+
+def build_data_tab(offline: bool) -> DataTab:
+    gr.Markdown("Choose the examples to train on. Each row becomes `Name | Symptoms`; the split is seeded "
+                "and by name, so a disease never sits in both train and validation.")
+    with gr.Row():
+        source = gr.Radio(SOURCES, value="sample" if offline else "hub", label="Source", elem_id="data-source")
+        hub_dataset = gr.Textbox(DEFAULT_DATASET, label="Hub dataset id", scale=2)
+        hub_split = gr.Textbox("train", label="Hub split", scale=1)
+    upload = gr.File(label="Upload CSV / TSV / JSON / JSONL / Parquet", file_types=sorted(FILE_SUFFIXES),
+                     type="filepath", height=120)
+    with gr.Row():
+        prompt_column = gr.Dropdown(["Name"], value="Name", label="Prompt column (disease name)",
+                                    allow_custom_value=True)
+        target_column = gr.Dropdown(["Symptoms"], value="Symptoms", label="Target column (text to learn)",
+                                    allow_custom_value=True)
+        extra_target_column = gr.Dropdown([NO_COLUMN, "Treatments"], value=NO_COLUMN,
+                                          label="Also learn (optional column)", allow_custom_value=True)
+    with gr.Row():
+        val_fraction = slider(VAL_FRACTION_RANGE, "Validation fraction", step=0.01)
+        split_seed = NamedNumber(42, label="Split seed", precision=0, minimum=0, maximum=2**32 - 1)
+    preview_btn = gr.Button("Preview data", elem_id="preview-button")
+    summary = gr.Markdown(elem_id="data-summary")
+    table = gr.Dataframe(label="First rows (as the model will see them)", interactive=False, wrap=True)
+    tab = DataTab(source, hub_dataset, hub_split, upload, prompt_column, target_column, extra_target_column,
+                  val_fraction, split_seed)
+    upload.upload(lambda f: "upload", inputs=upload, outputs=source, api_visibility="private")
+    preview_btn.click(preview_data, inputs=tab.inputs,
+                      outputs=[summary, table, prompt_column, target_column, extra_target_column],
+                      api_name="preview_data")
+    return tab

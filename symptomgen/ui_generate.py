@@ -1,0 +1,195 @@
+"""Generate tab: pick a finished run (or the base model), a disease name and sampling settings.
+
+Output streams token by token, the selected run side by side with its base
+model, and when the name is in the run's data the reference symptoms are shown
+with the generated phrases that match them.  Generation reads finished runs
+only, so it works while a training job runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from . import NOT_MEDICAL_ADVICE
+from . import config as C
+from .data import load_records
+from .evaluation import overlap
+from .generation import ModelCache, clean_name, stream
+from .hub import looks_like_hub_id
+from .runs import Run, RunNotFoundError, list_runs, resolve_run
+from .ui_common import NamedNumber, slider, user_errors
+
+EXAMPLES = ["Kidney Failure", "Asthma", "Influenza", "Migraine", "Common Cold", "Pneumonia"]
+GEN_PRESET_CHOICES = [("Seed notebook", "seed-notebook"), ("Greedy (deterministic)", "greedy"),
+                      ("Creative", "creative")]
+GEN_FIELDS = ("top_k", "top_p", "temperature", "repetition_penalty", "max_new_tokens", "num_return_sequences", "seed")
+RUNS_COLUMNS = ["run", "status", "model", "epochs", "best epoch", "best val loss", "model saved"]
+BASE_LABEL = f"Base model: {C.DEFAULT_MODEL} (not fine-tuned)"
+
+
+def usable_runs(runs_dir: Path) -> list[Run]:
+    """Runs that finished at least one epoch and are not training now."""
+    return [r for r in list_runs(runs_dir) if r.has_best() and r.status() != "running"]
+
+
+def runs_choices(runs_dir: Path) -> list[tuple[str, str]]:
+    out = []
+    for r in usable_runs(runs_dir):
+        cfg = r.read_config()
+        best = cfg.get("best_val_loss")
+        loss = f", val loss {best:.3f}" if isinstance(best, (int, float)) else ""
+        out.append((f"{r.run_id} ({r.status()}, {cfg.get('train', {}).get('model', '?')}{loss})", r.run_id))
+    return out + [(BASE_LABEL, C.DEFAULT_MODEL)]
+
+
+def runs_table(runs_dir: Path) -> pd.DataFrame:
+    rows = []
+    for r in list_runs(runs_dir):
+        cfg = r.read_config()
+        best = cfg.get("best_val_loss")
+        rows.append([r.run_id, r.status(), cfg.get("train", {}).get("model", ""), cfg.get("epochs_done", 0),
+                     cfg.get("best_epoch"), round(best, 4) if isinstance(best, (int, float)) else None,
+                     "yes" if r.has_best() else "no"])
+    return pd.DataFrame(rows, columns=RUNS_COLUMNS)
+
+
+def resolve_model(choice: str, runs_dir: Path) -> tuple[str, str | None, Run | None]:
+    """(model to load, its base model or None, the run or None) for a dropdown value."""
+    choice = (choice or "").strip()
+    if not choice:
+        raise ValueError("Pick a finished run or the base model first.")
+    try:
+        run = resolve_run(runs_dir, choice)
+    except RunNotFoundError:
+        run = None
+    if run is not None:
+        if run.status() == "running":
+            raise ValueError(f"Run {run.run_id} is still training; pick a finished run.")
+        if not run.has_best():
+            raise ValueError(f"Run {run.run_id} has no saved model (no epoch finished).")
+        base = run.base_dir if (run.base_dir / "config.json").is_file() else run.read_config()["train"]["model"]
+        return str(run.best_dir), str(base), run
+    # Hub ids only: a path typed into the box must not load folders from the server's disk.
+    if looks_like_hub_id(choice) and not Path(choice).exists():
+        return choice, None, None
+    raise ValueError(f"'{choice[:80]}' is neither a finished run nor a Hugging Face model id.")
+
+
+def reference_for(run: Run | None, name: str) -> tuple[str, str] | None:
+    """(reference text, where it comes from) for the name, from the run's data or the bundled sample."""
+    key = name.strip().lower()
+    if run is not None:
+        train, val = run.split_frames()
+        for frame, where in ((train, "the run's training split"), (val, "the run's validation split (unseen)")):
+            hit = frame[frame["prompt"].str.strip().str.lower() == key]
+            if len(hit):
+                return str(hit["target"].iloc[0]), where
+        return None
+    sample = load_records(C.SAMPLE_SOURCE)
+    hit = sample[sample["Name"].str.strip().str.lower() == key]
+    return (str(hit["Symptoms"].iloc[0]), "the bundled sample") if len(hit) else None
+
+
+def _as_text(texts: list[str]) -> str:
+    return texts[0] if len(texts) == 1 else "\n\n".join(f"{i}. {t}" for i, t in enumerate(texts, 1))
+
+
+def _reference_md(name: str, ref, outputs: dict[str, list[str]]) -> str:
+    if ref is None:
+        return f"*{name} is not in this model's data, so there is no reference to compare with.*"
+    text, where = ref
+    lines = [f"**Reference symptoms for {name}** (from {where}): {text}"]
+    total = len(overlap(text, text).matched)
+    for side, texts in outputs.items():
+        for i, t in enumerate(texts, 1):
+            m = overlap(t, text).matched
+            lines.append(f"- {side}, sample {i}: {len(m)} of {total} reference phrases matched"
+                         + (f": {', '.join(m)}" if m else ""))
+    return "\n".join(lines)
+
+
+@dataclass
+class GenerateTab:
+    model: gr.Dropdown
+    runs: gr.Dataframe
+
+
+def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: ModelCache) -> GenerateTab:
+    gr.Markdown(f"⚠️ **{NOT_MEDICAL_ADVICE}**", elem_id="not-medical-advice")
+    with gr.Row():
+        model = gr.Dropdown([(BASE_LABEL, C.DEFAULT_MODEL)], value=C.DEFAULT_MODEL, label="Model",
+                            allow_custom_value=True, elem_id="gen-model", scale=3)
+        refresh = gr.Button("Refresh runs", scale=1)
+        compare = gr.Checkbox(True, label="Side by side with the run's base model", scale=1)
+    name = gr.Textbox("Kidney Failure", label="Disease name", max_length=C.MAX_PROMPT_CHARS, elem_id="gen-name")
+    gr.Examples([[e] for e in EXAMPLES], inputs=[name], label="Examples")
+    g = C.GenerationSettings()
+    preset = gr.Dropdown(GEN_PRESET_CHOICES, value="seed-notebook", label="Sampling preset")
+    with gr.Row():
+        top_k = slider(C.TOP_K_RANGE, "top_k", step=1, info="0 = no limit")
+        top_p = slider(C.TOP_P_RANGE, "top_p", step=0.01)
+        temperature = slider(C.TEMPERATURE_RANGE, "temperature", step=0.05, info="0 = greedy")
+        repetition_penalty = slider(C.REPETITION_PENALTY_RANGE, "repetition_penalty", step=0.05)
+    with gr.Row():
+        max_new_tokens = slider(C.MAX_NEW_TOKENS_RANGE, "max_new_tokens", step=1)
+        num_sequences = slider(C.NUM_SEQUENCES_RANGE, "number of sequences", step=1)
+        seed = NamedNumber(g.seed, label="seed (blank = random)", precision=0, minimum=0, maximum=2**32 - 1)
+    go = gr.Button("Generate", variant="primary", elem_id="generate-button")
+    with gr.Row():
+        output = gr.Textbox(label="Selected model", lines=6, interactive=False, elem_id="gen-output")
+        base_output = gr.Textbox(label="Base model (same prompt and settings)", lines=6, interactive=False,
+                                 elem_id="gen-base-output")
+    reference = gr.Markdown(elem_id="gen-reference")
+    with gr.Accordion("Runs", open=False):
+        runs = gr.Dataframe(pd.DataFrame(columns=RUNS_COLUMNS), interactive=False, label="Runs on this server")
+
+    sliders = [top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed]
+    preset.change(lambda p: [getattr(C.GENERATION_PRESETS[p], f) for f in GEN_FIELDS], inputs=preset,
+                  outputs=sliders, api_visibility="private")
+
+    def list_runs_(current: str | None = None):
+        """The runs table, and the model choices (finished runs first, then the base model)."""
+        choices = runs_choices(runs_dir)
+        values = [v for _, v in choices]
+        return runs_table(runs_dir), gr.update(choices=choices, value=current if current in values else values[0])
+
+    @user_errors
+    def generate(model, name, top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed,
+                 compare):
+        """Stream generated symptoms for a disease name: selected model, its base, reference matches."""
+        settings = C.GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature,
+                                        repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
+                                        num_return_sequences=num_sequences, seed=seed)
+        name = clean_name(name)
+        spec, base_spec, run = resolve_model(model, runs_dir)
+        m, tok = cache.get(spec)
+        texts: list[str] = []
+        for texts in stream(m, tok, name, settings):
+            yield _as_text(texts), "", "Generating…"
+        outputs = {"Selected model": texts}
+        base_text = "" if base_spec else "(The selected model is a base model.)"
+        if compare and base_spec:
+            try:
+                bm, btok = cache.get(base_spec)
+            except Exception as exc:  # e.g. distilgpt2 offline: say so, keep the fine-tuned output
+                base_text = f"(Base model unavailable: {str(exc).splitlines()[0]})"
+            else:
+                for btexts in stream(bm, btok, name, settings):
+                    yield _as_text(texts), _as_text(btexts), "Generating the base model's text…"
+                outputs["Base model"] = btexts
+                base_text = _as_text(btexts)
+        yield _as_text(texts), base_text, _reference_md(name, reference_for(run, name), outputs)
+
+    refresh.click(list_runs_, inputs=model, outputs=[runs, model], api_name="list_runs")
+    demo.load(list_runs_, inputs=model, outputs=[runs, model], api_visibility="private")
+    # Generation is CPU-bound: two at a time (2 cores); the queue holds the rest, so every client is answered.
+    inputs = [model, name, *sliders, compare]
+    go.click(generate, inputs=inputs, outputs=[output, base_output, reference], api_name="generate",
+             concurrency_limit=2, concurrency_id="generate")
+    name.submit(generate, inputs=inputs, outputs=[output, base_output, reference], api_visibility="private",
+                concurrency_limit=2, concurrency_id="generate")
+    return GenerateTab(model, runs)

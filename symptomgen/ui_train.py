@@ -1,0 +1,243 @@
+"""Train tab: model and hyperparameters, Start/Stop, and the job's live view.
+
+The job lives in the server's ``JobManager``; this tab only starts, stops and
+follows it.  ``follow`` turns job snapshots into widget values (progress,
+per-epoch table, loss plot, summary, metrics CSV) and streams them; the page's
+load event re-attaches to a running job the same way.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from . import config as C
+from .jobs import JobManager, JobSnapshot
+from .runs import Run
+from .ui_common import NamedNumber, slider, user_errors
+from .ui_data import DataTab, data_config
+
+PRESETS: dict[str, C.TrainConfig] = {"defaults": C.TrainConfig(), **C.TRAIN_PRESETS}
+PRESET_CHOICES = [("Defaults (distilgpt2, loss on the symptoms)", "defaults"),
+                  ("Seed notebook (its exact settings)", "seed-notebook"),
+                  ("Quick CPU demo (small scratch model)", "quick-cpu")]
+MODEL_CHOICES = [C.DEFAULT_MODEL, "gpt2", "gpt2-medium", C.SCRATCH_MODEL]
+# TrainConfig fields shown as widgets, in the order the Start handler receives them.
+FIELDS = ("model", "epochs", "batch_size", "learning_rate", "max_length", "loss_on", "scheduler", "warmup_ratio",
+          "weight_decay", "grad_accum", "patience", "group_by_length", "seed", "scratch_layers", "scratch_width",
+          "scratch_vocab")
+TABLE_COLUMNS = ["epoch", "train loss", "val loss", "perplexity", "seconds", "tokens/s", "learning rate", "best"]
+STREAM_INTERVAL_S = 0.4  # at most this often for step progress; epoch rows are sent at once
+
+
+def train_config(model, epochs, batch_size, learning_rate, max_length, loss_on, scheduler, warmup_ratio,
+                 weight_decay, grad_accum, patience, group_by_length, seed, scratch_layers, scratch_width,
+                 scratch_vocab) -> C.TrainConfig:
+    """Widget values → ``TrainConfig`` (its ``__post_init__`` raises ``ValueError`` on bad values)."""
+    values = dict(locals())
+    values["model"] = (model or "").strip()
+    return C.TrainConfig(**values)
+
+
+def preset_values(name: str) -> list:
+    cfg = PRESETS.get(name)
+    if cfg is None:
+        raise gr.Error(f"Unknown preset {name!r}.", print_exception=False)
+    return [getattr(cfg, f) for f in FIELDS]
+
+
+@dataclass
+class TrainTab:
+    preset: gr.Dropdown
+    widgets: list
+    start: gr.Button
+    stop: gr.Button
+    notice: gr.Markdown
+    progress: gr.HTML
+    table: gr.Dataframe
+    plot: gr.LinePlot
+    summary: gr.Markdown
+    metrics_file: gr.File
+
+    @property
+    def outputs(self) -> list:
+        return [self.progress, self.table, self.plot, self.summary, self.metrics_file]
+
+
+def build_train_tab(offline: bool) -> TrainTab:
+    start_preset = "quick-cpu" if offline else "defaults"
+    d = PRESETS[start_preset]
+    preset = gr.Dropdown(PRESET_CHOICES, value=start_preset, label="Preset", elem_id="train-preset")
+    with gr.Row():
+        model = gr.Dropdown(MODEL_CHOICES, value=d.model, label="Model (Hub id, or scratch: a small random-init "
+                            "GPT-2 that works offline)", allow_custom_value=True, elem_id="train-model")
+        epochs = slider(C.EPOCHS_RANGE, "Epochs", step=1, value=d.epochs, elem_id="train-epochs")
+        batch_size = slider(C.BATCH_SIZE_RANGE, "Batch size", step=1, value=d.batch_size)
+    with gr.Row():
+        lo, hi, _ = C.LEARNING_RATE_RANGE
+        learning_rate = NamedNumber(d.learning_rate, label="Learning rate", minimum=lo, maximum=hi, step=1e-4)
+        max_length = slider(C.MAX_LENGTH_RANGE, "Max length (tokens)", step=8, value=d.max_length)
+        loss_on = gr.Radio(list(C.LOSS_MODES), value=d.loss_on, label="Loss on",
+                           info="target: symptoms + end only; full: whole text (seed notebook)")
+    with gr.Accordion("More settings", open=False):
+        with gr.Row():
+            scheduler = gr.Dropdown(["constant", "linear", "cosine"], value=d.scheduler, label="LR schedule")
+            warmup_ratio = slider((0.0, 0.5, 0.0), "Warmup ratio", step=0.01, value=d.warmup_ratio)
+            weight_decay = slider((0.0, 1.0, 0.0), "Weight decay", step=0.01, value=d.weight_decay)
+        with gr.Row():
+            grad_accum = slider(C.GRAD_ACCUM_RANGE, "Gradient accumulation", step=1, value=d.grad_accum)
+            patience = slider(C.PATIENCE_RANGE, "Early-stop patience (0 = off)", step=1, value=d.patience)
+            group_by_length = gr.Checkbox(d.group_by_length, label="Group rows of similar length")
+            seed = NamedNumber(d.seed, label="Seed", precision=0, minimum=0, maximum=2**32 - 1)
+        with gr.Row():
+            scratch_layers = slider((1, 24, 4), "Scratch layers", step=1, value=d.scratch_layers)
+            scratch_width = slider((16, 2048, 256), "Scratch width", step=16, value=d.scratch_width)
+            scratch_vocab = slider((300, 60000, 4000), "Scratch vocabulary", step=100, value=d.scratch_vocab)
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="start-button")
+        stop = gr.Button("Stop", variant="stop", elem_id="stop-button")
+    notice = gr.Markdown(elem_id="train-notice")
+    progress = gr.HTML("<p>No training yet.</p>", elem_id="train-progress")
+    with gr.Row():
+        table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Epochs", interactive=False,
+                             elem_id="epoch-table", scale=3)
+        plot = gr.LinePlot(_plot_frame(()), x="epoch", y="loss", color="series", label="Loss per token",
+                           x_title="epoch", y_title="loss", elem_id="loss-plot", scale=2)
+    summary = gr.Markdown(elem_id="train-summary")
+    metrics_file = gr.File(label="Metrics CSV", interactive=False, elem_id="metrics-file")
+    widgets = [model, epochs, batch_size, learning_rate, max_length, loss_on, scheduler, warmup_ratio, weight_decay,
+               grad_accum, patience, group_by_length, seed, scratch_layers, scratch_width, scratch_vocab]
+    preset.change(preset_values, inputs=preset, outputs=widgets, api_visibility="private")
+    return TrainTab(preset, widgets, start, stop, notice, progress, table, plot, summary, metrics_file)
+
+
+# -- rendering snapshots -----------------------------------------------------------------------
+def _plot_frame(epochs) -> pd.DataFrame:
+    rows = [{"epoch": e.epoch, "loss": e.train_loss, "series": "train"} for e in epochs]
+    rows += [{"epoch": e.epoch, "loss": e.val_loss, "series": "validation"} for e in epochs]
+    return pd.DataFrame(rows, columns=["epoch", "loss", "series"])
+
+
+def _table(epochs) -> pd.DataFrame:
+    best = min(epochs, key=lambda e: e.val_loss).epoch if epochs else None
+    return pd.DataFrame([[e.epoch, round(e.train_loss, 4), round(e.val_loss, 4), round(e.perplexity, 1),
+                          round(e.epoch_seconds, 1), round(e.tokens_per_sec), f"{e.learning_rate:.2e}",
+                          "★ best" if e.epoch == best else ""] for e in epochs], columns=TABLE_COLUMNS)
+
+
+def _progress_html(s: JobSnapshot) -> str:
+    notes = "".join(f"<p>⚠️ {html.escape(n)}</p>" for n in s.notices)
+    head = f"{notes}<p>{html.escape(s.data_summary)} Model: <code>{html.escape(s.train.model)}</code>.</p>"
+    if s.done:
+        return head
+    p = s.progress
+    if p is None:
+        return head + "<p>Preparing the model and tokenizer…</p>"
+    epoch_idx = min(int(math.floor(p.epoch + 1e-9)), s.train.epochs - 1)
+    within = max(0.0, min(1.0, p.epoch - epoch_idx))
+    return (head + f"<p>Epoch {epoch_idx + 1} of {s.train.epochs}: {within:.0%} of this epoch · step {p.step} "
+            f"of {p.total_steps} overall · {s.elapsed:.0f} s elapsed</p>"
+            f"<progress value='{within:.3f}' max='1' style='width:100%'></progress>")
+
+
+def _summary_md(s: JobSnapshot) -> str:
+    if s.error:
+        return f"**{s.error}**"
+    r = s.summary
+    if r is None:
+        return ""
+    best = (f"best epoch **{r.best_epoch}** (validation loss {r.best_val_loss:.4f}, perplexity "
+            f"{math.exp(min(r.best_val_loss, 50)):.1f})" if r.best_epoch else "no epoch finished, so no model saved")
+    extra = f" {r.message}" if r.message else ""
+    listed = " It is listed on the Generate tab." if r.best_epoch else ""
+    return (f"**Run `{r.run_dir.name}` {r.status}**: {best}; {r.epochs_done} epoch(s) in {r.seconds:.0f} s."
+            f"{extra} Saved in `{r.run_dir}`.{listed}")
+
+
+def _metrics_copy(s: JobSnapshot) -> str | None:
+    """A copy of the run's metrics.csv named after the run, in the temp dir (served by gradio)."""
+    if s.summary is None or not Run(s.summary.run_dir).metrics_path.is_file():
+        return None
+    dest = Path(tempfile.gettempdir()) / "symptomgen-downloads" / f"{s.summary.run_dir.name}-metrics.csv"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Run(s.summary.run_dir).metrics_path, dest)
+    return str(dest)
+
+
+def render(s: JobSnapshot | None) -> tuple:
+    if s is None:
+        return ("<p>No training has run since the server started.</p>", _table(()), _plot_frame(()), "", None)
+    return (_progress_html(s), _table(s.epochs), _plot_frame(s.epochs), _summary_md(s),
+            _metrics_copy(s) if s.done else None)
+
+
+def follow(manager: JobManager, job_id: int, runs_update):
+    """Yield rendered views of a job until it ends; ``runs_update(snapshot)`` fills the last output."""
+    after, shown_epochs, last = -1, -1, 0.0
+    while True:
+        s = manager.wait(job_id, after, timeout=1.0)
+        if s is None:
+            return
+        if s.version == after:
+            continue  # no news yet
+        wait_more = STREAM_INTERVAL_S - (time.monotonic() - last)
+        if not s.done and len(s.epochs) == shown_epochs and wait_more > 0:
+            time.sleep(wait_more)  # throttle step-by-step progress; wait() returns the newest state next
+            continue
+        after, shown_epochs, last = s.version, len(s.epochs), time.monotonic()
+        yield (*render(s), runs_update(s))
+        if s.done:
+            return
+
+
+def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManager, runs_dropdown: gr.Dropdown,
+               runs_choices) -> None:
+    """Connect Start/Stop and the page-load re-attach; ``runs_choices()`` lists models for generation."""
+
+    def runs_update(s: JobSnapshot, select: bool = True):
+        if not s.done:
+            return gr.skip()
+        new = s.summary.run_dir.name if s.summary and s.summary.best_epoch else None
+        choices = runs_choices()
+        return gr.update(choices=choices, value=new) if select and new else gr.update(choices=choices)
+
+    @user_errors
+    def train(source, hub_dataset, hub_split, upload, prompt_column, target_column, extra_target_column,
+              val_fraction, split_seed, model, epochs, batch_size, learning_rate, max_length, loss_on, scheduler,
+              warmup_ratio, weight_decay, grad_accum, patience, group_by_length, seed, scratch_layers, scratch_width,
+              scratch_vocab):
+        """Start a training run and stream its progress (per-epoch rows, loss plot, summary)."""
+        dcfg = data_config(source, hub_dataset, hub_split, upload, prompt_column, target_column,
+                           extra_target_column, val_fraction, split_seed)
+        tcfg = train_config(model, epochs, batch_size, learning_rate, max_length, loss_on, scheduler, warmup_ratio,
+                            weight_decay, grad_accum, patience, group_by_length, seed, scratch_layers,
+                            scratch_width, scratch_vocab)
+        snap = manager.start(dcfg, tcfg)
+        yield from follow(manager, snap.job_id, runs_update)
+
+    def attach():
+        """Show the latest job (running or finished) and keep streaming it while it runs."""
+        s = manager.snapshot()
+        if s is None:
+            yield (*render(None), gr.skip())
+            return
+        yield from follow(manager, s.job_id, lambda snap: runs_update(snap, select=not s.done))
+
+    def stop():
+        """Ask the running job to stop after the current optimizer step."""
+        return manager.stop()
+
+    outputs = tab.outputs + [runs_dropdown]
+    # Streams mostly wait on the job, so they take no CPU: no concurrency limit (many tabs may follow).
+    tab.start.click(train, inputs=data.inputs + tab.widgets, outputs=outputs, api_name="train",
+                    concurrency_limit=None)
+    tab.stop.click(stop, outputs=tab.notice, api_name="stop", concurrency_limit=None)
+    demo.load(attach, outputs=outputs, api_name="attach", concurrency_limit=None)
