@@ -156,7 +156,8 @@ def explain_text(model, tokenizer, name: str, text: str, top_n: int = TOP_N,
     ids = torch.tensor([prompt + target], device=device)
     logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0]
     aligned = logits[len(prompt) - 1: len(prompt) - 1 + len(target)]
-    return Explanation(name=name, text=_decode(tokenizer, target), tokens=_scores(tokenizer, target, aligned, None, top_n))
+    tokens = _scores(tokenizer, target, aligned, None, top_n)
+    return Explanation(name=name, text=_decode(tokenizer, target), tokens=tokens)
 
 
 @torch.inference_mode()

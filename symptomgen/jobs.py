@@ -18,12 +18,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .config import DataConfig, TrainConfig
 from .data import prepare
 from .offline import with_offline_fallback
-from .trainer import EpochResult, Event, Progress, RunSummary, run_training
+
+if TYPE_CHECKING:  # the trainer pulls in torch and transformers: imported when a job starts
+    from .trainer import EpochResult, Event, Progress, RunSummary
 
 log = logging.getLogger(__name__)
 _KEEP_JOBS = 8  # finished jobs remembered (for late followers); runs themselves live on disk
@@ -75,6 +77,8 @@ class _Job:
     thread: threading.Thread | None = None
 
     def snapshot(self) -> JobSnapshot:
+        from .trainer import EpochResult, Progress, RunSummary
+
         epochs = tuple(e for e in self.events if isinstance(e, EpochResult))
         progress = next((e for e in reversed(self.events) if isinstance(e, Progress)), None)
         summary = next((e for e in reversed(self.events) if isinstance(e, RunSummary)), None)
@@ -91,7 +95,8 @@ def _one_line(exc: BaseException) -> str:
 class JobManager:
     """One training slot per server, with the history of its recent jobs."""
 
-    def __init__(self, runs_dir: Path | str, train_fn: Callable[..., RunSummary] = run_training):
+    def __init__(self, runs_dir: Path | str, train_fn: Callable[..., RunSummary] | None = None):
+        """``train_fn`` defaults to ``trainer.run_training`` (tests may pass a fake with its signature)."""
         self.runs_dir = Path(runs_dir)
         self._train_fn = train_fn
         self._cond = threading.Condition()
@@ -145,6 +150,10 @@ class JobManager:
             self._cond.notify_all()
 
     def _work(self, job: _Job, prepared) -> None:
+        if self._train_fn is None:
+            from .trainer import run_training
+
+            self._train_fn = run_training
         try:
             try:
                 self._train_fn(job.data, job.train, self.runs_dir, lambda e: self._record(job, e), job.stop,

@@ -25,6 +25,7 @@ import stat
 import tempfile
 import uuid
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -147,22 +148,27 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
         if len({str(p).lower() for _, p in checked}) != len(checked):
             raise ShareError(f"{label} holds the same file name twice.")
         written = 0
-        for info, rel in checked:
-            target = dest.joinpath(*rel.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "xb") as out:
-                # Declared sizes can lie (zip bombs): count what is really written.
-                while chunk := src.read(_CHUNK):
-                    written += len(chunk)
-                    if written > MAX_IMPORT_BYTES:
-                        raise ShareError(f"{label} unpacks to more than the {MAX_IMPORT_BYTES >> 20} MB import limit.")
-                    out.write(chunk)
+        try:
+            for info, rel in checked:
+                target = dest.joinpath(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "xb") as out:
+                    # Declared sizes can lie (zip bombs): count what is really written.
+                    while chunk := src.read(_CHUNK):
+                        written += len(chunk)
+                        if written > MAX_IMPORT_BYTES:
+                            raise ShareError(f"{label} unpacks to more than the {MAX_IMPORT_BYTES >> 20} MB "
+                                             "import limit.")
+                        out.write(chunk)
+        except (RuntimeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # encrypted, truncated, corrupt
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ShareError(f"{label} could not be unpacked: {first}") from None
 
 
 def _find_root(folder: Path, label: str) -> Path:
     if (folder / META / "run.json").is_file():
         return folder
-    subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX"]
     if len(subs) == 1 and (subs[0] / META / "run.json").is_file():
         return subs[0]
     raise ShareError(f"{label} is not a SymptomGen run export (no {META}/run.json found).")
@@ -198,7 +204,7 @@ def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) ->
         cfg = json.loads((meta / "run.json").read_text(encoding="utf-8"))
         DataConfig.from_dict(cfg["data"])
         TrainConfig.from_dict(cfg["train"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ShareError(f"{label}: {META}/run.json is not a valid run configuration ({exc}).") from None
     if not (root / "config.json").is_file() or not list(root.glob("*.safetensors")):
         raise ShareError(f"{label} holds no model in safetensors format (config.json + *.safetensors).")
@@ -209,6 +215,13 @@ def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) ->
             raise ShareError(f"{label}: {META}/{name} is missing or unreadable ({type(exc).__name__}).") from None
         if not {"prompt", "target"} <= set(frame.columns):
             raise ShareError(f"{label}: {META}/{name} lacks the prompt/target columns of a run split.")
+    if (meta / "metrics.csv").is_file():
+        try:
+            columns = set(pd.read_csv(meta / "metrics.csv").columns)
+        except (OSError, ValueError):
+            columns = set()
+        if not {"epoch", "validation_loss"} <= columns:
+            raise ShareError(f"{label}: {META}/metrics.csv is not a run's per-epoch metrics table.")
     run_dir = work / "run"
     run_dir.mkdir()
     for name in ("metrics.csv", "train.csv", "val.csv"):
@@ -318,7 +331,8 @@ def import_run_from_hub(repo_id: str, runs_dir: Path | str, revision: str | None
     try:
         try:
             info = HfApi(token=secret or False).model_info(repo_id, revision=revision, files_metadata=True)
-            size = sum(s.size or 0 for s in info.siblings or [] if PurePosixPath(s.rfilename).suffix in ALLOWED_SUFFIXES)
+            size = sum(s.size or 0 for s in info.siblings or []
+                       if PurePosixPath(s.rfilename).suffix in ALLOWED_SUFFIXES)
             if size > MAX_IMPORT_BYTES:
                 raise ShareError(f"{repo_id} is larger than the {MAX_IMPORT_BYTES >> 20} MB import limit.")
             folder = Path(snapshot_download(repo_id, revision=info.sha, local_dir=work / "download",

@@ -194,7 +194,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         dataloader_pin_memory=cuda,
         log_level="error",
         logging_nan_inf_filter=False,  # a NaN loss must surface, not be averaged away
-        use_cpu=False,
+        use_cpu=cpu_ddp,
         ddp_backend="gloo" if cpu_ddp else None,
         ddp_find_unused_parameters=False,  # every GPT-2 weight is used; True costs an extra graph walk per step
     )

@@ -17,8 +17,6 @@ import pandas as pd
 from . import NOT_MEDICAL_ADVICE
 from . import config as C
 from .data import load_records
-from .evaluation import overlap
-from .generation import ModelCache, clean_name, stream
 from .hub import looks_like_hub_id
 from .runs import Run, RunNotFoundError, list_runs, resolve_run
 from .ui_common import NamedNumber, slider, user_errors
@@ -59,7 +57,7 @@ def runs_table(runs_dir: Path) -> pd.DataFrame:
 
 def resolve_model(choice: str, runs_dir: Path) -> tuple[str, str | None, Run | None]:
     """(model to load, its base model or None, the run or None) for a dropdown value."""
-    choice = (choice or "").strip()
+    choice = choice.strip() if isinstance(choice, str) else ""
     if not choice:
         raise ValueError("Pick a finished run or the base model first.")
     try:
@@ -99,6 +97,8 @@ def _as_text(texts: list[str]) -> str:
 
 
 def _reference_md(name: str, ref, outputs: dict[str, list[str]]) -> str:
+    from .evaluation import overlap
+
     if ref is None:
         return f"*{name} is not in this model's data, so there is no reference to compare with.*"
     text, where = ref
@@ -118,7 +118,21 @@ class GenerateTab:
     runs: gr.Dataframe
 
 
-def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: ModelCache) -> GenerateTab:
+class LazyModelCache:
+    """A ``generation.ModelCache`` made on first use, so building the page does not import torch."""
+
+    def __init__(self, capacity: int = 4):
+        self.capacity, self._cache = capacity, None
+
+    def get(self, spec):
+        if self._cache is None:
+            from .generation import ModelCache
+
+            self._cache = ModelCache(self.capacity)
+        return self._cache.get(spec)
+
+
+def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache) -> GenerateTab:
     gr.Markdown(f"⚠️ **{NOT_MEDICAL_ADVICE}**", elem_id="not-medical-advice")
     with gr.Row():
         model = gr.Dropdown([(BASE_LABEL, C.DEFAULT_MODEL)], value=C.DEFAULT_MODEL, label="Model",
@@ -161,6 +175,8 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: ModelCache) -> Ge
     def generate(model, name, top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed,
                  compare):
         """Stream generated symptoms for a disease name: selected model, its base, reference matches."""
+        from .generation import clean_name, stream
+
         settings = C.GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature,
                                         repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
                                         num_return_sequences=num_sequences, seed=seed)
