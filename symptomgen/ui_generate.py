@@ -92,7 +92,11 @@ def reference_for(run: Run | None, name: str) -> tuple[str, str] | None:
     return (str(hit["Symptoms"].iloc[0]), "the bundled sample") if len(hit) else None
 
 
-def _as_text(texts: list[str]) -> str:
+EMPTY = "(no text: the model ended at once; try another seed or train longer)"
+
+
+def _as_text(texts: list[str], final: bool = False) -> str:
+    texts = [t or EMPTY for t in texts] if final else texts
     return texts[0] if len(texts) == 1 else "\n\n".join(f"{i}. {t}" for i, t in enumerate(texts, 1))
 
 
@@ -197,8 +201,8 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache) -
                 for btexts in stream(bm, btok, name, settings):
                     yield _as_text(texts), _as_text(btexts), "Generating the base model's text…"
                 outputs["Base model"] = btexts
-                base_text = _as_text(btexts)
-        yield _as_text(texts), base_text, _reference_md(name, reference_for(run, name), outputs)
+                base_text = _as_text(btexts, final=True)
+        yield _as_text(texts, final=True), base_text, _reference_md(name, reference_for(run, name), outputs)
 
     refresh.click(list_runs_, inputs=model, outputs=[runs, model], api_name="list_runs")
     demo.load(list_runs_, inputs=model, outputs=[runs, model], api_visibility="private")
