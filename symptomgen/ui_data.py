@@ -75,11 +75,13 @@ def preview_data(source: str, hub_dataset: str, hub_split: str, upload, prompt_c
     cfg, _, notices = with_offline_fallback(cfg, TrainConfig(model=SCRATCH_MODEL))
     raw = load_records(cfg.source, cfg.split)
     prepared = prepare(cfg, frame=raw)
-    rows = pd.concat([prepared.train.assign(split="train"), prepared.val.assign(split="validation")])
+    # A few rows from each side of the split, so both are visible.
+    rows = pd.concat([prepared.train.head(PREVIEW_ROWS - PREVIEW_ROWS // 3).assign(split="train"),
+                      prepared.val.head(PREVIEW_ROWS // 3).assign(split="validation")])
     lines = [f"⚠️ {n}" for n in notices] + [f"**{prepared.summary()}**"]
     lines.append(f"Columns found: {', '.join(map(str, raw.columns))}.")
     columns = [str(c) for c in raw.columns]
-    return ("\n\n".join(lines), rows.head(PREVIEW_ROWS).reset_index(drop=True),
+    return ("\n\n".join(lines), rows.reset_index(drop=True),
             gr.update(choices=columns, value=cfg.prompt_column),
             gr.update(choices=columns, value=cfg.target_column),
             gr.update(choices=[NO_COLUMN] + columns, value=cfg.extra_target_column or NO_COLUMN))

@@ -209,7 +209,7 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache) -
     # Generation is CPU-bound: two at a time (2 cores); the queue holds the rest, so every client is answered.
     inputs = [model, name, *sliders, compare]
     go.click(generate, inputs=inputs, outputs=[output, base_output, reference], api_name="generate",
-             concurrency_limit=2, concurrency_id="generate")
+             concurrency_limit=2, concurrency_id="generate", show_progress="minimal")
     name.submit(generate, inputs=inputs, outputs=[output, base_output, reference], api_visibility="private",
-                concurrency_limit=2, concurrency_id="generate")
+                concurrency_limit=2, concurrency_id="generate", show_progress="minimal")
     return GenerateTab(model, runs)

@@ -110,9 +110,9 @@ def build_train_tab(offline: bool) -> TrainTab:
         table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Epochs", interactive=False,
                              elem_id="epoch-table", scale=3)
         plot = gr.LinePlot(_plot_frame(()), x="epoch", y="loss", color="series", label="Loss per token",
-                           x_title="epoch", y_title="loss", elem_id="loss-plot", scale=2)
+                           x_title="epoch", y_title="loss", x_axis_format=".3~r", elem_id="loss-plot", scale=2)
     summary = gr.Markdown(elem_id="train-summary")
-    metrics_file = gr.File(label="Metrics CSV", interactive=False, elem_id="metrics-file")
+    metrics_file = gr.File(label="Metrics CSV", interactive=False, height=90, elem_id="metrics-file")
     widgets = [model, epochs, batch_size, learning_rate, max_length, loss_on, scheduler, warmup_ratio, weight_decay,
                grad_accum, patience, group_by_length, seed, scratch_layers, scratch_width, scratch_vocab]
     preset.change(preset_values, inputs=preset, outputs=widgets, api_visibility="private")
@@ -221,7 +221,8 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
                             weight_decay, grad_accum, patience, group_by_length, seed, scratch_layers,
                             scratch_width, scratch_vocab)
         snap = manager.start(dcfg, tcfg)
-        yield from follow(manager, snap.job_id, runs_update)
+        for i, view in enumerate(follow(manager, snap.job_id, runs_update)):
+            yield (*view, "" if i == 0 else gr.skip())  # clear an old "Stopping…" notice once
 
     def attach():
         """Show the latest job (running or finished) and keep streaming it while it runs."""
@@ -237,7 +238,8 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
 
     outputs = tab.outputs + [runs_dropdown]
     # Streams mostly wait on the job, so they take no CPU: no concurrency limit (many tabs may follow).
-    tab.start.click(train, inputs=data.inputs + tab.widgets, outputs=outputs, api_name="train",
-                    concurrency_limit=None)
+    # The tab draws its own progress: a small spinner, not an overlay on every output.
+    tab.start.click(train, inputs=data.inputs + tab.widgets, outputs=outputs + [tab.notice], api_name="train",
+                    concurrency_limit=None, show_progress="minimal")
     tab.stop.click(stop, outputs=tab.notice, api_name="stop", concurrency_limit=None)
-    demo.load(attach, outputs=outputs, api_name="attach", concurrency_limit=None)
+    demo.load(attach, outputs=outputs, api_name="attach", concurrency_limit=None, show_progress="hidden")

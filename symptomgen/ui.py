@@ -1,0 +1,140 @@
+"""The Gradio Blocks app: Data, Train and Generate tabs over the ``symptomgen`` package.
+
+``build_demo`` only lays out the page and wires events: no model is loaded, no
+data is read and nothing touches the network until a page or API client calls
+an event.  ``main`` parses ``--share/--host/--port`` (and environment variables)
+and launches.  The tabs live in ``ui_data``, ``ui_train`` and ``ui_generate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+from pathlib import Path
+
+import gradio as gr
+
+from . import NOT_MEDICAL_ADVICE, quiet_libraries
+from .data import MAX_FILE_BYTES
+from .hub import hub_reachable, offline_requested, unreachable_message
+from .jobs import JobManager
+from .runs import DEFAULT_RUNS_DIR
+from .ui_data import build_data_tab
+from .ui_generate import LazyModelCache, build_generate_tab, runs_choices
+from .ui_train import build_train_tab, preset_values, wire_train
+
+QUEUE_SIZE = 64  # requests waiting in the queue (all events); beyond that a client is told the queue is full
+
+
+def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
+    """The whole page.  ``runs_dir`` holds run folders (default ``runs/`` or ``$SYMPTOMGEN_RUNS_DIR``)."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
+    manager = JobManager(runs_dir)
+    cache = LazyModelCache(capacity=4)
+    offline = offline_requested()  # an environment variable, not a network check
+    # No usage analytics: the app must not phone home (and must not wait on a network that is absent).
+    with gr.Blocks(title="SymptomGen", analytics_enabled=False) as demo:
+        gr.Markdown("# SymptomGen\nFine-tune a small GPT-2 on disease → symptoms data, watch the losses per "
+                    "epoch, then generate symptom lists for a disease name.")
+        banner = gr.Markdown(elem_id="hub-banner")
+        gr.Markdown(f"*{NOT_MEDICAL_ADVICE}*")
+        with gr.Tabs():
+            with gr.Tab("Data", id="data"):
+                data = build_data_tab(offline)
+            with gr.Tab("Train", id="train"):
+                train = build_train_tab(offline)
+            with gr.Tab("Generate", id="generate"):
+                gen = build_generate_tab(demo, runs_dir, cache)
+        wire_train(demo, train, data, manager, gen.model, lambda: runs_choices(runs_dir))
+
+        def check_hub():
+            """Offline (or Hub unreachable): say so, and switch the defaults to the sample and scratch."""
+            if hub_reachable():
+                return ("", gr.skip(), gr.skip(), *[gr.skip()] * len(train.widgets))
+            why = ("offline mode is on (HF_HUB_OFFLINE=1)" if offline_requested()
+                   else "the Hugging Face Hub cannot be reached from this server")
+            msg = (f"⚠️ **Offline:** {why}. Using the bundled sample data and the small `scratch` model "
+                   "(the quick CPU preset); Hub datasets and pretrained models are unavailable.")
+            return (msg, "sample", "quick-cpu", *preset_values("quick-cpu"))
+
+        demo.load(check_hub, outputs=[banner, data.source, train.preset, *train.widgets],
+                  api_visibility="private")
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
+    demo.symptomgen_jobs = manager  # type: ignore[attr-defined]  # for tests and shutdown
+    demo.symptomgen_runs_dir = runs_dir  # type: ignore[attr-defined]
+    return demo
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
+    """``"user:pass"`` or ``"u1:p1,u2:p2"`` → credentials; empty → None (no login)."""
+    if not text or not text.strip():
+        return None
+    pairs = []
+    for item in text.split(","):
+        user, sep, password = item.strip().partition(":")
+        if not sep or not user or not password:
+            raise ValueError("SYMPTOMGEN_AUTH must look like user:password (several separated by commas).")
+        pairs.append((user, password))
+    return pairs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    space = bool(os.environ.get("SPACE_ID"))
+    p = argparse.ArgumentParser(prog="python app.py", description="SymptomGen web app (Gradio).",
+                                epilog="Environment: SYMPTOMGEN_AUTH=user:pass enables a login; "
+                                       "SYMPTOMGEN_RUNS_DIR sets where runs are saved; SPACE_ID (set by "
+                                       "Hugging Face Spaces) makes 0.0.0.0 the default host.")
+    p.add_argument("--share", action="store_true", default=_env_flag("SYMPTOMGEN_SHARE"),
+                   help="also serve on a temporary public *.gradio.live link (env SYMPTOMGEN_SHARE=1)")
+    p.add_argument("--host", default=os.environ.get("SYMPTOMGEN_HOST") or os.environ.get("GRADIO_SERVER_NAME")
+                   or ("0.0.0.0" if space else "127.0.0.1"),
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Space)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("SYMPTOMGEN_PORT")
+                                                   or os.environ.get("GRADIO_SERVER_PORT") or 7860),
+                   help="port (default 7860)")
+    return p
+
+
+def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
+    """Launch ``demo``; a share link that cannot be made is reported in one line, and serving goes on."""
+    args = build_parser().parse_args(argv)
+    try:
+        auth = parse_auth(os.environ.get("SYMPTOMGEN_AUTH"))
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    quiet_libraries()
+    kwargs = dict(server_name=args.host, server_port=args.port, auth=auth, max_file_size=MAX_FILE_BYTES)
+    if auth:
+        kwargs["auth_message"] = "SymptomGen: please log in."
+    share = args.share
+    if share and os.environ.get("SPACE_ID"):
+        print("Note: --share is ignored on a Hugging Face Space (the Space already has a public URL).")
+        share = False
+    # Gradio explains a failed tunnel in several lines; swallow its output and say it in one.
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            demo.launch(share=share, prevent_thread_lock=True, quiet=True, **kwargs)
+    except OSError as exc:  # e.g. the port is taken
+        text = str(exc).strip().strip("'\"")
+        sys.exit(f"error: {text.splitlines()[0] if text else type(exc).__name__}")
+    print(f"* Running on local URL:  {demo.local_url}")
+    if demo.share_url:
+        print(f"* Running on public URL: {demo.share_url}")
+    elif share:
+        print(f"Could not create a share link (no internet, or the share tunnel is blocked); "
+              f"serving locally only at {demo.local_url}")
+    else:
+        print("* For a temporary public link, run with --share.")
+    if not hub_reachable():
+        print(f"Offline: {unreachable_message('models or datasets')}")
+    demo.block_thread()
+
+
+__all__ = ["build_demo", "main"]

@@ -1,0 +1,130 @@
+"""A real browser (Playwright + Debian's headless chromium) trains and generates on the page.
+
+Skipped when ``/usr/bin/chromium`` is missing, except under CI (``CI=true``), where it fails.
+Screenshots go to ``test-artifacts/screenshots`` (printed).  ``SYMPTOMGEN_FULL_CYCLE=1`` trains
+with the page's own offline preset instead of two epochs, to time the full offline cycle.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from symptomgen.ui import build_demo
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+FULL_CYCLE = os.environ.get("SYMPTOMGEN_FULL_CYCLE", "") == "1"
+
+
+def _need(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{reason} (CI is set, so the browser test must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        _need(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need("the playwright Python package is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    demo = build_demo(runs_dir=tmp_path_factory.mktemp("browser-runs"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.symptomgen_jobs.stop()
+    demo.symptomgen_jobs.join(60)
+    demo.close()
+
+
+def test_train_then_generate_in_the_browser(browser, app_url, capsys):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with capsys.disabled():
+        print(f"\nscreenshots: {SHOTS}")
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    page.set_default_timeout(60_000)
+    page.goto(app_url)
+    banner = page.locator("#hub-banner")
+    banner.get_by_text("Offline").wait_for()  # the offline notice is visible
+    page.get_by_text("not medical advice").first.wait_for()
+    page.screenshot(path=SHOTS / "01-offline-notice.png", full_page=True)
+
+    page.get_by_role("tab", name="Train").click()
+    model = page.locator("#train-model input")
+    page.wait_for_function("() => document.querySelector('#train-model input').value === 'scratch'")
+    assert model.input_value() == "scratch"
+    if not FULL_CYCLE:
+        epochs = page.locator("#train-epochs input[type=number]")
+        epochs.fill("2")
+        epochs.press("Tab")
+    total = int(page.locator("#train-epochs input[type=number]").input_value())
+    started = time.perf_counter()
+    page.locator("#start-button").click()
+
+    # Rows stream in: first one epoch, then the rest, with the plot drawn as they arrive.
+    grid = page.locator("#epoch-table [role=grid]")
+    page.wait_for_function("() => document.querySelector('#epoch-table [role=grid]')"
+                           ".getAttribute('aria-rowcount') === '2'", timeout=120_000)
+    page.locator("#train-progress").get_by_text(re.compile(r"Epoch \d+ of \d+")).wait_for()
+    page.screenshot(path=SHOTS / "02-training-first-epoch.png", full_page=True)
+    # Another tab opened mid-run (or this one reloaded) re-attaches: history first, then the rest live.
+    other = browser.new_page(viewport={"width": 1280, "height": 1400})
+    other.goto(app_url)
+    other.get_by_role("tab", name="Train").click()
+    other.wait_for_function("() => +document.querySelector('#epoch-table [role=grid]')"
+                            ".getAttribute('aria-rowcount') >= 2", timeout=120_000)
+    page.locator("#train-summary").get_by_text("finished").wait_for(timeout=300_000)
+    trained_s = time.perf_counter() - started
+    other.locator("#train-summary").get_by_text("finished").wait_for(timeout=30_000)
+    assert other.locator("#epoch-table [role=grid]").get_attribute("aria-rowcount") == str(total + 1)
+    other.screenshot(path=SHOTS / "03b-reattached-tab.png", full_page=True)
+    other.close()
+    page.screenshot(path=SHOTS / "03-training-done.png", full_page=True)
+    assert grid.get_attribute("aria-rowcount") == str(total + 1)  # header + one row per epoch
+    table_text = page.locator("#epoch-table").inner_text()
+    assert "★ best" in table_text and "val loss" in table_text
+    plot = page.locator("#loss-plot")
+    assert plot.locator("canvas, svg.marks").count() >= 1
+    link = page.locator("#metrics-file [data-testid=download-link]")
+    assert link.get_attribute("download").endswith("-metrics.csv")
+    with page.expect_download() as download:
+        link.click()
+    lines = Path(download.value.path()).read_text().strip().splitlines()
+    assert lines[0].startswith("epoch,") and len(lines) == total + 1
+
+    page.get_by_role("tab", name="Generate").click()
+    run_id = re.search(r"Run (\S+) finished", page.locator("#train-summary").inner_text()).group(1)
+    page.wait_for_function(f"() => document.querySelector('#gen-model input').value.startsWith('{run_id}')")
+    page.locator("#gen-name textarea, #gen-name input").first.fill("Kidney Failure")
+    page.locator("#generate-button").click()
+    page.locator("#gen-reference").get_by_text("Reference symptoms for Kidney Failure").wait_for(timeout=120_000)
+    cycle_s = time.perf_counter() - started
+    text = page.locator("#gen-output textarea").input_value()
+    assert text.strip()
+    page.locator("#not-medical-advice").scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "04-generated.png", full_page=True)
+    with capsys.disabled():
+        print(f"offline cycle: {total} epochs trained in {trained_s:.1f} s; train + generate {cycle_s:.1f} s "
+              f"(from clicking Start); generated: {text[:120]!r}")
+    page.close()
+    assert cycle_s < 240

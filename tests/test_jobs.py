@@ -1,0 +1,114 @@
+"""The server's training slot: one job at a time, stop flag, history, re-attach, offline fallback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from symptomgen.config import DEFAULT_DATASET, DataConfig, TrainConfig
+from symptomgen.jobs import JobManager, TrainingBusyError
+from symptomgen.trainer import EpochResult, Progress, RunSummary
+
+
+class FakeTrainer:
+    """Stands in for ``run_training``: reports an epoch per tick until released or stopped."""
+
+    def __init__(self, epochs: int = 3, fail: str | None = None):
+        self.release = threading.Event()
+        self.calls: list[tuple[DataConfig, TrainConfig]] = []
+        self.epochs, self.fail = epochs, fail
+
+    def __call__(self, data, train, runs_dir, on_event, stop, prepared=None):
+        self.calls.append((data, train))
+        if self.fail:
+            raise RuntimeError(self.fail)
+        done = 0
+        for epoch in range(1, self.epochs + 1):
+            on_event(Progress(step=epoch, total_steps=self.epochs, epoch=float(epoch)))
+            on_event(EpochResult(epoch, 2.0 / epoch, 3.0 / epoch, 0.1, 100.0, 1e-3, True))
+            done = epoch
+            if self.release.wait(0.05) or stop.is_set():
+                break
+        while not (self.release.is_set() or stop.is_set()):
+            time.sleep(0.01)
+        status = "stopped" if stop.is_set() else "finished"
+        summary = RunSummary(Path(runs_dir) / "fake", status, done, done, 3.0 / max(done, 1), 0.5)
+        on_event(summary)
+        return summary
+
+
+def test_simultaneous_starts_make_exactly_one_job(tmp_path):
+    fake = FakeTrainer()
+    manager = JobManager(tmp_path, train_fn=fake)
+    barrier = threading.Barrier(6)
+    results: list[object] = []
+
+    def start():
+        barrier.wait()
+        try:
+            results.append(manager.start(DataConfig(), TrainConfig(model="scratch")))
+        except TrainingBusyError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    refused = [r for r in results if isinstance(r, TrainingBusyError)]
+    assert len(results) == 6 and len(refused) == 5
+    assert all("already" in str(r) for r in refused)
+    assert manager.busy()
+    fake.release.set()
+    assert manager.join(10)
+    assert len(fake.calls) == 1 and not manager.busy()
+
+
+def test_stop_history_and_wait(tmp_path):
+    manager = JobManager(tmp_path, train_fn=FakeTrainer(epochs=50))
+    snap = manager.start(DataConfig(), TrainConfig(model="scratch"))
+    first = manager.wait(snap.job_id, after=0, timeout=5)
+    assert first.version >= 1 and not first.done
+    assert "Stopping" in manager.stop()
+    assert manager.join(10)
+    final = manager.wait(snap.job_id, after=first.version, timeout=5)
+    assert final.done and final.summary.status == "stopped"
+    assert len(final.epochs) < 50  # the stop flag ended it early
+    history = manager.history(snap.job_id)
+    assert isinstance(history[-1], RunSummary) and any(isinstance(e, EpochResult) for e in history)
+    # A follower that arrives late (a reloaded page) sees the whole history at once.
+    assert manager.snapshot().epochs == final.epochs
+    assert manager.stop() == "No training is running."
+
+
+def test_failure_is_reported_and_frees_the_slot(tmp_path):
+    manager = JobManager(tmp_path, train_fn=FakeTrainer(fail="boom: disk full"))
+    snap = manager.start(DataConfig(), TrainConfig(model="scratch"))
+    assert manager.join(10)
+    final = manager.snapshot(snap.job_id)
+    assert final.done and final.error == "Training failed: boom: disk full"
+    assert not manager.busy()
+
+
+def test_bad_data_raises_at_start_and_frees_the_slot(tmp_path):
+    manager = JobManager(tmp_path, train_fn=FakeTrainer())
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="missing column"):
+        manager.start(DataConfig(source=str(bad)), TrainConfig(model="scratch"))
+    assert not manager.busy() and manager.snapshot() is None
+
+
+def test_offline_falls_back_with_notices(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake = FakeTrainer(epochs=1)
+    fake.release.set()
+    manager = JobManager(tmp_path, train_fn=fake)
+    snap = manager.start(DataConfig(source=DEFAULT_DATASET), TrainConfig(model="distilgpt2"))
+    assert manager.join(10)
+    data, train = fake.calls[0]
+    assert data.source == "sample" and train.model == "scratch"
+    assert len(snap.notices) == 2 and all("offline" in n for n in snap.notices)
