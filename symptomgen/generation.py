@@ -60,7 +60,8 @@ def _decode(tokenizer, ids: list[int]) -> str:
     eos = tokenizer.eos_token_id
     if eos in ids:
         ids = ids[: ids.index(eos)]
-    return tokenizer.decode(ids, skip_special_tokens=True).strip()
+    # Byte-level BPE can end mid-character (or, untrained, emit invalid UTF-8): drop the replacement marks.
+    return tokenizer.decode(ids, skip_special_tokens=True).replace("\ufffd", "").strip()
 
 
 @torch.inference_mode()

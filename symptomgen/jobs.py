@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 from .config import DataConfig, TrainConfig
 from .data import prepare
 from .offline import with_offline_fallback
+from .runs import resolve_model_choice
 
 if TYPE_CHECKING:  # the trainer pulls in torch and transformers: imported when a job starts
     from .trainer import EpochResult, Event, Progress, RunSummary
@@ -126,6 +127,7 @@ class JobManager:
             self._reserved = True
         try:
             notices: list[str] = []
+            train = train.with_(model=resolve_model_choice(train.model, self.runs_dir))
             if fallback:
                 data, train, notices = with_offline_fallback(data, train)
             prepared = prepare(data)

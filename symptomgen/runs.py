@@ -23,6 +23,7 @@ import pandas as pd
 METRIC_COLUMNS = ["epoch", "transformer", "batch_size", "gpu", "training_loss", "validation_loss",
                   "epoch_duration_sec", "perplexity", "tokens_per_sec", "learning_rate", "is_best"]
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RUN_STAMP_RE = re.compile(r"^\d{8}-\d{6}(-|$)")  # how new_run_id names runs
 DEFAULT_RUNS_DIR = Path(os.environ.get("SYMPTOMGEN_RUNS_DIR", "runs"))
 
 
@@ -180,6 +181,11 @@ def create_run(runs_dir: Path, run_id: str, config: dict[str, Any], train: pd.Da
     return run
 
 
+def looks_like_run_id(text: str) -> bool:
+    """A name in the shape ``new_run_id`` gives (``20261126-081847-scratch``)."""
+    return bool(RUN_STAMP_RE.match(str(text).strip()))
+
+
 def resolve_run(runs_dir: Path, run_id: str) -> Run:
     """The run called ``run_id`` inside ``runs_dir``; never a path outside it."""
     run_id = str(run_id or "").strip()
@@ -207,3 +213,27 @@ def run_label(run: Run) -> str:
     best = cfg.get("best_val_loss")
     best_txt = f", best val {best:.3f}" if isinstance(best, (int, float)) else ""
     return f"{run.run_id} ({run.status()}{best_txt})"
+
+
+def resolve_model_choice(spec: str, runs_dir: Path) -> str:
+    """What a UI visitor may train from: ``scratch``, an (allowed) Hub id, or a finished run's best model.
+
+    Paths are never accepted from the page, so a typed ``../`` or ``/etc`` cannot reach the filesystem.
+    """
+    from .config import SCRATCH_MODEL
+    from .hub import check_model_allowed, looks_like_hub_id
+
+    spec = str(spec or "").strip()
+    if spec.lower() == SCRATCH_MODEL:
+        return SCRATCH_MODEL
+    if RUN_ID_RE.match(spec) and (Path(runs_dir) / spec).is_dir():
+        run = resolve_run(runs_dir, spec)
+        if not run.has_best():
+            raise RunNotFoundError(f"Run '{spec}' has no saved model yet (no epoch finished).")
+        return str(run.best_dir)
+    if looks_like_hub_id(spec):
+        check_model_allowed(spec)
+        return spec
+    raise ValueError(f"Model '{spec[:80]}' must be 'scratch', a Hub model id such as 'distilgpt2', "
+                     "or the name of a finished run.")
+

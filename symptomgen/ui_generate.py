@@ -3,7 +3,8 @@
 Output streams token by token, the selected run side by side with its base
 model, and when the name is in the run's data the reference symptoms are shown
 with the generated phrases that match them.  Generation reads finished runs
-only, so it works while a training job runs.
+only, so it works while a training job runs.  "Explain this generation" (a
+per-token heat map, computed on request) comes from ``ui_explain``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import pandas as pd
 from . import NOT_MEDICAL_ADVICE
 from . import config as C
 from .data import load_records
-from .hub import looks_like_hub_id
-from .runs import Run, RunNotFoundError, list_runs, resolve_run
+from .gpu import generation_seconds, gpu
+from .hub import check_model_allowed, looks_like_hub_id
+from .runs import Run, RunNotFoundError, list_runs, looks_like_run_id, resolve_run
 from .ui_common import NamedNumber, slider, user_errors
+from .ui_explain import build_explain_section
 
 EXAMPLES = ["Kidney Failure", "Asthma", "Influenza", "Migraine", "Common Cold", "Pneumonia"]
 GEN_PRESET_CHOICES = [("Seed notebook", "seed-notebook"), ("Greedy (deterministic)", "greedy"),
@@ -63,6 +66,8 @@ def resolve_model(choice: str, runs_dir: Path) -> tuple[str, str | None, Run | N
     try:
         run = resolve_run(runs_dir, choice)
     except RunNotFoundError:
+        if looks_like_run_id(choice):  # a run listed when the page loaded, deleted since
+            raise
         run = None
     if run is not None:
         if run.status() == "running":
@@ -73,6 +78,7 @@ def resolve_model(choice: str, runs_dir: Path) -> tuple[str, str | None, Run | N
         return str(run.best_dir), str(base), run
     # Hub ids only: a path typed into the box must not load folders from the server's disk.
     if looks_like_hub_id(choice) and not Path(choice).exists():
+        check_model_allowed(choice)
         return choice, None, None
     raise ValueError(f"'{choice[:80]}' is neither a finished run nor a Hugging Face model id.")
 
@@ -114,6 +120,15 @@ def _reference_md(name: str, ref, outputs: dict[str, list[str]]) -> str:
             lines.append(f"- {side}, sample {i}: {len(m)} of {total} reference phrases matched"
                          + (f": {', '.join(m)}" if m else ""))
     return "\n".join(lines)
+
+
+def _generate_seconds(model, name, top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences,
+                      seed, compare) -> float:
+    """GPU seconds to ask ZeroGPU for one Generate click (twice the work when the base model runs too)."""
+    try:
+        return generation_seconds(int(max_new_tokens), int(num_sequences)) * (2 if compare else 1)
+    except (TypeError, ValueError):
+        return 60
 
 
 @dataclass
@@ -162,10 +177,11 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache) -
         base_output = gr.Textbox(label="Base model (same prompt and settings)", lines=6, interactive=False,
                                  elem_id="gen-base-output")
     reference = gr.Markdown(elem_id="gen-reference")
+    sliders = [top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed]
+    build_explain_section(runs_dir, cache, model, name, sliders, output)
     with gr.Accordion("Runs", open=False):
         runs = gr.Dataframe(pd.DataFrame(columns=RUNS_COLUMNS), interactive=False, label="Runs on this server")
 
-    sliders = [top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed]
     preset.change(lambda p: [getattr(C.GENERATION_PRESETS[p], f) for f in GEN_FIELDS], inputs=preset,
                   outputs=sliders, api_visibility="private")
 
@@ -176,6 +192,7 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache) -
         return runs_table(runs_dir), gr.update(choices=choices, value=current if current in values else values[0])
 
     @user_errors
+    @gpu(_generate_seconds)  # ZeroGPU: a GPU for this call only, sized to the tokens asked for; no-op elsewhere
     def generate(model, name, top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed,
                  compare):
         """Stream generated symptoms for a disease name: selected model, its base, reference matches."""
