@@ -1,9 +1,10 @@
-"""The Gradio Blocks app: Data, Train and Generate tabs over the ``symptomgen`` package.
+"""The Gradio Blocks app: Data, Train, Generate and Evaluate tabs over the ``symptomgen`` package.
 
 ``build_demo`` only lays out the page and wires events: no model is loaded, no
 data is read and nothing touches the network until a page or API client calls
 an event.  ``main`` parses ``--share/--host/--port`` (and environment variables)
-and launches.  The tabs live in ``ui_data``, ``ui_train`` and ``ui_generate``.
+and launches.  The tabs live in ``ui_data``, ``ui_train``, ``ui_generate`` and ``ui_evaluate``
+(with ``ui_explain`` and ``ui_share``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from .data import MAX_FILE_BYTES
 from .hub import hub_reachable, offline_requested, unreachable_message
 from .jobs import JobManager
 from .runs import DEFAULT_RUNS_DIR
+from .share import MAX_IMPORT_BYTES
 from .ui_data import build_data_tab
+from .ui_evaluate import build_evaluate_tab
 from .ui_generate import LazyModelCache, build_generate_tab, runs_choices
 from .ui_train import build_train_tab, preset_values, wire_train
 
@@ -36,7 +39,8 @@ def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
     cache = LazyModelCache(capacity=4)
     offline = offline_requested()  # an environment variable, not a network check
     # No usage analytics: the app must not phone home (and must not wait on a network that is absent).
-    with gr.Blocks(title="SymptomGen", analytics_enabled=False) as demo:
+    # Uploads and generated downloads live in Gradio's temp cache; sweep files older than an hour, hourly.
+    with gr.Blocks(title="SymptomGen", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# SymptomGen\nFine-tune a small GPT-2 on disease → symptoms data, watch the losses per "
                     "epoch, then generate symptom lists for a disease name.")
         banner = gr.Markdown(elem_id="hub-banner")
@@ -48,6 +52,8 @@ def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
                 train = build_train_tab(offline)
             with gr.Tab("Generate", id="generate"):
                 gen = build_generate_tab(demo, runs_dir, cache)
+            with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
+                build_evaluate_tab(demo, runs_dir, evaluate_tab, gen.model)
         wire_train(demo, train, data, manager, gen.model, lambda: runs_choices(runs_dir))
 
         def check_hub():
@@ -110,7 +116,9 @@ def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     quiet_libraries()
-    kwargs = dict(server_name=args.host, server_port=args.port, auth=auth, max_file_size=MAX_FILE_BYTES)
+    # Run zips (a distilgpt2 run is ~330 MB) may exceed the data-file cap; data uploads keep their own check.
+    kwargs = dict(server_name=args.host, server_port=args.port, auth=auth,
+                  max_file_size=max(MAX_FILE_BYTES, MAX_IMPORT_BYTES))
     if auth:
         kwargs["auth_message"] = "SymptomGen: please log in."
     share = args.share

@@ -173,7 +173,7 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache) -
         seed = NamedNumber(g.seed, label="seed (blank = random)", precision=0, minimum=0, maximum=2**32 - 1)
     go = gr.Button("Generate", variant="primary", elem_id="generate-button")
     with gr.Row():
-        output = gr.Textbox(label="Selected model", lines=6, interactive=False, elem_id="gen-output")
+        output = gr.Textbox("", label="Selected model", lines=6, interactive=False, elem_id="gen-output")
         base_output = gr.Textbox(label="Base model (same prompt and settings)", lines=6, interactive=False,
                                  elem_id="gen-base-output")
     reference = gr.Markdown(elem_id="gen-reference")

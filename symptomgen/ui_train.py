@@ -13,7 +13,7 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
@@ -192,6 +192,9 @@ def follow(manager: JobManager, job_id: int, runs_update):
         if not s.done and len(s.epochs) == shown_epochs and wait_more > 0:
             time.sleep(wait_more)  # throttle step-by-step progress; wait() returns the newest state next
             continue
+        if shown_epochs >= 0:  # epochs that ended during a throttle pause (fast epochs) still get a view each
+            for k in range(shown_epochs + 1, len(s.epochs)):
+                yield (*render(replace(s, epochs=s.epochs[:k], state="running", summary=None)), gr.skip())
         after, shown_epochs, last = s.version, len(s.epochs), time.monotonic()
         yield (*render(s), runs_update(s))
         if s.done:

@@ -126,5 +126,21 @@ def test_train_then_generate_in_the_browser(browser, app_url, capsys):
     with capsys.disabled():
         print(f"offline cycle: {total} epochs trained in {trained_s:.1f} s; train + generate {cycle_s:.1f} s "
               f"(from clicking Start); generated: {text[:120]!r}")
+
+    # Explain the output (on request), then evaluate the run on 3 of its validation rows.
+    page.locator("#explain-section").get_by_text("Explain this generation (per-token").click()
+    page.locator("#explain-button").click()
+    page.locator("#explain-summary").get_by_text("perplexity").wait_for(timeout=60_000)
+    page.screenshot(path=SHOTS / "05-explained.png", full_page=True)
+    page.get_by_role("tab", name="Evaluate").click()
+    page.wait_for_function(f"() => document.querySelector('#eval-run input').value.startsWith('{run_id}')")
+    rows = page.locator("#eval-rows input[type=number]")
+    rows.fill("3")
+    rows.press("Tab")
+    page.locator("#evaluate-button").click()
+    page.locator("#eval-status").get_by_text("evaluated 3 validation row(s)").wait_for(timeout=120_000)
+    assert page.locator("#eval-table tbody tr").count() == 3
+    assert "perplexity" in page.locator("#eval-summary").inner_text()
+    page.screenshot(path=SHOTS / "06-evaluated.png", full_page=True)
     page.close()
     assert cycle_s < 240

@@ -1,0 +1,242 @@
+"""Evaluate tab: honest numbers for a finished run, its base model, and several runs' loss curves.
+
+``evaluate`` runs ``evaluation.evaluate_run`` on the run's own stored validation split
+(never training rows), for the fine-tuned model and its base, greedy and optionally
+with a sampling preset, and renders a summary table plus a per-disease table with
+the matched symptom phrases highlighted.  Evaluation is CPU-heavy, so a "rows" limit
+keeps it short and the status line ticks while it works.  ``compare_runs`` draws the
+train/validation loss of several runs (their ``metrics.csv``) on one plot.  The
+keep-and-share accordion lives in ``ui_share``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from . import config as C
+from .runs import Run, list_runs, resolve_run
+from .ui_common import NamedNumber, user_errors
+from .ui_generate import usable_runs
+
+ROWS_RANGE = (1, 500, 20)  # validation rows evaluated (the sample's split has ~20, the real dataset's ~80)
+SAMPLING_CHOICES = [("Greedy only (fastest)", "none"), ("Greedy + seed-notebook sampling", "seed-notebook"),
+                    ("Greedy + creative sampling", "creative")]
+SUMMARY_COLUMNS = ["metric", "fine-tuned", "base model", "change"]
+COMPARE_COLUMNS = ["run", "model", "epochs", "best epoch", "best val loss"]
+# (label, EvalReport field); lower is better for the first two, higher for the rest.
+METRICS = [("validation loss (per real token)", "val_loss"), ("perplexity", "perplexity"),
+           ("symptom precision (greedy)", "precision"), ("symptom recall (greedy)", "recall"),
+           ("symptom F1 (greedy)", "f1"), ("symptom precision (sampled)", "sampled_precision"),
+           ("symptom recall (sampled)", "sampled_recall"), ("symptom F1 (sampled)", "sampled_f1")]
+_SPLIT = re.compile(r"([,;]|\band\b)", re.IGNORECASE)  # evaluation.phrases' separators, kept
+
+
+def finished_run(runs_dir: Path, run_id) -> Run:
+    """The named run inside ``runs_dir`` with a saved model and no training going on, or a ValueError."""
+    run = resolve_run(runs_dir, run_id)  # refuses '../..', absolute paths and unknown names
+    if run.status() == "running":
+        raise ValueError(f"Run {run.run_id} is still training; pick a finished run.")
+    if not run.has_best():
+        raise ValueError(f"Run {run.run_id} has no saved model (no epoch finished).")
+    return run
+
+
+def run_choices(runs_dir: Path) -> list[tuple[str, str]]:
+    out = []
+    for r in usable_runs(runs_dir):
+        cfg = r.read_config()
+        best = cfg.get("best_val_loss")
+        loss = f", val loss {best:.3f}" if isinstance(best, (int, float)) else ""
+        out.append((f"{r.run_id} ({cfg.get('train', {}).get('model', '?')}{loss})", r.run_id))
+    return out
+
+
+def curve_choices(runs_dir: Path) -> list[str]:
+    return [r.run_id for r in list_runs(runs_dir) if r.metrics_path.is_file()]
+
+
+# -- rendering --------------------------------------------------------------------------------
+def mark_phrases(text: str, matched: set[str]) -> str:
+    """``text`` HTML-escaped, with the phrases in ``matched`` (normalised as evaluation does) in bold."""
+    out = []
+    for i, part in enumerate(_SPLIT.split(str(text))):
+        norm = re.sub(r"\s+", " ", part.lower()).strip(" .\t\"'")
+        if i % 2 == 0 and norm and norm in matched:
+            core = part.strip()
+            lead, trail = part[: len(part) - len(part.lstrip())], part[len(part.rstrip()):]
+            out.append(f"{html.escape(lead)}<mark><b>{html.escape(core)}</b></mark>{html.escape(trail)}")
+        else:
+            out.append(html.escape(part))
+    return "".join(out)
+
+
+def rows_html(table: pd.DataFrame) -> str:
+    """The per-disease table; every cell from the data is escaped (names and symptoms are user data)."""
+    if table is None or not len(table):
+        return "<p>No rows evaluated.</p>"
+    head = "".join(f"<th>{h}</th>" for h in ("#", "disease", "reference symptoms", "generated (greedy)",
+                                             "matched", "F1"))
+    body = []
+    for i, r in enumerate(table.itertuples(index=False), 1):
+        matched = {m for m in str(r.matched).split(", ") if m}
+        body.append(f"<tr><td>{i}</td><td>{html.escape(str(r.name))}</td>"
+                    f"<td>{mark_phrases(r.reference, matched)}</td><td>{mark_phrases(r.generated, matched)}</td>"
+                    f"<td>{len(matched)}</td><td>{float(r.f1):.2f}</td></tr>")
+    return (f"<table class='eval-rows'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            "<p><small>Highlighted: symptom phrases found in both the reference and the generated text "
+            "(lower-cased, split on commas).</small></p>")
+
+
+def summary_frame(result: dict) -> pd.DataFrame:
+    ft, base = result["fine_tuned"], result.get("base") or {}
+    rows = []
+    for label, key in METRICS:
+        a, b = ft.get(key), base.get(key)
+        if a is None and b is None:
+            continue  # sampled numbers when no sampling was asked for
+        change = round(a - b, 4) if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
+        rows.append([label, a, b, change])
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def curves_frame(runs_dir: Path, run_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(long frame for the plot: epoch, loss, series; one summary row per run)."""
+    if isinstance(run_ids, str):
+        run_ids = [run_ids]
+    points, summary = [], []
+    for run_id in run_ids or []:
+        run = resolve_run(runs_dir, run_id)
+        m, cfg = run.metrics(), run.read_config()
+        for col, kind in (("training_loss", "train"), ("validation_loss", "validation")):
+            points += [{"epoch": int(e), "loss": float(v), "series": f"{run.run_id} · {kind}"}
+                       for e, v in zip(m["epoch"], m[col]) if pd.notna(v)]
+        best = cfg.get("best_val_loss")
+        summary.append([run.run_id, cfg.get("train", {}).get("model", ""), len(m), cfg.get("best_epoch"),
+                        round(best, 4) if isinstance(best, (int, float)) else None])
+    return (pd.DataFrame(points, columns=["epoch", "loss", "series"]),
+            pd.DataFrame(summary, columns=COMPARE_COLUMNS))
+
+
+def _status(run: Run, n: int, passes: str, elapsed: float, done: bool = False) -> str:
+    what = f"{n} validation row(s) of run `{run.run_id}`, fine-tuned and base model, {passes}"
+    if not done:
+        return (f"Evaluating {what}… {elapsed:.0f} s elapsed (about {n} × 2 generations per pass on CPU)."
+                "<progress style='width:100%'></progress>")
+    return (f"**Done:** evaluated {what} in {elapsed:.0f} s. Rows come from the run's own validation split, never "
+            "from its training rows. Lower loss/perplexity and higher precision/recall/F1 are better; "
+            "*change* is fine-tuned minus base.")
+
+
+# -- the tab ----------------------------------------------------------------------------------
+@dataclass
+class EvaluateTab:
+    run: gr.Dropdown
+    compare: gr.Dropdown
+
+
+def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: gr.Dropdown) -> EvaluateTab:
+    """Lay out the Evaluate tab inside ``tab`` and wire its events (and the share accordion)."""
+    from .ui_share import build_share_section
+
+    gr.Markdown("Measure what a finished run learned, on rows it never trained on: loss and perplexity per "
+                "real token, and how many reference symptom phrases its generations recover — next to the "
+                "same numbers for its base model.")
+    with gr.Row():
+        run = gr.Dropdown([], value=None, label="Finished run", allow_custom_value=True, elem_id="eval-run",
+                          scale=3)
+        refresh = gr.Button("Refresh runs", scale=1)
+    with gr.Row():
+        lo, hi, default = ROWS_RANGE
+        rows = NamedNumber(default, label="Validation rows to evaluate", minimum=lo, maximum=hi, precision=0,
+                           info="fewer rows = faster on CPU", elem_id="eval-rows")
+        sampling = gr.Dropdown(SAMPLING_CHOICES, value="none", label="Decoding",
+                               info="sampling presets as on the Generate tab (fixed seed)")
+        go = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button")
+    status = gr.Markdown(elem_id="eval-status")
+    summary = gr.Dataframe(pd.DataFrame(columns=SUMMARY_COLUMNS), label="Fine-tuned vs base model",
+                           interactive=False, elem_id="eval-summary")
+    table = gr.HTML(elem_id="eval-table")
+    with gr.Accordion("Compare runs: loss curves on one plot", open=False):
+        compare = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Runs",
+                              elem_id="compare-runs")
+        plot = gr.LinePlot(pd.DataFrame(columns=["epoch", "loss", "series"]), x="epoch", y="loss",
+                           color="series", label="Loss per real token", x_title="epoch", y_title="loss",
+                           x_axis_format=".3~r", elem_id="compare-plot")
+        compare_table = gr.Dataframe(pd.DataFrame(columns=COMPARE_COLUMNS), interactive=False,
+                                     label="Runs compared")
+    build_share_section(demo, runs_dir, run, lambda: (gr.update(choices=curve_choices(runs_dir)),
+                                                      gr.update(choices=_gen_choices(runs_dir))),
+                        [compare, gen_model])
+
+    @user_errors
+    def evaluate(run_id, rows, sampling):
+        """Evaluate a finished run and its base model on the run's own validation rows."""
+        from .evaluation import evaluate_run
+
+        run = finished_run(runs_dir, run_id)
+        if sampling not in {v for _, v in SAMPLING_CHOICES}:
+            raise ValueError(f"Decoding must be one of {', '.join(v for _, v in SAMPLING_CHOICES)}.")
+        settings = None if sampling == "none" else C.GENERATION_PRESETS[sampling].with_(num_return_sequences=1)
+        n_val = len(run.split_frames()[1])
+        if n_val == 0:
+            raise ValueError(f"Run {run.run_id} has no validation rows to evaluate.")
+        n = min(int(rows), n_val)
+        passes = "greedy" + (f" and {sampling} sampling" if settings else "")
+        result: dict = {}
+
+        def work():
+            try:
+                result["out"] = evaluate_run(run.path, sampling=settings, limit=n)
+            except BaseException as exc:  # re-raised in the handler, so the page shows its sentence
+                result["error"] = exc
+
+        started = time.monotonic()
+        worker = threading.Thread(target=work, daemon=True, name=f"evaluate-{run.run_id}")
+        worker.start()
+        yield _status(run, n, passes, 0.0), pd.DataFrame(columns=SUMMARY_COLUMNS), ""
+        while worker.is_alive():
+            worker.join(timeout=1.0)
+            if worker.is_alive():
+                yield _status(run, n, passes, time.monotonic() - started), gr.skip(), gr.skip()
+        if "error" in result:
+            raise result["error"]
+        out = result["out"]
+        note = _status(run, n, passes, time.monotonic() - started, done=True)
+        if "error" in (out.get("base") or {}):
+            note += f"\n\n⚠️ Base model not evaluated: {out['base']['error']}"
+        yield note, summary_frame(out), rows_html(out["table"])
+
+    @user_errors
+    def compare_runs(runs):
+        """Train and validation loss per epoch of several runs, on one plot."""
+        points, table = curves_frame(runs_dir, runs)
+        return points, table
+
+    def refresh_choices(current, chosen):
+        choices = run_choices(runs_dir)
+        values = [v for _, v in choices]
+        curves = curve_choices(runs_dir)
+        keep = [c for c in (chosen or []) if c in curves]
+        return (gr.update(choices=choices, value=current if current in values else (values[0] if values else None)),
+                gr.update(choices=curves, value=keep))
+
+    go.click(evaluate, inputs=[run, rows, sampling], outputs=[status, summary, table], api_name="evaluate",
+             concurrency_limit=1, concurrency_id="evaluate", show_progress="minimal")
+    compare.change(compare_runs, inputs=compare, outputs=[plot, compare_table], api_name="compare_runs")
+    for trigger in (refresh.click, tab.select, demo.load):
+        trigger(refresh_choices, inputs=[run, compare], outputs=[run, compare], api_visibility="private")
+    return EvaluateTab(run, compare)
+
+
+def _gen_choices(runs_dir: Path):
+    from .ui_generate import runs_choices  # the Generate tab's list: finished runs, then the base model
+
+    return runs_choices(runs_dir)

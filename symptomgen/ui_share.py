@@ -1,0 +1,126 @@
+"""Keep and share a run, on the Evaluate tab: zip download, load from a zip or the Hub, push, model card.
+
+The download is only ever a zip the server has just built (``share.export_run_zip``) from a
+run found by ``runs.resolve_run`` inside the runs folder: no path from the page or an API
+caller is ever served.  Imports go through ``share.import_run_zip``/``import_run_from_hub``,
+which treat every archive as hostile.  Pushing reads the token from the server's
+``HF_TOKEN`` environment variable only: there is deliberately no token box.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+
+from .ui_common import user_errors
+
+EXPORT_DIR = Path(tempfile.gettempdir()) / "symptomgen-exports"  # one zip per run, replaced on each export
+_export_lock = threading.Lock()  # export_run_zip's temporary name is per process, so one export at a time
+
+
+def _card_body(text: str) -> str:
+    """The model card without its YAML front matter (that is for the Hub, not for reading)."""
+    if text.startswith("---\n"):
+        end = text.find("\n---", 4)
+        if end != -1:
+            return text[end + 4:].lstrip()
+    return text
+
+
+def token_note() -> str:
+    state = "is set" if os.environ.get("HF_TOKEN", "").strip() else "is **not** set"
+    return (f"The Hub token is read from the server's `HF_TOKEN` environment variable (it {state}); "
+            "it is never typed into this page. Repos are created private unless you untick *Private*.")
+
+
+def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
+                        other_updates: Callable[[], tuple], other_outputs: list) -> None:
+    """The "Keep and share" accordion for the run chosen in ``run``.
+
+    After an import, ``run`` selects the new run and ``other_outputs`` get ``other_updates()``
+    (e.g. the compare list and the Generate tab's model list).
+    """
+    from .ui_evaluate import finished_run, run_choices
+
+    with gr.Accordion("Keep and share this run", open=False, elem_id="share-section"):
+        with gr.Row():
+            export = gr.Button("Build a zip of this run", elem_id="export-button", scale=1)
+            zip_file = gr.File(label="Run zip: model, tokenizer, config, metrics, split, model card",
+                               interactive=False, height=90, elem_id="export-file", scale=3)
+        gr.Markdown("**Load a run** from an exported zip or a Hub model repo made by *Push*.")
+        with gr.Row():
+            upload = gr.File(label="Run zip", file_types=[".zip"], type="filepath", height=90,
+                             elem_id="import-file", scale=2)
+            hub_id = gr.Textbox("", label="…or a Hub id (owner/name)", placeholder="someone/symptomgen-run", scale=2)
+            load = gr.Button("Load run", elem_id="import-button", scale=1)
+        import_status = gr.Markdown(elem_id="import-status")
+        gr.Markdown("**Push to the Hugging Face Hub**")
+        with gr.Row():
+            repo = gr.Textbox("", label="Hub repo id (owner/name)", placeholder="you/symptomgen-kidney", scale=3)
+            private = gr.Checkbox(True, label="Private", scale=1)
+            push = gr.Button("Push", elem_id="push-button", scale=1)
+        push_status = gr.Markdown(token_note(), elem_id="push-status")
+        with gr.Accordion("Model card preview (README.md of the zip / Hub repo)", open=False):
+            card = gr.Markdown(elem_id="model-card")
+
+    @user_errors
+    def export_run(run_id):
+        """Build a zip of a finished run (best model, tokenizer, config, metrics, split, model card)."""
+        from .share import export_run_zip
+
+        found = finished_run(runs_dir, run_id)  # a run inside runs_dir, by name: never a caller's path
+        with _export_lock:
+            path = export_run_zip(found.path, EXPORT_DIR / f"{found.run_id}.zip")
+        return str(path), _card_body(_card(found.path))
+
+    @user_errors
+    def import_run(upload, hub_id):
+        """Load a run from an uploaded zip, or else from a Hub repo id, into this server's runs."""
+        from .share import import_run_from_hub, import_run_zip
+
+        hub_id = (hub_id or "").strip()
+        if upload:
+            new = import_run_zip(upload, runs_dir)
+            origin = "the uploaded zip"
+        elif hub_id:
+            new = import_run_from_hub(hub_id, runs_dir)
+            origin = f"the Hub repo `{hub_id}`"
+        else:
+            raise ValueError("Upload a run zip or enter a Hub id (owner/name) first.")
+        msg = (f"**Loaded** run `{new.run_id}` from {origin}. It is selected above and listed on the Generate tab; "
+               "evaluation uses its own stored validation split.")
+        return (msg, gr.update(choices=run_choices(runs_dir), value=new.run_id), None, *other_updates())
+
+    @user_errors
+    def push_run(run_id, repo_id, private):
+        """Upload a finished run (model, card, metrics, split) to a Hub model repo; token from HF_TOKEN."""
+        from .share import push_run_to_hub
+
+        found = finished_run(runs_dir, run_id)
+        url = push_run_to_hub(found.path, repo_id, private=bool(private))
+        return f"**Pushed** run `{found.run_id}` to {url} ({'private' if private else 'public'})."
+
+    @user_errors
+    def model_card(run_id):
+        """The model card that export and push write for a run."""
+        if not (run_id or "").strip():
+            return ""
+        return _card_body(_card(finished_run(runs_dir, run_id).path))
+
+    share_limit = dict(concurrency_limit=1, concurrency_id="share")  # zips and uploads are disk/CPU heavy
+    export.click(export_run, inputs=run, outputs=[zip_file, card], api_name="export_run", **share_limit)
+    load.click(import_run, inputs=[upload, hub_id], outputs=[import_status, run, upload, *other_outputs],
+               api_name="import_run", **share_limit)
+    push.click(push_run, inputs=[run, repo, private], outputs=push_status, api_name="push_run", **share_limit)
+    run.change(model_card, inputs=run, outputs=card, api_name="model_card", show_progress="hidden")
+
+
+def _card(run_path: Path) -> str:
+    from .card import write_model_card
+
+    return write_model_card(run_path)

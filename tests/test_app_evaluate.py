@@ -1,0 +1,168 @@
+"""Drive the Evaluate tab, the explain heat map and run sharing through ``gradio_client``."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import TINY
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from test_app_client import free_port, rows
+
+from symptomgen.config import DataConfig
+from symptomgen.ui import build_demo
+from symptomgen.ui_evaluate import rows_html
+
+GREEDY = dict(temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=24)
+
+
+def _train(runs_dir: Path, **changes) -> str:
+    from symptomgen.trainer import run_training
+
+    for _ in range(3):  # run ids have one-second resolution: a second run in the same second collides
+        try:
+            summary = run_training(DataConfig(source="sample"), TINY.with_(**changes), runs_dir)
+            break
+        except FileExistsError:
+            time.sleep(1.1)
+    assert summary.status == "finished"
+    return summary.run_dir.name
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The app on a free port over a runs folder holding two finished tiny scratch runs."""
+    runs_dir = tmp_path_factory.mktemp("eval-runs")
+    first = _train(runs_dir, epochs=3)
+    second = _train(runs_dir, epochs=2, learning_rate=1e-3)
+    demo = build_demo(runs_dir=runs_dir)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False,
+                    download_files=str(tmp_path_factory.mktemp("eval-downloads")))
+    yield client, runs_dir, first, second
+    demo.close()
+
+
+def test_evaluate_gives_fine_tuned_and_base_numbers_and_a_row_table(served):
+    client, runs_dir, run_id, _ = served
+    job = client.submit(run_id=run_id, rows=3, sampling="seed-notebook", api_name="/evaluate")
+    status, summary, table = job.result(timeout=300)
+    assert "Evaluating" in job.outputs()[0][0]  # a progress line came first
+    assert "evaluated 3 validation row(s)" in status and "never from its training rows" in status
+    metrics = {r[0]: r[1:] for r in rows(summary)}
+    for name in ("validation loss (per real token)", "perplexity", "symptom F1 (greedy)", "symptom F1 (sampled)"):
+        fine_tuned, base, change = metrics[name]
+        assert isinstance(fine_tuned, float) and isinstance(base, float), name
+        assert change == pytest.approx(fine_tuned - base, abs=1e-3)
+    loss_ft, loss_base, _ = metrics["validation loss (per real token)"]
+    assert loss_ft < loss_base  # three epochs beat the random-init base
+    assert table.count("<tr>") == 4  # header + the 3 rows asked for
+    val = pd.read_csv(runs_dir / run_id / "val.csv", dtype=str, keep_default_na=False)
+    assert html_has_names(table, val["prompt"].head(3))
+    train_names = set(pd.read_csv(runs_dir / run_id / "train.csv", dtype=str)["prompt"])
+    assert not any(f"<td>{n}</td>" in table for n in train_names - set(val["prompt"]))
+
+
+def html_has_names(table: str, names) -> bool:
+    import html
+
+    return all(f"<td>{html.escape(n)}</td>" in table for n in names)
+
+
+def test_row_table_escapes_user_data_and_highlights_matches():
+    frame = pd.DataFrame([{"name": "<img src=x onerror=alert(1)>", "reference": "=HYPERLINK(\"x\"), Fever and cough",
+                           "generated": "fever, <b>rash</b>", "matched": "fever", "f1": 0.4}])
+    out = rows_html(frame)
+    assert "<img" not in out and "&lt;img src=x onerror=alert(1)&gt;" in out
+    assert "&lt;b&gt;rash&lt;/b&gt;" in out and "=HYPERLINK(&quot;x&quot;)" in out
+    assert out.count("<mark><b>") == 2  # "Fever" in the reference and "fever" in the output
+    assert "<mark><b>Fever</b></mark> and cough" in out
+
+
+def test_compare_runs_plots_both_runs_curves(served):
+    client, _, first, second = served
+    plot, table = client.predict(runs=[first, second], api_name="/compare_runs")
+    assert [r[0] for r in rows(table)] == [first, second] and [r[2] for r in rows(table)] == [3, 2]
+    points = pd.DataFrame(plot["data"], columns=plot["columns"])
+    assert set(points["series"]) == {f"{r} · {k}" for r in (first, second) for k in ("train", "validation")}
+    assert len(points) == 2 * (3 + 2)
+
+
+def test_explain_returns_token_scores_for_the_shown_greedy_output(served):
+    client, _, run_id, _ = served
+    text, _, _ = client.predict(model=run_id, name="Kidney Failure", compare=False, **GREEDY, api_name="/generate")
+    heat, summary, table = client.predict(model=run_id, name="Kidney Failure", shown=text, score="surprise",
+                                          **GREEDY, api_name="/explain")
+    tokens = [(h["token"], h["class_or_confidence"]) for h in heat]
+    assert tokens and all(0.0 <= v <= 1.0 for _, v in tokens)
+    shown = "".join(t for t, _ in tokens)
+    assert shown.startswith(text.strip()[:10]) and "perplexity" in summary and "Explained the output" in summary
+    probs = [r[2] for r in rows(table)]
+    assert len(probs) == len(tokens) and all(0.0 < p <= 1.0 for p in probs)
+    assert [round(1 - p, 3) for p in probs] == [round(v, 3) for _, v in tokens]
+
+
+def test_export_then_import_round_trip_generates_the_same_greedy_text(served):
+    client, runs_dir, run_id, _ = served
+    zip_path, card = client.predict(run_id=run_id, api_name="/export_run")
+    assert Path(zip_path).name == f"{run_id}.zip" and zipfile.is_zipfile(zip_path)
+    assert f"{run_id}/model.safetensors" in zipfile.ZipFile(zip_path).namelist()
+    assert "Not medical advice" in card and not card.startswith("---")
+
+    status, run_update, *_ = client.predict(upload=handle_file(zip_path), hub_id="", api_name="/import_run")
+    new_id = run_update["value"]
+    assert new_id != run_id and f"**Loaded** run `{new_id}`" in status
+    assert (runs_dir / new_id / "best" / "model.safetensors").is_file()
+    texts = [client.predict(model=r, name="Asthma", compare=False, **GREEDY, api_name="/generate")[0]
+             for r in (run_id, new_id)]
+    assert texts[0] == texts[1] and texts[0].strip()
+
+
+def test_import_errors_are_one_sentence(served, tmp_path):
+    client = served[0]
+    with pytest.raises(AppError, match="Upload a run zip or enter a Hub id"):
+        client.predict(upload=None, hub_id="", api_name="/import_run")
+    with pytest.raises(AppError, match="Could not download run 'someone/run'.*offline mode is on"):
+        client.predict(upload=None, hub_id="someone/run", api_name="/import_run")
+    fake = tmp_path / "fake.zip"
+    fake.write_text("not a zip")
+    with pytest.raises(AppError, match="fake.zip is not a zip file"):
+        client.predict(upload=handle_file(str(fake)), hub_id="", api_name="/import_run")
+
+
+def test_push_without_token_or_network_says_so(served, monkeypatch):
+    client, _, run_id, _ = served
+    monkeypatch.delenv("HF_TOKEN", raising=False)  # the server runs in this process
+    with pytest.raises(AppError, match="No Hugging Face token: set the HF_TOKEN environment variable") as err:
+        client.predict(run_id=run_id, repo_id="me/symptomgen-test", private=True, api_name="/push_run")
+    assert "Traceback" not in str(err.value)
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    with pytest.raises(AppError, match="Could not push run .* offline mode is on") as err:
+        client.predict(run_id=run_id, repo_id="me/symptomgen-test", private=True, api_name="/push_run")
+    assert "hf_not_a_real_token" not in str(err.value)
+
+
+@pytest.mark.parametrize("api_name, kwargs", [
+    ("/evaluate", dict(rows=2, sampling="none")), ("/export_run", {}), ("/model_card", {}),
+    ("/push_run", dict(repo_id="me/x", private=True)),
+])
+def test_run_names_outside_the_runs_folder_are_refused(served, api_name, kwargs):
+    client = served[0]
+    for bad in ("../../etc", "/etc/passwd"):
+        with pytest.raises(AppError, match="is not a valid run name"):
+            client.predict(run_id=bad, **kwargs, api_name=api_name)
+    with pytest.raises(AppError, match="was not found"):
+        client.predict(run_id="no-such-run", **kwargs, api_name=api_name)
+
+
+def test_compare_and_explain_refuse_bad_names(served):
+    client = served[0]
+    with pytest.raises(AppError, match="is not a valid run name"):
+        client.predict(runs=["../../etc"], api_name="/compare_runs")
+    with pytest.raises(AppError, match="neither a finished run nor a Hugging Face model id"):
+        client.predict(model="../../etc", name="Asthma", api_name="/explain")
