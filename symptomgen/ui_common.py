@@ -58,32 +58,29 @@ def user_errors(fn):
     return wrapper
 
 
-class NamedSlider(gr.Slider):
+class _NamesItsField:
+    """Mixin: re-raise a component's preprocessing error with the field's label in front."""
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)  # type: ignore[misc]
+        except gr.Error as exc:
+            raise gr.Error(f"{self.label}: {exc.message}", print_exception=False) from None  # type: ignore[attr-defined]
+        except (TypeError, ValueError):
+            raise gr.Error(f"{self.label} must be a number, got {payload!r}.",  # type: ignore[attr-defined]
+                           print_exception=False) from None
+
+
+class NamedSlider(_NamesItsField, gr.Slider):
     """A slider whose out-of-range error names the field (``is_template``: drawn as a plain slider)."""
 
     is_template = True
 
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except gr.Error as exc:
-            raise gr.Error(f"{self.label}: {exc.message}", print_exception=False) from None
-        except (TypeError, ValueError):
-            raise gr.Error(f"{self.label} must be a number, got {payload!r}.", print_exception=False) from None
 
-
-class NamedNumber(gr.Number):
+class NamedNumber(_NamesItsField, gr.Number):
     """A number box whose out-of-range error names the field."""
 
     is_template = True
-
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except gr.Error as exc:
-            raise gr.Error(f"{self.label}: {exc.message}", print_exception=False) from None
-        except (TypeError, ValueError):
-            raise gr.Error(f"{self.label} must be a number, got {payload!r}.", print_exception=False) from None
 
 
 def slider(rng: tuple, label: str, *, step: float | None = None, value=None, info: str | None = None,

@@ -24,7 +24,7 @@ import pandas as pd
 from . import config as C
 from .runs import Run, list_runs, resolve_run
 from .ui_common import NamedNumber, user_errors
-from .ui_generate import usable_runs
+from .ui_generate import run_choices
 
 ROWS_RANGE = (1, 500, 20)  # validation rows evaluated (the sample's split has ~20, the real dataset's ~80)
 SAMPLING_CHOICES = [("Greedy only (fastest)", "none"), ("Greedy + seed-notebook sampling", "seed-notebook"),
@@ -47,16 +47,6 @@ def finished_run(runs_dir: Path, run_id) -> Run:
     if not run.has_best():
         raise ValueError(f"Run {run.run_id} has no saved model (no epoch finished).")
     return run
-
-
-def run_choices(runs_dir: Path) -> list[tuple[str, str]]:
-    out = []
-    for r in usable_runs(runs_dir):
-        cfg = r.read_config()
-        best = cfg.get("best_val_loss")
-        loss = f", val loss {best:.3f}" if isinstance(best, (int, float)) else ""
-        out.append((f"{r.run_id} ({cfg.get('train', {}).get('model', '?')}{loss})", r.run_id))
-    return out
 
 
 def curve_choices(runs_dir: Path) -> list[str]:

@@ -37,14 +37,20 @@ def usable_runs(runs_dir: Path) -> list[Run]:
     return [r for r in list_runs(runs_dir) if r.has_best() and r.status() != "running"]
 
 
-def runs_choices(runs_dir: Path) -> list[tuple[str, str]]:
+def run_choices(runs_dir: Path) -> list[tuple[str, str]]:
+    """(label, run id) for every finished run, newest first."""
     out = []
     for r in usable_runs(runs_dir):
         cfg = r.read_config()
         best = cfg.get("best_val_loss")
         loss = f", val loss {best:.3f}" if isinstance(best, (int, float)) else ""
         out.append((f"{r.run_id} ({r.status()}, {cfg.get('train', {}).get('model', '?')}{loss})", r.run_id))
-    return out + [(BASE_LABEL, C.DEFAULT_MODEL)]
+    return out
+
+
+def runs_choices(runs_dir: Path) -> list[tuple[str, str]]:
+    """Finished runs, then the base model: the Generate tab's model choices."""
+    return run_choices(runs_dir) + [(BASE_LABEL, C.DEFAULT_MODEL)]
 
 
 def runs_table(runs_dir: Path) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from test_app_client import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(source="sample", upload=None, model="scratch", epochs=2, batch_size=16, learning_rate=3e-3,
@@ -28,18 +29,10 @@ LAUNCH = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (
           "sys.argv = ['app.py'] + sys.argv[1:]; runpy.run_path('app.py', run_name='__main__')")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SYMPTOMGEN_RUNS_DIR": str(runs), "SYMPTOMGEN_MAX_FILE_MB": "1",
            "HF_TOKEN": "hf_SECRET_never_shown", "PYTHONPATH": str(ROOT)}
