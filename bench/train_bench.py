@@ -1,0 +1,527 @@
+"""Training benchmark: the project's trainer against the seed notebook's loop, on this CPU.
+
+Runs interleaved pairs (baseline, candidate, baseline, candidate, ...), each arm in
+a fresh process on the same rows, model weights, batch size, optimizer-step count
+and thread count, then one multi-epoch run of the real trainer (seconds per epoch
+with evaluation and checkpointing), then length grouping vs plain shuffling on
+the scratch model (padding and validation loss at equal epochs).  Prints a
+Markdown table and writes it to ``bench/RESULTS.md`` (section ``train_bench``).
+
+    python bench/train_bench.py                # full run, ~15 min on 2 quiet cores
+    python bench/train_bench.py --tiny --results /tmp/r.md   # seconds, for tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import benchlib as B
+
+SCRIPT = Path(__file__).resolve()
+PHASES = ("pairs", "epoch", "quality")
+# Sampling arms of the quality phase: the project's default, an experiment, and the seed's shuffling.
+QUALITY_MODES = (("length-grouped (project default)", []),
+                 ("length-grouped, 2 megabatches (experiment)", ["--megabatches", "2"]),
+                 ("plain shuffling", ["--shuffle"]))
+BATCH = 8
+
+
+# ----------------------------------------------------------------------------- workers
+def _rows(data: str, rows: int, subset_seed: int):
+    """The train/val split the project makes, and a seeded subset of the training rows."""
+    import numpy as np
+
+    from symptomgen.config import DataConfig
+    from symptomgen.data import prepare
+
+    prepared = prepare(DataConfig(source=data))
+    train = prepared.train
+    if rows and rows < len(train):
+        pick = np.sort(np.random.default_rng(subset_seed).choice(len(train), rows, replace=False))
+        train = train.iloc[pick].reset_index(drop=True)
+    return dataclasses.replace(prepared, train=train)
+
+
+def _param_counts(model) -> dict:
+    return {"matmul_params": B.matmul_params(model), "n_layer": model.config.n_layer, "n_embd": model.config.n_embd}
+
+
+def worker_baseline(a) -> dict:
+    import torch
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    import seed_loop as S
+
+    B.set_threads(a.threads)
+    peak = B.matmul_peak_gflops(a.threads, a.matmul_n)
+    peak_bf16 = B.matmul_peak_gflops(a.threads, a.matmul_n, dtype="bfloat16") if B.native_bf16() else None
+    prepared = _rows(a.data, a.rows, a.subset_seed)
+    tok = AutoTokenizer.from_pretrained(a.model_dir)
+    tok.pad_token = tok.eos_token  # the seed's choice
+    model = GPT2LMHeadModel.from_pretrained(a.model_dir)
+    ds = S.SeedDataset(list(prepared.train["prompt"]), list(prepared.train["target"]), tok)
+    real = S.real_tokens(ds)
+    lengths = [min(len(tok(f"{n} | {s}")["input_ids"]), S.SEED_MAX_LENGTH) for n, s in ds.rows]
+    out = S.train_steps(model, ds, a.steps, torch.Generator().manual_seed(a.subset_seed))
+    rows_done = min(a.steps * S.SEED_BATCH, len(ds))
+    # Rows seen = rows in the subset when steps × batch equals its size (the bench sizes it so).
+    real_done = real * rows_done / len(ds)
+    result = {"arm": "baseline", "steps": a.steps, "seconds": out["seconds"], "real_tokens": real_done,
+              "computed_tokens": rows_done * S.SEED_MAX_LENGTH, "loss_first": out["losses"][0],
+              "loss_last": out["losses"][-1], "mean_len": sum(lengths) / len(lengths), "matmul_gflops": peak,
+              "matmul_gflops_bf16": peak_bf16,
+              **_param_counts(model)}
+    if a.eval_batches:
+        val = S.SeedDataset(list(prepared.val["prompt"]), list(prepared.val["target"]), tok)
+        ev = S.validate(model, val, a.eval_batches)
+        result["eval_seconds_per_batch"] = ev["seconds"] / ev["batches"]
+        result["val_batches"] = math.ceil(len(val) / S.SEED_BATCH)
+    result["train_rows_full"] = len(_rows(a.data, 0, 0).train)
+    result["peak_rss_mb"] = B.peak_rss_mb()
+    return result
+
+
+class _Timers:
+    """Wall time spent in evaluation, best-model saves and Trainer checkpoints."""
+
+    def __init__(self):
+        self.calls: dict[str, list[float]] = {"eval": [], "save_best": [], "checkpoint": [], "epoch_begin": []}
+        self.rss: list[tuple[str, float]] = []  # (what just finished, peak RSS so far)
+
+    def wrap(self, owner, name: str, key: str):
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.calls[key].append(time.perf_counter() - t)
+                self.rss.append((key, B.peak_rss_mb()))
+
+        setattr(owner, name, timed)
+
+
+def _parse_sets(pairs: list[str]) -> dict:
+    out = {}
+    for item in pairs or []:
+        key, _, raw = item.partition("=")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def worker_candidate(a) -> dict:
+    """The real code path: ``symptomgen.trainer.run_training`` (Trainer + EpochReporter)."""
+    import transformers
+
+    import symptomgen.runs as R
+    import symptomgen.trainer as T
+    from symptomgen import quiet_libraries
+    from symptomgen.batching import PadCollator
+    from symptomgen.config import DataConfig, TrainConfig
+
+    quiet_libraries()
+    B.set_threads(a.threads)
+    peak = B.matmul_peak_gflops(a.threads, a.matmul_n)
+    peak_bf16 = B.matmul_peak_gflops(a.threads, a.matmul_n, dtype="bfloat16") if B.native_bf16() else None
+    counts = {"real": 0, "computed": 0}
+
+    class CountingCollator(PadCollator):
+        def __call__(self, rows):
+            batch = super().__call__(rows)
+            counts["real"] += int(batch["attention_mask"].sum())
+            counts["computed"] += batch["attention_mask"].numel()
+            return batch
+
+    timers = _Timers()
+    T.PadCollator = CountingCollator  # training batches only; evaluation uses batching.PadCollator
+    timers.wrap(T, "mean_token_loss", "eval")
+    timers.wrap(R.Run, "save_model", "save_best")
+    timers.wrap(transformers.Trainer, "_save_checkpoint", "checkpoint")
+    original_begin = T.EpochReporter.on_epoch_begin
+
+    def on_epoch_begin(self, *args, **kwargs):
+        timers.calls["epoch_begin"].append(time.perf_counter())
+        return original_begin(self, *args, **kwargs)
+
+    T.EpochReporter.on_epoch_begin = on_epoch_begin
+    overrides = _parse_sets(a.set)
+    if overrides:  # for experiments: TrainingArguments fields changed on top of the project's
+        original_args = T.training_arguments
+        T.training_arguments = lambda cfg, out: dataclasses.replace(original_args(cfg, out), **overrides)
+    if a.attn:
+        original_load = T.load_for_training
+
+        def load(cfg, texts):
+            model, tok = original_load(cfg, texts)
+            model.set_attn_implementation(a.attn)
+            return model, tok
+
+        T.load_for_training = load
+    if a.megabatches:  # experiment: coarser length buckets than transformers' default of ~4 megabatches
+        from transformers import trainer_pt_utils as tpu
+
+        def grouped(self):
+            mult = max(1, math.ceil(len(self.lengths) / (self.batch_size * a.megabatches)))
+            return iter(tpu.get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=mult,
+                                                       generator=self.generator))
+
+        tpu.LengthGroupedSampler.__iter__ = grouped
+    model_spec = "scratch" if a.model_dir == "scratch" else a.model_dir
+    cfg = TrainConfig(model=model_spec, epochs=a.epochs, batch_size=8, seed=a.seed,
+                      group_by_length=not a.shuffle, save_checkpoints=not a.no_checkpoints)
+    if a.scratch_tiny:
+        cfg = cfg.with_(scratch_layers=2, scratch_width=64, scratch_vocab=800)
+    prepared = _rows(a.data, a.rows, a.subset_seed)
+    events = []
+    with tempfile.TemporaryDirectory(prefix="bench-runs-") as runs_dir:
+        started = time.perf_counter()
+        summary = T.run_training(DataConfig(source=a.data), cfg, runs_dir,
+                                 on_event=lambda e: (events.append(e), timers.rss.append(("step", B.peak_rss_mb()))
+                                                     if isinstance(e, T.Progress) else None), prepared=prepared)
+        finished = time.perf_counter()
+    if summary.status != "finished":
+        raise SystemExit(f"candidate run ended {summary.status}: {summary.message}")
+    epochs = [e for e in events if isinstance(e, T.EpochResult)]
+    begins = timers.calls["epoch_begin"] + [finished]
+    real_per_epoch = counts["real"] / len(epochs)
+    per_epoch = []
+    for i, e in enumerate(epochs):
+        train_s = real_per_epoch / e.tokens_per_sec
+        per_epoch.append({"epoch": e.epoch, "train_seconds": train_s, "wall_seconds": begins[i + 1] - begins[i],
+                          "val_loss": e.val_loss, "train_loss": e.train_loss, "is_best": e.is_best})
+    return {"arm": "candidate", "epochs": per_epoch, "real_tokens": counts["real"],
+            "computed_tokens": counts["computed"], "seconds": sum(p["train_seconds"] for p in per_epoch),
+            "eval_seconds": timers.calls["eval"], "save_best_seconds": timers.calls["save_best"],
+            "checkpoint_seconds": timers.calls["checkpoint"], "run_seconds": finished - started,
+            "steps": math.ceil(len(prepared.train) / 8) * len(epochs), "matmul_gflops": peak,
+            "matmul_gflops_bf16": peak_bf16,
+            "best_val_loss": summary.best_val_loss, "peak_rss_mb": B.peak_rss_mb(), "overrides": overrides,
+            "peak_rss_training_mb": max((m for k, m in timers.rss if k == "step"), default=None),
+            "rss_trace": _compress(timers.rss)}
+
+
+def _compress(trace: list[tuple[str, float]]) -> list:
+    """The peak-RSS trace with runs of equal (label, value) merged: [label, MB, count]."""
+    out: list = []
+    for key, mb in trace:
+        if out and out[-1][0] == key and abs(out[-1][1] - mb) < 1:
+            out[-1][2] += 1
+        else:
+            out.append([key, round(mb), 1])
+    return out
+
+
+# ----------------------------------------------------------------------------- orchestration
+def _common(a, extra: list[str]) -> list[str]:
+    return ["--data", a.data, "--threads", str(a.threads), "--matmul-n", str(a.matmul_n), *extra]
+
+
+def _candidate_args(a) -> list[str]:
+    out = []
+    for item in a.set or []:
+        out += ["--set", item]
+    if a.attn:
+        out += ["--attn", a.attn]
+    return out
+
+
+def parse_variant(spec: str) -> tuple[str, dict, list[str]]:
+    """``"name: ENV=1 --set field=value"`` → (name, env, extra worker args)."""
+    import re
+    import shlex
+
+    name, _, rest = spec.partition(":")
+    env, args = {}, []
+    for token in shlex.split(rest):
+        if re.match(r"^[A-Z_][A-Z0-9_]*=", token):
+            key, _, value = token.partition("=")
+            env[key] = value
+        else:
+            args.append(token)
+    return name.strip(), env, args
+
+
+def _mfu(tokens_per_s: float, mean_len: float, dims: dict, peak_gflops: float) -> float:
+    flops = B.train_flops_per_token(dims["matmul_params"], dims["n_layer"], dims["n_embd"], mean_len)
+    return tokens_per_s * flops / (peak_gflops * 1e9)
+
+
+def orchestrate(a) -> str:
+    from symptomgen.config import TrainConfig
+    from symptomgen.data import format_example
+
+    log = lambda *x: print(*x, file=sys.stderr, flush=True)  # noqa: E731
+    prepared = _rows(a.data, 0, 0)
+    n_train = len(prepared.train)
+    if a.steps <= 0 or a.steps * 8 >= n_train:  # one full epoch of the training split in every arm
+        rows, steps = n_train, math.ceil(n_train / 8)
+    else:  # a seeded subset of steps × 8 rows (length grouping then works on fewer rows)
+        rows, steps = a.steps * 8, a.steps
+    texts = [format_example(p, t) for p, t in zip(prepared.train["prompt"], prepared.train["target"])]
+    results: dict = {"pairs": [], "peaks": []}
+    with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
+        model_dir = Path(tmp) / "model"
+        t = time.perf_counter()
+        shape = "tiny" if a.tiny else a.model
+        if shape == "scratch":
+            _save_scratch(model_dir, texts, TrainConfig(model="scratch"))
+        else:
+            B.build_model_folder(model_dir, texts, shape, tokenizer_dir=a.tokenizer)
+        log(f"model folder ({shape}) built in {time.perf_counter() - t:.1f}s")
+        if "pairs" in a.phases:
+            for i in range(a.pairs):
+                base_args = _common(a, ["--model-dir", str(model_dir), "--rows", str(rows),
+                                        "--subset-seed", str(i), "--steps", str(steps)])
+                if i == 0:
+                    base_args += ["--eval-batches", str(a.eval_batches or 10**6)]
+                b = B.run_worker(SCRIPT, ["--worker", "baseline", *base_args])
+                c = B.run_worker(SCRIPT, ["--worker", "candidate", *_common(a, [
+                    "--model-dir", str(model_dir), "--rows", str(rows), "--subset-seed", str(i), "--epochs", "1",
+                    *_candidate_args(a)])])
+                b["tps"], c["tps"] = b["real_tokens"] / b["seconds"], c["real_tokens"] / c["seconds"]
+                results["pairs"].append((b, c))
+                results["peaks"] += [b["matmul_gflops"], c["matmul_gflops"]]
+                log(f"pair {i + 1}/{a.pairs}: baseline {b['tps']:.1f} tok/s ({b['seconds']:.1f}s), "
+                    f"candidate {c['tps']:.1f} tok/s ({c['seconds']:.1f}s), ratio {c['tps'] / b['tps']:.2f}")
+                for spec in a.variant or []:
+                    name, env, extra = parse_variant(spec)
+                    v = B.run_worker(SCRIPT, ["--worker", "candidate", *_common(a, [
+                        "--model-dir", str(model_dir), "--rows", str(rows), "--subset-seed", str(i), "--epochs", "1",
+                        *_candidate_args(a), *extra])], env=env)
+                    v["tps"] = v["real_tokens"] / v["seconds"]
+                    v["vs_candidate"], v["vs_baseline"] = v["tps"] / c["tps"], v["tps"] / b["tps"]
+                    results.setdefault("variants", {}).setdefault(name, []).append(v)
+                    results["peaks"].append(v["matmul_gflops"])
+                    log(f"  variant {name}: {v['tps']:.1f} tok/s, {v['vs_candidate']:.2f}× candidate")
+        if "epoch" in a.phases and a.epochs > 0:
+            e = B.run_worker(SCRIPT, ["--worker", "candidate", *_common(a, [
+                "--model-dir", str(model_dir), "--epochs", str(a.epochs), *_candidate_args(a)])])
+            results["epoch"] = e
+            results["peaks"].append(e["matmul_gflops"])
+            log("epoch run: " + ", ".join(f"{p['wall_seconds']:.1f}s" for p in e["epochs"]))
+    if "quality" in a.phases:
+        results["quality"] = []
+        q_extra = ["--model-dir", "scratch", "--epochs", str(a.quality_epochs), "--no-checkpoints"]
+        if a.tiny:
+            q_extra = ["--model-dir", "scratch", "--epochs", "1", "--no-checkpoints", "--scratch-tiny"]
+        for seed in range(a.quality_seeds):
+            for mode, extra in QUALITY_MODES:
+                q = B.run_worker(SCRIPT, ["--worker", "candidate", *_common(a, [*q_extra, "--seed", str(42 + seed),
+                                                                             *extra])])
+                q["mode"], q["seed"] = mode, 42 + seed
+                results["quality"].append(q)
+                log(f"quality seed {42 + seed} {mode}: pad {1 - q['real_tokens'] / q['computed_tokens']:.1%}, "
+                    f"best val {q['best_val_loss']:.4f}")
+    if a.json_out:
+        Path(a.json_out).write_text(json.dumps(results, indent=1, default=str))
+    return render(a, results, n_train, steps)
+
+
+def _save_scratch(folder: Path, texts: list[str], cfg) -> None:
+    from symptomgen.modeling import build_scratch_model, build_scratch_tokenizer
+
+    tok = build_scratch_tokenizer(texts, cfg.scratch_vocab)
+    model = build_scratch_model(tok, cfg)
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+
+
+def _variant_row(name: str, vs: list[dict], mean_len: float, dims: dict, peak: float) -> str:
+    tps = B.median(v["tps"] for v in vs)
+    pad = 1 - sum(v["real_tokens"] for v in vs) / sum(v["computed_tokens"] for v in vs)
+    return (f"| variant: {name} (median per-pair {B.median(v['vs_candidate'] for v in vs):.2f}× candidate, "
+            f"{B.median(v['vs_baseline'] for v in vs):.2f}× baseline) | {tps:.1f} | "
+            f"{B.median(v['seconds'] / v['steps'] for v in vs):.2f} | {pad:.1%} | – | – | "
+            f"{max(v['peak_rss_mb'] for v in vs):.0f} | {_mfu(tps, mean_len, dims, peak):.1%} |")
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**not met**")
+
+
+def render(a, r: dict, n_train: int, steps: int) -> str:
+    peak = max(r["peaks"]) if r["peaks"] else float("nan")
+    bf16_peaks = [w.get("matmul_gflops_bf16") for pair in r["pairs"] for w in pair if w.get("matmul_gflops_bf16")]
+    peak_bf16 = max(bf16_peaks) if bf16_peaks else None
+    lines = [f"## Training ({'tiny' if a.tiny else a.model} model)", "",
+             f"Command: `{B.command_line()}`  ", f"Machine: {B.machine_line(a.threads)}  ",
+             f"Data: `{Path(a.data).name if a.data != 'sample' else 'bundled sample'}` ({n_train} training rows); "
+             f"batch 8; {steps} optimizer steps per arm per pair"
+             f"{' (one full epoch)' if steps == math.ceil(n_train / BATCH) else f' ({steps * BATCH}-row subset)'}; "
+             f"{len(r['pairs'])} interleaved pairs, each arm a fresh process.  ",
+             f"fp32 matmul peak (torch, {a.matmul_n}² matrices, {a.threads} threads, best seen in this run): "
+             f"**{peak:.0f} GFLOP/s**", ""]
+    targets = []
+    full_epoch = steps == math.ceil(n_train / BATCH)
+    if r["pairs"]:
+        bs, cs = [p[0] for p in r["pairs"]], [p[1] for p in r["pairs"]]
+        ratios = [c["tps"] / b["tps"] for b, c in r["pairs"]]
+        dims = {k: bs[0][k] for k in ("matmul_params", "n_layer", "n_embd")}
+        mean_len = bs[0]["mean_len"] + 1  # the candidate adds the EOS
+        b0 = bs[0]
+        base_epoch = math.ceil(b0["train_rows_full"] / BATCH) * B.median(b["seconds"] / b["steps"] for b in bs)
+        base_note = ("measured train + measured eval" if full_epoch else
+                     f"{math.ceil(b0['train_rows_full'] / BATCH)} steps × median step + measured eval")
+        if "eval_seconds_per_batch" in b0:
+            base_epoch += b0["eval_seconds_per_batch"] * b0["val_batches"]
+        e = r.get("epoch")
+        cand_epoch = cand_overhead = None
+        if e:  # the last epoch of a multi-epoch run: checkpoint of the one before + train + eval + saves
+            steady = e["epochs"][-1]
+            cand_epoch = steady["wall_seconds"]
+            cand_overhead = 1 - steady["train_seconds"] / steady["wall_seconds"]
+            epoch_note = f"measured, epoch {steady['epoch']} of a {len(e['epochs'])}-epoch run"
+        elif full_epoch:  # each pair's candidate ran one whole epoch of the real path
+            cand_epoch = B.median(c["epochs"][0]["wall_seconds"] for c in cs)
+            cand_overhead = B.median(1 - c["epochs"][0]["train_seconds"] / c["epochs"][0]["wall_seconds"] for c in cs)
+            epoch_note = "measured, median of the pairs' epochs"
+        b_tps, c_tps = B.median(b["tps"] for b in bs), B.median(c["tps"] for c in cs)
+        b_pad = 1 - sum(b["real_tokens"] for b in bs) / sum(b["computed_tokens"] for b in bs)
+        c_pad_src = [e] if e and not full_epoch else cs
+        c_pad = 1 - sum(c["real_tokens"] for c in c_pad_src) / sum(c["computed_tokens"] for c in c_pad_src)
+        c_rss = max(c["peak_rss_mb"] for c in cs + ([e] if e else []))
+        b_mfu, c_mfu = _mfu(b_tps, mean_len - 1, dims, peak), _mfu(c_tps, mean_len, dims, peak)
+        lines += ["| arm | real tokens/s (median) | s per optimizer step | padded share of computed tokens | "
+                  "s per epoch incl. eval + checkpoint | eval + checkpoint share | peak RSS MB | MFU |",
+                  "|---|---|---|---|---|---|---|---|",
+                  f"| seed loop (baseline) | {b_tps:.1f} | {B.median(b['seconds'] / b['steps'] for b in bs):.2f} | "
+                  f"{b_pad:.1%} | {base_epoch:.0f} ({base_note}; no checkpoint) | – | {max(b['peak_rss_mb'] for b in bs):.0f} | {b_mfu:.1%} |",
+                  f"| symptomgen trainer (candidate) | {c_tps:.1f} | "
+                  f"{B.median(c['seconds'] / c['steps'] for c in cs):.2f} | {c_pad:.1%} | "
+                  + (f"{cand_epoch:.1f} ({epoch_note})" if cand_epoch else "–")
+                  + f" | {'–' if cand_overhead is None else f'{cand_overhead:.1%}'} | {c_rss:.0f} | {c_mfu:.1%} |",
+                  *[_variant_row(name, vs, mean_len, dims, peak) for name, vs in r.get("variants", {}).items()],
+                  "", f"Per-pair real-token throughput ratio (candidate / baseline): "
+                  + ", ".join(f"{x:.2f}" for x in ratios) + f"; **median {B.median(ratios):.2f}×**.  ",
+                  f"MFU = real tokens/s × (6 × {dims['matmul_params'] / 1e6:.1f} M matmul parameters + "
+                  f"6 × {dims['n_layer']} layers × {mean_len:.1f} mean tokens × {dims['n_embd']}) / peak.  ",
+                  *([f"bf16 matmul peak measured the same way: {peak_bf16:.0f} GFLOP/s; against it the candidate's "
+                     f"MFU is {_mfu(c_tps, mean_len, dims, peak_bf16):.1%} (it trains under bf16 autocast, so the "
+                     "fp32 peak understates what this CPU can do).  "] if peak_bf16 else []),
+                  f"Baseline loss (incl. padding) first → last step: {b0['loss_first']:.2f} → {b0['loss_last']:.2f}.", ""]
+        if e:
+            lines += ["Real-trainer epochs (full training split):", "",
+                      B.markdown_table(["epoch", "train s", "wall s (train + eval + best save + checkpoint)",
+                                        "val loss", "best"],
+                                       [[p["epoch"], p["train_seconds"], p["wall_seconds"], p["val_loss"],
+                                         p["is_best"]] for p in e["epochs"]]),
+                      "", "Evaluation s per epoch: " + ", ".join(f"{x:.1f}" for x in e["eval_seconds"])
+                      + "; best-model save s: " + ", ".join(f"{x:.1f}" for x in e["save_best_seconds"])
+                      + "; Trainer checkpoint s: " + ", ".join(f"{x:.1f}" for x in e["checkpoint_seconds"]) + ".", ""]
+        targets += [("real-token throughput ≥ 4× seed loop (median per-pair ratio)", f"{B.median(ratios):.2f}×",
+                     B.median(ratios) >= 4),
+                    ("MFU ≥ 50% (fp32 matmul peak)", f"{c_mfu:.1%}", c_mfu >= 0.5),
+                    ("padding ≤ 10% of computed tokens", f"{c_pad:.1%}", c_pad <= 0.10),
+                    ("eval + checkpoint ≤ 10% of epoch time",
+                     "–" if cand_overhead is None else f"{cand_overhead:.1%}",
+                     None if cand_overhead is None else cand_overhead <= 0.10),
+                    ("peak RSS while training ≤ 3 GB", f"{c_rss / 1024:.2f} GB", c_rss <= 3 * 1024)]
+    if r.get("quality"):
+        qs = r["quality"]
+        rows, by_seed = [], {}
+        for mode, _ in QUALITY_MODES:
+            sel = [q for q in qs if q["mode"] == mode]
+            if not sel:
+                continue
+            by_seed[mode] = {q["seed"]: q["best_val_loss"] for q in sel}
+            pad = 1 - sum(q["real_tokens"] for q in sel) / sum(q["computed_tokens"] for q in sel)
+            rows.append([mode, len(sel[0]["epochs"]), len(sel), f"{pad:.1%}", B.median(q["best_val_loss"] for q in sel),
+                         B.median(q["epochs"][-1]["val_loss"] for q in sel),
+                         B.median(sum(e["val_loss"] for e in q["epochs"]) / len(q["epochs"]) for q in sel),
+                         B.median(q["seconds"] for q in sel)])
+        default, shuffled = QUALITY_MODES[0][0], QUALITY_MODES[-1][0]
+        diffs = [by_seed[default][sd] - by_seed[shuffled][sd] for sd in by_seed.get(default, {})
+                 if sd in by_seed.get(shuffled, {})]
+        lines += [f"Length grouping vs plain shuffling (scratch model {a.quality_epochs if not a.tiny else 1} epochs, "
+                  "dynamic padding both; same split, seeds and number of steps; best = the epoch the run keeps):", "",
+                  B.markdown_table(["sampling", "epochs", "seeds", "padded share", "best val loss (median)",
+                                    "final val loss (median)", "mean val loss over epochs (median)",
+                                    "train s (median)"], rows), "",
+                  "Best val loss, grouped − shuffled, per seed: " + ", ".join(f"{d:+.4f}" for d in diffs) + ".", ""]
+        if diffs:
+            targets.append(("val loss with grouping no worse than shuffling (median per-seed difference of best)",
+                            f"{B.median(diffs):+.4f}", B.median(diffs) <= 0))
+    if targets:
+        lines += ["Targets (issue 5):", "", B.markdown_table(["target", "measured", "verdict"],
+                                                             [[t, m, _verdict(ok)] for t, m, ok in targets]), ""]
+    if a.note:
+        lines += [a.note, ""]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=B.default_data(),
+                   help="CSV/JSON/Parquet with Name and Symptoms columns, or 'sample' (default: the real dataset "
+                        "in ../shared/data when present, else the bundled sample)")
+    p.add_argument("--model", choices=("distilgpt2", "scratch"), default="distilgpt2",
+                   help="distilgpt2-shaped random init (6×768, vocab 50257) or the project's scratch model")
+    p.add_argument("--tokenizer", default=None,
+                   help="folder of a saved GPT-2 tokenizer to use instead of the calibrated byte-level BPE")
+    p.add_argument("--steps", type=int, default=0,
+                   help="optimizer steps per arm in each pair; 0 (default) = one full epoch of the training split, "
+                        "fewer = a seeded subset of steps×8 rows (quicker, but length grouping has fewer rows)")
+    p.add_argument("--pairs", type=int, default=2, help="interleaved baseline/candidate pairs (default 2)")
+    p.add_argument("--epochs", type=int, default=0,
+                   help="also run the real trainer for this many epochs on the full split and report its last "
+                        "epoch (steady state incl. the previous checkpoint); 0 (default) = use the pairs' epochs")
+    p.add_argument("--quality-epochs", type=int, default=6, help="epochs per arm of grouping vs shuffling")
+    p.add_argument("--quality-seeds", type=int, default=3, help="seeds of grouping vs shuffling (default 3)")
+    p.add_argument("--eval-batches", type=int, default=0,
+                   help="seed-loop validation batches timed in the first pair (default 0 = all)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in every arm")
+    p.add_argument("--matmul-n", type=int, default=3072, help="matrix size of the matmul peak probe")
+    p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="experiment: override a TrainingArguments field in the candidate (repeatable)")
+    p.add_argument("--attn", default=None, help="experiment: attention implementation for the candidate")
+    p.add_argument("--variant", action="append", metavar="'NAME: ENV=V --set FIELD=V'",
+                   help="experiment: an extra arm in every pair, the candidate with these environment variables "
+                        "and worker options (repeatable), e.g. 'fp32: SYMPTOMGEN_CPU_BF16=0'")
+    p.add_argument("--tiny", action="store_true", help="tiny model (2 layers, width 64), 1 pair, 1-epoch quality check: for tests")
+    p.add_argument("--results", type=Path, default=B.RESULTS, help="Markdown file to write (default bench/RESULTS.md)")
+    p.add_argument("--json-out", default=None, help="also write the raw measurements as JSON")
+    p.add_argument("--note", default="", help="a sentence appended under the table")
+    # worker-only options (one arm in this process)
+    p.add_argument("--worker", choices=("baseline", "candidate"), help=argparse.SUPPRESS)
+    p.add_argument("--model-dir", help=argparse.SUPPRESS)
+    p.add_argument("--rows", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--subset-seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
+    p.add_argument("--shuffle", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-checkpoints", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--scratch-tiny", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--megabatches", type=int, default=0, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.worker:
+        fn = worker_baseline if a.worker == "baseline" else worker_candidate
+        print(json.dumps(fn(a), default=str))
+        return 0
+    a.phases = {x.strip() for x in a.phases.split(",") if x.strip()}
+    if a.tiny:
+        a.pairs, a.epochs, a.quality_seeds = 1, min(a.epochs, 1), 1
+        a.matmul_n = min(a.matmul_n, 256)
+    body = orchestrate(a)
+    print(body)
+    B.write_section(a.results, "train_bench", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The benchmark scripts run end to end on a tiny model and write their tables.
+
+Speed is never asserted here (timings depend on the machine and its load); these
+tests only check that the scripts work and that the results file has the
+expected rows and columns.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _run(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+def _header(text: str, first_cell: str) -> list[str]:
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"| {first_cell} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+@pytest.mark.parametrize("script", ["train_bench.py", "gen_bench.py"])
+def test_help(script):
+    out = _run(script, "--help", timeout=120).stdout
+    assert "--results" in out and "--tiny" in out
+
+
+def test_train_bench_tiny_writes_table(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\nkept text\n")
+    _run("train_bench.py", "--tiny", "--data", "sample", "--results", str(results))
+    text = results.read_text()
+    assert "kept text" in text  # other sections survive
+    assert "<!-- train_bench:start -->" in text and "Command: `python bench/train_bench.py --tiny" in text
+    assert _header(text, "arm") == ["arm", "real tokens/s (median)", "s per optimizer step",
+                                    "padded share of computed tokens", "s per epoch incl. eval + checkpoint",
+                                    "eval + checkpoint share", "peak RSS MB", "MFU"]
+    assert "| seed loop (baseline) |" in text and "| symptomgen trainer (candidate) |" in text
+    assert _header(text, "sampling")[:4] == ["sampling", "epochs", "seeds", "padded share"]
+    assert "| length-grouped (project default) |" in text and "| plain shuffling |" in text
+    assert _header(text, "target") == ["target", "measured", "verdict"]
+    assert "fp32 matmul peak" in text and "CPU:" in text and "threads:" in text
+    assert "Per-pair real-token throughput ratio" in text
+    # A second run replaces its own section rather than appending another.
+    _run("train_bench.py", "--tiny", "--data", "sample", "--phases", "pairs", "--results", str(results))
+    assert results.read_text().count("<!-- train_bench:start -->") == 1
+
+
+def test_gen_bench_tiny_writes_table(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    _run("gen_bench.py", "--tiny", "--data", "sample", "--no-startup", "--results", str(results))
+    text = results.read_text()
+    assert "<!-- gen_bench:start -->" in text
+    assert _header(text, "figure") == ["figure", "value"]
+    for row in ("ms per generated token", "ms per cached forward step", "time to first streamed token",
+                "num_return_sequences=3, one batched call", "three single calls"):
+        assert f"| {row}" in text
