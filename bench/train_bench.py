@@ -181,6 +181,8 @@ def worker_candidate(a) -> dict:
     model_spec = "scratch" if a.model_dir == "scratch" else a.model_dir
     cfg = TrainConfig(model=model_spec, epochs=a.epochs, batch_size=8, seed=a.seed,
                       group_by_length=not a.shuffle, save_checkpoints=not a.no_checkpoints)
+    if a.lr:
+        cfg = cfg.with_(learning_rate=a.lr)
     if a.scratch_tiny:
         cfg = cfg.with_(scratch_layers=2, scratch_width=64, scratch_vocab=800)
     prepared = _rows(a.data, a.rows, a.subset_seed)
@@ -313,7 +315,8 @@ def orchestrate(a) -> str:
             log("epoch run: " + ", ".join(f"{p['wall_seconds']:.1f}s" for p in e["epochs"]))
     if "quality" in a.phases:
         results["quality"] = []
-        q_extra = ["--model-dir", "scratch", "--epochs", str(a.quality_epochs), "--no-checkpoints"]
+        q_extra = ["--model-dir", "scratch", "--epochs", str(a.quality_epochs), "--no-checkpoints",
+                   *(["--lr", str(a.quality_lr)] if a.quality_lr else [])]
         if a.tiny:
             q_extra = ["--model-dir", "scratch", "--epochs", "1", "--no-checkpoints", "--scratch-tiny"]
         for seed in range(a.quality_seeds):
@@ -444,7 +447,8 @@ def render(a, r: dict, n_train: int, steps: int) -> str:
         default, shuffled = QUALITY_MODES[0][0], QUALITY_MODES[-1][0]
         diffs = [by_seed[default][sd] - by_seed[shuffled][sd] for sd in by_seed.get(default, {})
                  if sd in by_seed.get(shuffled, {})]
-        lines += [f"Length grouping vs plain shuffling (scratch model {a.quality_epochs if not a.tiny else 1} epochs, "
+        lr = f", learning rate {a.quality_lr:g}" if a.quality_lr else ""
+        lines += [f"Length grouping vs plain shuffling (scratch model {a.quality_epochs if not a.tiny else 1} epochs{lr}, "
                   "dynamic padding both; same split, seeds and number of steps; best = the epoch the run keeps):", "",
                   B.markdown_table(["sampling", "epochs", "seeds", "padded share", "best val loss (median)",
                                     "final val loss (median)", "mean val loss over epochs (median)",
@@ -478,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the real trainer for this many epochs on the full split and report its last "
                         "epoch (steady state incl. the previous checkpoint); 0 (default) = use the pairs' epochs")
     p.add_argument("--quality-epochs", type=int, default=6, help="epochs per arm of grouping vs shuffling")
+    p.add_argument("--quality-lr", type=float, default=None,
+                   help="learning rate of the quality runs (default: the project's default, 5e-4)")
     p.add_argument("--quality-seeds", type=int, default=3, help="seeds of grouping vs shuffling (default 3)")
     p.add_argument("--eval-batches", type=int, default=0,
                    help="seed-loop validation batches timed in the first pair (default 0 = all)")
@@ -504,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-checkpoints", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--scratch-tiny", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--megabatches", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--lr", type=float, default=None, help=argparse.SUPPRESS)
     return p
 
 

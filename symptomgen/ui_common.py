@@ -58,29 +58,34 @@ def user_errors(fn):
     return wrapper
 
 
-class _NamesItsField:
-    """Mixin: re-raise a component's preprocessing error with the field's label in front."""
-
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)  # type: ignore[misc]
-        except gr.Error as exc:
-            raise gr.Error(f"{self.label}: {exc.message}", print_exception=False) from None  # type: ignore[attr-defined]
-        except (TypeError, ValueError):
-            raise gr.Error(f"{self.label} must be a number, got {payload!r}.",  # type: ignore[attr-defined]
-                           print_exception=False) from None
+def _preprocess_naming_field(component, parent_preprocess, payload):
+    """Run the component's own preprocessing; on error, say which field was wrong."""
+    try:
+        return parent_preprocess(payload)
+    except gr.Error as exc:
+        raise gr.Error(f"{component.label}: {exc.message}", print_exception=False) from None
+    except (TypeError, ValueError):
+        raise gr.Error(f"{component.label} must be a number, got {payload!r}.", print_exception=False) from None
 
 
-class NamedSlider(_NamesItsField, gr.Slider):
+# Gradio finds a template component's front end from its first base class, so these subclass the
+# Gradio component directly (a mixin placed first breaks the page) and share the logic above.
+class NamedSlider(gr.Slider):
     """A slider whose out-of-range error names the field (``is_template``: drawn as a plain slider)."""
 
     is_template = True
 
+    def preprocess(self, payload):
+        return _preprocess_naming_field(self, super().preprocess, payload)
 
-class NamedNumber(_NamesItsField, gr.Number):
+
+class NamedNumber(gr.Number):
     """A number box whose out-of-range error names the field."""
 
     is_template = True
+
+    def preprocess(self, payload):
+        return _preprocess_naming_field(self, super().preprocess, payload)
 
 
 def slider(rng: tuple, label: str, *, step: float | None = None, value=None, info: str | None = None,

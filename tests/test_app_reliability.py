@@ -210,7 +210,7 @@ def test_out_of_memory_is_reported_and_the_next_training_works(client):
 
 def test_load_while_training(client, run_id, capsys):
     """8 clients generate at once while a job trains; two Starts at once give exactly one job."""
-    job = client.submit(**dict(TINY, epochs=6), api_name="/train")
+    job = client.submit(**dict(TINY, epochs=100), api_name="/train")  # long enough to outlast the requests
     time.sleep(1.0)
 
     def one(i):
@@ -236,4 +236,6 @@ def test_load_while_training(client, run_id, capsys):
     with capsys.disabled():
         print(f"\n[load] 8 concurrent generations during training: p50 {p50:.2f}s, p95 {p95:.2f}s")
     assert latencies[-1] < 120  # every request answered within a bounded time
+    client.predict(api_name="/stop")
     job.result(timeout=300)
+    assert "stopped" in job.outputs()[-1][3].lower()
