@@ -266,7 +266,9 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
             run = runs_mod.Run(runs_dir / run_id)
     is_main = _rank() == 0
     train_ds = EncodedDataset(encode_frame(tokenizer, train_df, train_cfg.max_length, train_cfg.loss_on))
-    val_rows = encode_frame(tokenizer, val_df, train_cfg.max_length, train_cfg.loss_on)
+    # Sorted by length, validation batches carry almost no padding (the loss is a sum over tokens: order-free).
+    val_rows = sorted(encode_frame(tokenizer, val_df, train_cfg.max_length, train_cfg.loss_on),
+                      key=lambda r: len(r["input_ids"]))
     args = training_arguments(train_cfg, run.checkpoints_dir)
     reporter = EpochReporter(run if is_main else None, tokenizer, val_rows, train_ds.real_tokens, train_cfg,
                              on_event, stop, best_val, best_epoch)
