@@ -2,13 +2,15 @@
 
 Runs interleaved pairs (baseline, candidate, baseline, candidate, ...), each arm in
 a fresh process on the same rows, model weights, batch size, optimizer-step count
-and thread count, then one multi-epoch run of the real trainer (seconds per epoch
-with evaluation and checkpointing), then length grouping vs plain shuffling on
-the scratch model (padding and validation loss at equal epochs).  Prints a
-Markdown table and writes it to ``bench/RESULTS.md`` (section ``train_bench``).
+and thread count.  By default each arm is one full epoch, so the candidate's epoch
+(``symptomgen.trainer.run_training``: training, evaluation, best-model save and
+checkpoint) also gives seconds per epoch; ``--epochs N`` adds a multi-epoch run.
+Then length grouping vs plain shuffling on the scratch model (padding and
+validation loss at equal epochs).  Prints a Markdown table and writes it to
+``bench/RESULTS.md`` (section ``train_bench``; rendering is in ``train_report.py``).
 
     python bench/train_bench.py                # full run, ~15 min on 2 quiet cores
-    python bench/train_bench.py --tiny --results /tmp/r.md   # seconds, for tests
+    python bench/train_bench.py --tiny --data sample --results /tmp/r.md   # ~1 min, for tests
 """
 
 from __future__ import annotations
