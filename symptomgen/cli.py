@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from .errors import first_line
 from . import config as C
 from .hub import HubUnreachableError
 from .runs import DEFAULT_RUNS_DIR, RunNotFoundError, list_runs, resolve_run, run_label
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler[args.command](args)
     except (CliError, ValueError, HubUnreachableError, OSError, TrainingFailed) as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

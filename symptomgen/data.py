@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import first_line
 from .config import SAMPLE_SOURCE, DataConfig
 from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
 
@@ -97,8 +98,7 @@ def _read_file(path: Path) -> pd.DataFrame:
     except DataError:
         raise
     except Exception as exc:  # pandas/pyarrow raise many types for malformed files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path.name} could not be read as {suffix[1:].upper()}: {first}") from exc
+        raise DataError(f"{path.name} could not be read as {suffix[1:].upper()}: {first_line(exc)}") from exc
 
 
 def _read_hub(dataset_id: str, split: str) -> pd.DataFrame:
@@ -110,7 +110,7 @@ def _read_hub(dataset_id: str, split: str) -> pd.DataFrame:
         return datasets.load_dataset(dataset_id, split=split).to_pandas()
     except Exception as exc:
         raise DataError(f"Hub dataset '{dataset_id}' (split '{split}') could not be loaded: "
-                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+                        f"{first_line(exc)}") from exc
 
 
 def load_records(source: str = SAMPLE_SOURCE, split: str = "train") -> pd.DataFrame:

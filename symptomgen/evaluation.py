@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import first_line
 from .batching import encode_frame, mean_token_loss
 from .config import GenerationSettings
 from .generation import generate
@@ -115,5 +116,5 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
             bmodel, btok = load_pretrained(base)
             out["base"] = evaluate_model(bmodel, btok, frame, **kwargs)[0].to_dict()
         except Exception as exc:  # base model may be unreachable offline; say so, keep the rest
-            out["base"] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+            out["base"] = {"error": first_line(exc)}
     return out

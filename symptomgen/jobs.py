@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from .errors import first_line as _one_line
 from .config import DataConfig, TrainConfig
 from .data import prepare
 from .offline import with_offline_fallback
@@ -86,11 +87,6 @@ class _Job:
         return JobSnapshot(self.job_id, len(self.events) + int(self.done), "done" if self.done else "running",
                            self.data, self.train, self.notices, self.data_summary, self.started, epochs,
                            progress, summary, self.error)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class JobManager:

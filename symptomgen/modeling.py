@@ -13,6 +13,7 @@ from typing import Iterable
 
 import torch
 
+from .errors import first_line as _first_line
 from .config import SCRATCH_MODEL, TrainConfig
 from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
 
@@ -69,11 +70,6 @@ def _with_pad(tokenizer, model=None):
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.pad_token_id = tokenizer.pad_token_id
     return tokenizer
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_pretrained(name_or_path: str | Path):

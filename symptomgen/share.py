@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from .errors import first_line
 from . import __version__
 from .card import public_source, write_model_card
 from .config import DataConfig, TrainConfig
@@ -161,8 +162,7 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
                                              "import limit.")
                         out.write(chunk)
         except (RuntimeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # encrypted, truncated, corrupt
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ShareError(f"{label} could not be unpacked: {first}") from None
+            raise ShareError(f"{label} could not be unpacked: {first_line(exc)}") from None
 
 
 def _find_root(folder: Path, label: str) -> Path:
@@ -239,7 +239,7 @@ def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) ->
             try:
                 load_pretrained(folder)
             except ModelLoadError as exc:
-                raise ShareError(f"{label}: the model does not load ({str(exc).splitlines()[0]}).") from None
+                raise ShareError(f"{label}: the model does not load ({first_line(exc)}).") from None
     runs_dir.mkdir(parents=True, exist_ok=True)
     run_id = _free_run_id(runs_dir, str(cfg.get("run_id", "")))
     status = cfg.get("status", "finished")

@@ -22,6 +22,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from .errors import first_line as _first_line
 from . import cputune
 from . import runs as runs_mod
 from .batching import EncodedDataset, PadCollator, encode_frame, mean_token_loss
@@ -311,11 +312,6 @@ def _is_oom(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in text \
         or "can't allocate memory" in text or "failed to allocate" in text
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _checkpoint_epoch(checkpoint: Path) -> float:

@@ -14,16 +14,12 @@ import logging
 
 import gradio as gr
 
+from .errors import first_line as one_line
 from .hub import HubUnreachableError
 
 log = logging.getLogger(__name__)
 # Errors whose message is meant for the user (config validation, data, model loading, busy slot).
 USER_ERRORS = (ValueError, HubUnreachableError, RuntimeError, OSError)
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def to_gr_error(exc: BaseException) -> gr.Error:

@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from .errors import first_line
 from . import NOT_MEDICAL_ADVICE
 from . import config as C
 from .data import load_records
@@ -219,7 +220,7 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache) -
             try:
                 bm, btok = cache.get(base_spec)
             except Exception as exc:  # e.g. distilgpt2 offline: say so, keep the fine-tuned output
-                base_text = f"(Base model unavailable: {str(exc).splitlines()[0]})"
+                base_text = f"(Base model unavailable: {first_line(exc)})"
             else:
                 for btexts in stream(bm, btok, name, settings):
                     yield _as_text(texts), _as_text(btexts), "Generating the base model's text…"
