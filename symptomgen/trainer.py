@@ -252,13 +252,13 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
             if not _is_oom(exc):
                 raise
             raise TrainingFailed("Out of memory while building the model: choose a smaller model.") from None
-        args_probe = training_arguments(train_cfg, runs_dir / ".tmp")  # initialises torch.distributed under torchrun
+        args = training_arguments(train_cfg, runs_dir)  # initialises torch.distributed under torchrun
         run_id = _shared_run_id(train_cfg)
         run = None
-        if args_probe.process_index == 0:
+        if args.process_index == 0:
             run = runs_mod.create_run(runs_dir, run_id, {
                 "data": data_cfg.to_dict(), "train": train_cfg.to_dict(),
-                "parameters": count_parameters(model), "world_size": args_probe.world_size,
+                "parameters": count_parameters(model), "world_size": args.world_size,
                 "train_rows": len(train_df), "val_rows": len(val_df), "device": _device_name(),
             }, train_df, val_df)
             if train_cfg.model.lower() == SCRATCH_MODEL:
@@ -270,7 +270,9 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
     # Sorted by length, validation batches carry almost no padding (the loss is a sum over tokens: order-free).
     val_rows = sorted(encode_frame(tokenizer, val_df, train_cfg.max_length, train_cfg.loss_on),
                       key=lambda r: len(r["input_ids"]))
-    args = training_arguments(train_cfg, run.checkpoints_dir)
+    if resume:
+        args = training_arguments(train_cfg, run.checkpoints_dir)
+    args.output_dir = str(run.checkpoints_dir)  # known only now: the run id is shared across ranks first
     reporter = EpochReporter(run if is_main else None, tokenizer, val_rows, train_ds.real_tokens, train_cfg,
                              on_event, stop, best_val, best_epoch)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
