@@ -111,7 +111,7 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
     report, table = evaluate_model(model, tok, frame, **kwargs)
     out = {"run": run.run_id, "fine_tuned": report.to_dict(), "table": table}
     if include_base:
-        base = run.base_dir if (run.base_dir / "config.json").is_file() else train_cfg.get("model")
+        base = run.base_model()
         try:
             bmodel, btok = load_pretrained(base)
             out["base"] = evaluate_model(bmodel, btok, frame, **kwargs)[0].to_dict()

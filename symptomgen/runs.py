@@ -136,6 +136,12 @@ class Run:
     def has_best(self) -> bool:
         return (self.best_dir / "config.json").is_file()
 
+    def base_model(self) -> str:
+        """What this run started from: its saved untrained ``base/`` (scratch runs) or the model id."""
+        if (self.base_dir / "config.json").is_file():
+            return str(self.base_dir)
+        return str(self.read_config().get("train", {}).get("model", ""))
+
     def save_model(self, model, tokenizer, folder: str = "best") -> None:
         """Write to ``.<folder>.tmp`` then swap it in, so the old copy survives a crash."""
         final = self.path / folder

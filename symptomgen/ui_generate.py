@@ -81,8 +81,7 @@ def resolve_model(choice: str, runs_dir: Path) -> tuple[str, str | None, Run | N
             raise ValueError(f"Run {run.run_id} is still training; pick a finished run.")
         if not run.has_best():
             raise ValueError(f"Run {run.run_id} has no saved model (no epoch finished).")
-        base = run.base_dir if (run.base_dir / "config.json").is_file() else run.read_config()["train"]["model"]
-        return str(run.best_dir), str(base), run
+        return str(run.best_dir), run.base_model(), run
     # Hub ids only: a path typed into the box must not load folders from the server's disk.
     if looks_like_hub_id(choice) and not Path(choice).exists():
         check_model_allowed(choice)
