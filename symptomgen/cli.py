@@ -163,6 +163,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise
     finally:
         bar.close()
+    _end_distributed()
     if summary.message:
         say(summary.message, file=sys.stderr)
     best = (f"best epoch {summary.best_epoch} (val_loss {summary.best_val_loss:.4f})"
@@ -170,6 +171,20 @@ def cmd_train(a: argparse.Namespace) -> int:
     say(f"run {summary.status}: {best}; {summary.seconds:.1f}s")
     say(f"run folder: {summary.run_dir}")
     return 0 if summary.status != "failed" else 1
+
+
+def _end_distributed() -> None:
+    """Under torchrun: wait for every rank, then tear the process group down before the interpreter exits.
+
+    Exiting with a live gloo group lets its worker threads outlive the interpreter, which aborts the process
+    ("terminate called without an active exception") at random.  Only on the success path: a rank that
+    failed may have left the others inside a collective, where a barrier would hang.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _model_path(spec: str, runs_dir: Path) -> str:

@@ -32,7 +32,7 @@ def test_torchrun_two_cpu_processes_write_one_run_folder(tmp_path):
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TORCHRUN_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"2-process torchrun did not finish within {TORCHRUN_TIMEOUT_S}s:\n{exc.stderr}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-3000:]}"
     assert proc.stdout.count("run folder:") == 1  # only rank 0 reports
     assert "error:" not in proc.stderr  # e.g. a second rank trying to create the same run folder
 
