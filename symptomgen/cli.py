@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import first_line
+from .errors import TrainingFailed, first_line
 from . import config as C
 from .hub import HubUnreachableError
 from .runs import DEFAULT_RUNS_DIR, RunNotFoundError, list_runs, resolve_run, run_label
@@ -278,10 +278,10 @@ def cmd_push(a: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from . import quiet_libraries
-    from .trainer import TrainingFailed
 
     args = build_parser().parse_args(argv)
-    quiet_libraries()
+    if args.command not in ("runs", "export"):  # those two never load a model: no need to import transformers
+        quiet_libraries()
     handler = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "runs": cmd_runs,
                "export": cmd_export, "import": cmd_import, "push": cmd_push}
     try:

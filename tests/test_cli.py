@@ -84,3 +84,18 @@ def test_bad_arguments_give_one_clear_line(tmp_path, args, message):
 def test_help_lists_the_commands():
     out = cli("--help")
     assert out.returncode == 0 and all(c in out.stdout for c in ("train", "generate", "evaluate"))
+
+
+def test_listing_runs_shows_the_run_without_loading_the_ml_stack(cli_run):
+    """``runs`` and ``--help`` answer at once: they must not import torch/transformers (seconds on a laptop)."""
+    runs, out = cli_run
+    code = ("import sys\nfrom symptomgen.cli import main\n"
+            f"rc = main(['--runs-dir', {str(runs)!r}, 'runs'])\n"
+            "print('heavy:', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    run_id = Path(out.stdout.strip().splitlines()[-1].split("run folder: ")[1]).name
+    assert run_id in proc.stdout and "finished" in proc.stdout
+    assert "heavy: []" in proc.stdout
