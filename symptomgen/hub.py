@@ -1,9 +1,14 @@
 """Fast, honest answers to "can we reach the Hugging Face Hub?".
 
 ``from_pretrained``/``load_dataset`` retry for a long time when the network is
-down or filtered.  We check reachability once (a TCP connect with a short timeout,
-cached for a minute) and fail within seconds with a sentence saying what could
-not be reached, so callers can fall back to the bundled sample and ``scratch``.
+down or filtered (48 s for one tokenizer here, with DNS failing at once).  We check
+reachability before going online (a TCP connect with a short timeout) and fail within
+seconds with a sentence saying what could not be reached, so callers can fall back to
+the bundled sample and ``scratch``.
+
+Only a failed check is remembered, briefly (a filtered network costs the full timeout
+per check).  A successful one is not: the Hub can go away mid-session, and a stale
+"reachable" would send the next load into those long retries.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import time
 from urllib.parse import urlparse
 
 HUB_TIMEOUT_S = float(os.environ.get("SYMPTOMGEN_HUB_TIMEOUT", "3"))
-_CACHE_TTL_S = 60.0
-_cache: dict[str, tuple[float, bool]] = {}
+_UNREACHABLE_TTL_S = 15.0  # how long a failed check is trusted before trying again
+_unreachable_since: dict[tuple[str, int], float] = {}
 _lock = threading.Lock()
 
 
@@ -34,23 +39,26 @@ def offline_requested() -> bool:
 
 
 def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to the Hub opens within ``timeout`` seconds (cached)."""
+    """Whether a TCP connection to the Hub opens within ``timeout`` seconds (a failure is cached briefly)."""
     if offline_requested():
         return False
     url = urlparse(hub_endpoint())
     host = url.hostname or "huggingface.co"
     port = url.port or (443 if url.scheme == "https" else 80)
     with _lock:
-        hit = _cache.get(host)
-        if hit and time.monotonic() - hit[0] < _CACHE_TTL_S:
-            return hit[1]
+        failed_at = _unreachable_since.get((host, port))
+        if failed_at is not None and time.monotonic() - failed_at < _UNREACHABLE_TTL_S:
+            return False
     try:
         with socket.create_connection((host, port), timeout=timeout):
             ok = True
     except OSError:
         ok = False
     with _lock:
-        _cache[host] = (time.monotonic(), ok)
+        if ok:
+            _unreachable_since.pop((host, port), None)
+        else:
+            _unreachable_since[(host, port)] = time.monotonic()
     return ok
 
 
