@@ -13,14 +13,9 @@ from pathlib import Path
 
 from . import NOT_MEDICAL_ADVICE, __version__
 from .config import SCRATCH_MODEL
+from .data import public_source
 from .hub import looks_like_hub_id
 from .runs import Run, atomic_write_text
-
-
-def public_source(source: str) -> str:
-    """The data source as shown to others: a local file by its name only, never its full path."""
-    source = str(source)
-    return source if source == "sample" or looks_like_hub_id(source) else Path(source).name
 
 
 def _fmt(value) -> str:

@@ -62,8 +62,15 @@ class PreparedData:
 
     def summary(self) -> str:
         drop = ", ".join(f"{n} {why}" for why, n in self.dropped.items() if n) or "none"
-        return (f"{self.rows_read} rows read from {self.source}; kept {self.kept} "
+        return (f"{self.rows_read} rows read from {public_source(self.source)}; kept {self.kept} "
                 f"(dropped: {drop}); train {len(self.train)}, validation {len(self.val)}.")
+
+
+def public_source(source: str) -> str:
+    """The data source as shown to people: a local file by its name only (an upload's server path is noise,
+    and a model card must not publish a path)."""
+    source = str(source)
+    return source if source == SAMPLE_SOURCE or looks_like_hub_id(source) else Path(source).name
 
 
 def _read_file(path: Path) -> pd.DataFrame:

@@ -290,7 +290,9 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
     if reporter.error:
         status, message = "failed", reporter.error
     elif reporter.stopped:
-        status, message = "stopped", "Stopped on request; the best finished epoch is kept."
+        status, message = "stopped", ("Stopped on request; the best finished epoch is kept."
+                                      if reporter.best_epoch is not None
+                                      else "Stopped on request before the first epoch finished; nothing to keep.")
     elif reporter.early_stopped:
         status, message = "early-stopped", f"No validation improvement for {train_cfg.patience} epoch(s)."
     summary = RunSummary(run_dir=run.path, status=status, epochs_done=reporter.epochs_done,

@@ -228,7 +228,9 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache) -
         yield _as_text(texts, final=True), base_text, _reference_md(name, reference_for(run, name), outputs)
 
     refresh.click(list_runs_, inputs=model, outputs=[runs, model], api_name="list_runs")
-    demo.load(list_runs_, inputs=model, outputs=[runs, model], api_visibility="private")
+    # A fresh page selects the newest finished run (the base model when there is none): after training, that is
+    # what people come to try, and offline the base model (distilgpt2) cannot be loaded at all.
+    demo.load(lambda: list_runs_(None), outputs=[runs, model], api_visibility="private")
     # Generation is CPU-bound: two at a time (2 cores); the queue holds the rest, so every client is answered.
     inputs = [model, name, *sliders, compare]
     go.click(generate, inputs=inputs, outputs=[output, base_output, reference], api_name="generate",

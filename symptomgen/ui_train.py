@@ -180,7 +180,11 @@ def render(s: JobSnapshot | None) -> tuple:
 
 
 def follow(manager: JobManager, job_id: int, runs_update):
-    """Yield rendered views of a job until it ends; ``runs_update(snapshot)`` fills the last output."""
+    """Yield rendered views of a job until it ends.
+
+    After the views come ``runs_update(snapshot)`` and the notice line: cleared on the first view (an old
+    "Stopping…" from an earlier job) and on the last (the job has ended, so it is no longer stopping).
+    """
     after, shown_epochs, last = -1, -1, 0.0
     while True:
         s = manager.wait(job_id, after, timeout=1.0)
@@ -194,9 +198,11 @@ def follow(manager: JobManager, job_id: int, runs_update):
             continue
         if shown_epochs >= 0:  # epochs that ended during a throttle pause (fast epochs) still get a view each
             for k in range(shown_epochs + 1, len(s.epochs)):
-                yield (*render(replace(s, epochs=s.epochs[:k], state="running", summary=None)), gr.skip())
+                yield (*render(replace(s, epochs=s.epochs[:k], state="running", summary=None)), gr.skip(),
+                       gr.skip())
+        first = shown_epochs < 0
         after, shown_epochs, last = s.version, len(s.epochs), time.monotonic()
-        yield (*render(s), runs_update(s))
+        yield (*render(s), runs_update(s), "" if first or s.done else gr.skip())
         if s.done:
             return
 
@@ -205,12 +211,16 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
                runs_choices) -> None:
     """Connect Start/Stop and the page-load re-attach; ``runs_choices()`` lists models for generation."""
 
-    def runs_update(s: JobSnapshot, select: bool = True):
-        if not s.done:
-            return gr.skip()
-        new = s.summary.run_dir.name if s.summary and s.summary.best_epoch else None
+    # The finished run's id goes to a hidden box, whose change selects it on the Generate tab.  The dropdown
+    # itself is not an output of Start: a refused Start (bad settings) would put an error badge over it.
+    last_run = gr.Textbox(visible=False, elem_id="last-run")
+
+    def runs_update(s: JobSnapshot):
+        return s.summary.run_dir.name if s.done and s.summary and s.summary.best_epoch else gr.skip()
+
+    def select_run(run_id: str):
         choices = runs_choices()
-        return gr.update(choices=choices, value=new) if select and new else gr.update(choices=choices)
+        return gr.update(choices=choices, value=run_id) if run_id else gr.update(choices=choices)
 
     @user_errors
     def train(source, hub_dataset, hub_split, upload, prompt_column, target_column, extra_target_column,
@@ -224,25 +234,26 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
                             weight_decay, grad_accum, patience, group_by_length, seed, scratch_layers,
                             scratch_width, scratch_vocab)
         snap = manager.start(dcfg, tcfg)
-        for i, view in enumerate(follow(manager, snap.job_id, runs_update)):
-            yield (*view, "" if i == 0 else gr.skip())  # clear an old "Stopping…" notice once
+        yield from follow(manager, snap.job_id, runs_update)
 
     def attach():
         """Show the latest job (running or finished) and keep streaming it while it runs."""
         s = manager.snapshot()
         if s is None:
-            yield (*render(None), gr.skip())
+            yield (*render(None), gr.skip(), gr.skip())
             return
-        yield from follow(manager, s.job_id, lambda snap: runs_update(snap, select=not s.done))
+        yield from follow(manager, s.job_id, runs_update)
 
     def stop():
         """Ask the running job to stop after the current optimizer step."""
         return manager.stop()
 
-    outputs = tab.outputs + [runs_dropdown]
+    outputs = tab.outputs + [last_run, tab.notice]
     # Streams mostly wait on the job, so they take no CPU: no concurrency limit (many tabs may follow).
     # The tab draws its own progress: a small spinner, not an overlay on every output.
-    tab.start.click(train, inputs=data.inputs + tab.widgets, outputs=outputs + [tab.notice], api_name="train",
+    tab.start.click(train, inputs=data.inputs + tab.widgets, outputs=outputs, api_name="train",
                     concurrency_limit=None, show_progress="minimal")
     tab.stop.click(stop, outputs=tab.notice, api_name="stop", concurrency_limit=None)
     demo.load(attach, outputs=outputs, api_name="attach", concurrency_limit=None, show_progress="hidden")
+    last_run.change(select_run, inputs=last_run, outputs=runs_dropdown, api_visibility="private",
+                    show_progress="hidden")

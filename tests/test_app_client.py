@@ -71,7 +71,7 @@ def test_training_streams_epoch_updates_then_generation_works(client, trained, a
     assert sum(r[-1] == "★ best" for r in epochs) == 1
     csv = pd.read_csv(metrics)
     assert list(csv["epoch"]) == [1, 2] and csv["validation_loss"].notna().all()
-    run_id = runs_update["value"]
+    run_id = runs_update
     assert (Path(app[2]) / run_id / "best" / "config.json").is_file()
 
     table, choices = client.predict(api_name="/list_runs")
@@ -110,7 +110,7 @@ def test_out_of_range_training_values_are_rejected(client, app):
 
 
 def test_second_start_is_refused_and_generation_works_meanwhile(client, trained, app):
-    run_id = trained[-1][5]["value"]
+    run_id = trained[-1][5]
     long = client.submit(**{**TINY, "epochs": 60}, api_name="/train")
     deadline = time.time() + 60
     while not app[1].symptomgen_jobs.busy() and time.time() < deadline:

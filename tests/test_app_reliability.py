@@ -65,7 +65,7 @@ def client(server):
 def run_id(client):
     job = client.submit(**TINY, api_name="/train")
     job.result(timeout=300)
-    return job.outputs()[-1][5]["value"]
+    return job.outputs()[-1][5]
 
 
 def _alive(client) -> None:
