@@ -192,7 +192,8 @@ def _model_path(spec: str, runs_dir: Path) -> str:
     p = Path(spec).expanduser()
     if (p / "best" / "config.json").is_file():
         return str(p / "best")
-    if (p / "config.json").is_file() and (p / "metrics.csv").exists() and not (p / "best").exists():
+    is_run_folder = (p / "config.json").is_file() and ((p / "val.csv").is_file() or (p / "metrics.csv").exists())
+    if is_run_folder and not (p / "best" / "config.json").is_file():
         raise CliError(f"Run {p.name} has no saved model yet (no epoch finished).")
     if not p.exists():
         try:

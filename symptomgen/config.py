@@ -93,6 +93,7 @@ class DataConfig(_Settings):
         _number("Validation fraction", self.val_fraction, *VAL_FRACTION_RANGE[:2])
         _number("Split seed", self.seed, 0, 2**32 - 1, integer=True)
         object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "val_fraction", float(self.val_fraction))
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,8 @@ class TrainConfig(_Settings):
         for name in ("epochs", "batch_size", "max_length", "seed", "grad_accum", "patience",
                      "scratch_layers", "scratch_width", "scratch_vocab"):
             object.__setattr__(self, name, int(getattr(self, name)))
-        object.__setattr__(self, "learning_rate", float(self.learning_rate))
+        for name in ("learning_rate", "warmup_ratio", "weight_decay"):
+            object.__setattr__(self, name, float(getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,11 @@ class GenerationSettings(_Settings):
             object.__setattr__(self, "seed", int(self.seed))
         for name in ("top_k", "max_new_tokens", "num_return_sequences"):
             object.__setattr__(self, name, int(getattr(self, name)))
+        for name in ("top_p", "temperature", "repetition_penalty"):  # transformers rejects an int 2 here
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if self.temperature == 0 and self.num_return_sequences > 1:
+            raise ValueError("Greedy decoding (temperature 0) has only one answer: set the number of sequences "
+                             "to 1, or raise the temperature to sample several.")
 
     @property
     def greedy(self) -> bool:

@@ -73,6 +73,19 @@ def public_source(source: str) -> str:
     return source if source == SAMPLE_SOURCE or looks_like_hub_id(source) else Path(source).name
 
 
+def _read_json(path: Path, head: bytes, suffix: str) -> pd.DataFrame:
+    """Records (``[{...}, ...]``), pandas' column layout (``{"col": {...}}``) or JSON lines; a BOM is fine."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if suffix == ".json" and text.startswith((b"[", b"{")):
+        try:
+            return pd.read_json(path, dtype=False, encoding="utf-8-sig")
+        except ValueError:
+            if text.startswith(b"["):
+                raise
+            # "{...}\n{...}": JSON lines in a .json file
+    return pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
+
+
 def _read_file(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"Data file {path} does not exist.")
@@ -92,8 +105,7 @@ def _read_file(path: Path) -> pd.DataFrame:
         if b"\x00" in head:
             raise DataError(f"{path.name} looks like a binary file, not {suffix[1:].upper()} text.")
         if suffix in (".json", ".jsonl"):
-            lines = suffix == ".jsonl" or not head.lstrip().startswith(b"[")
-            return pd.read_json(path, lines=lines, dtype=False)
+            return _read_json(path, head, suffix)
         sep = "\t" if suffix == ".tsv" else ","
         try:
             return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1,

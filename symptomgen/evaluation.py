@@ -101,8 +101,12 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
     train_cfg = cfg.get("train", {})
     if frame is None:
         frame = run.split_frames()[1]
-    if limit:
-        frame = frame.head(limit)
+    if limit is not None:
+        if int(limit) < 1:
+            raise ValueError(f"The number of rows to evaluate must be at least 1, got {limit}.")
+        frame = frame.head(int(limit))
+    if len(frame) == 0:
+        raise ValueError(f"Run {run.run_id} has no validation rows to evaluate.")
     kwargs = dict(loss_on=train_cfg.get("loss_on", "target"), max_length=train_cfg.get("max_length", 128),
                   sampling=sampling)
     if not run.has_best():

@@ -44,10 +44,16 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def new_run_id(model: str) -> str:
+def new_run_id(model: str, runs_dir: Path | str | None = None) -> str:
+    """``<date>-<time>-<model>``; with ``runs_dir``, ``-2``, ``-3``… added while that name is taken."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     short = re.sub(r"[^A-Za-z0-9]+", "-", model.split("/")[-1]).strip("-")[:40] or "model"
-    return f"{stamp}-{short}"
+    run_id = f"{stamp}-{short}"
+    if runs_dir is not None:
+        n = 2
+        while (Path(runs_dir) / run_id).exists():
+            run_id, n = f"{stamp}-{short}-{n}", n + 1
+    return run_id
 
 
 def _pid_alive(pid: int) -> bool:
@@ -92,9 +98,10 @@ class Run:
 
     def read_config(self) -> dict[str, Any]:
         try:
-            return json.loads(self.config_path.read_text(encoding="utf-8"))
+            cfg = json.loads(self.config_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
+        return cfg if isinstance(cfg, dict) else {}  # a damaged file reads as "unknown", never a crash
 
     def update_config(self, **changes: Any) -> dict[str, Any]:
         cfg = self.read_config()
@@ -108,7 +115,11 @@ class Run:
         status = cfg.get("status", "unknown")
         if status == "running":
             same_host = cfg.get("host") == socket.gethostname()
-            if same_host and not _pid_alive(int(cfg.get("pid", -1))):
+            try:
+                pid = int(cfg.get("pid", -1))
+            except (TypeError, ValueError):
+                pid = -1
+            if same_host and (pid <= 0 or not _pid_alive(pid)):
                 return "interrupted"
         return status
 
@@ -174,11 +185,19 @@ class Run:
 
 
 def create_run(runs_dir: Path, run_id: str, config: dict[str, Any], train: pd.DataFrame,
-               val: pd.DataFrame) -> Run:
+               val: pd.DataFrame, unique: bool = False) -> Run:
+    """Make the run folder; ``unique`` picks another id if ``run_id`` is taken (never under torchrun, where
+    every rank already knows the id)."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     run = Run(runs_dir / run_id)
-    run.path.mkdir()
+    try:
+        run.path.mkdir()
+    except FileExistsError:
+        if not unique:
+            raise
+        # Another run took this name between new_run_id() and now: take the next free one.
+        return create_run(runs_dir, new_run_id(run_id.split("-", 2)[-1], runs_dir), config, train, val, unique)
     train.to_csv(run.path / "train.csv", index=False)
     val.to_csv(run.path / "val.csv", index=False)
     atomic_write_json(run.config_path, {**config, "run_id": run_id, "status": "running", "pid": os.getpid(),

@@ -85,11 +85,11 @@ class EpochReporter(TrainerCallback):
 
     def __init__(self, run: runs_mod.Run | None, tokenizer, val_rows: list[dict], train_tokens: int,
                  cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Event | None,
-                 best_val: float = math.inf, best_epoch: int | None = None):
+                 best_val: float = math.inf, best_epoch: int | None = None, bad_epochs: int = 0):
         self.run, self.tokenizer, self.val_rows = run, tokenizer, val_rows
         self.train_tokens, self.cfg, self.emit, self.stop = train_tokens, cfg, emit, stop
         self.best_val, self.best_epoch = best_val, best_epoch
-        self.bad_epochs = 0
+        self.bad_epochs = bad_epochs
         self.epochs_done = 0
         self.stopped = self.early_stopped = False
         self.error: str | None = None
@@ -202,9 +202,9 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
     )
 
 
-def _shared_run_id(cfg: TrainConfig) -> str:
+def _shared_run_id(cfg: TrainConfig, runs_dir: Path) -> str:
     """One run id for all ranks of a torchrun job (rank 0 picks, the others receive)."""
-    run_id = runs_mod.new_run_id(cfg.model)
+    run_id = runs_mod.new_run_id(cfg.model, runs_dir)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         box = [run_id]
         torch.distributed.broadcast_object_list(box, src=0)
@@ -218,9 +218,16 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
     """Train one run to the end (or stop/early stop) and return how it ended."""
     started = time.perf_counter()
     runs_dir = Path(runs_dir)
-    best_val, best_epoch, checkpoint = math.inf, None, None
+    best_val, best_epoch, checkpoint, bad_epochs = math.inf, None, None, 0
     if resume:
         run = runs_mod.resolve_run(runs_dir, resume)
+        status_now = run.status()
+        if status_now == "running":
+            raise TrainingFailed(f"Run {run.run_id} is still training (process {run.read_config().get('pid')}); "
+                                 "stop it first, or wait for it to end.")
+        if status_now in ("finished", "early-stopped"):
+            raise TrainingFailed(f"Run {run.run_id} has already {status_now.replace('-', ' ')}; nothing to resume "
+                                 "(start a new run to train longer).")
         saved = run.read_config()
         data_cfg = DataConfig.from_dict(saved["data"])
         train_cfg = TrainConfig.from_dict(saved["train"])
@@ -235,6 +242,7 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
         if len(metrics):
             best_row = metrics.loc[metrics["validation_loss"].idxmin()]
             best_val, best_epoch = float(best_row["validation_loss"]), int(best_row["epoch"])
+            bad_epochs = done - best_epoch  # epochs since the best one: patience goes on counting from there
         if _rank() == 0:  # a resumed torchrun job too: only rank 0 writes the run folder
             run.truncate_metrics(done)
             run.update_config(status="running", pid=os.getpid())
@@ -249,14 +257,14 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
                 raise
             raise TrainingFailed("Out of memory while building the model: choose a smaller model.") from None
         args = training_arguments(train_cfg, runs_dir)  # initialises torch.distributed under torchrun
-        run_id = _shared_run_id(train_cfg)
+        run_id = _shared_run_id(train_cfg, runs_dir)
         run = None
         if args.process_index == 0:
             run = runs_mod.create_run(runs_dir, run_id, {
                 "data": data_cfg.to_dict(), "train": train_cfg.to_dict(),
                 "parameters": count_parameters(model), "world_size": args.world_size,
                 "train_rows": len(train_df), "val_rows": len(val_df), "device": _device_name(),
-            }, train_df, val_df)
+            }, train_df, val_df, unique=args.world_size == 1)
             if train_cfg.model.lower() == SCRATCH_MODEL:
                 run.save_model(model, tokenizer, "base")  # the untrained model, for before/after comparisons
         else:
@@ -270,7 +278,7 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
         args = training_arguments(train_cfg, run.checkpoints_dir)
     args.output_dir = str(run.checkpoints_dir)  # known only now: the run id is shared across ranks first
     reporter = EpochReporter(run if is_main else None, tokenizer, val_rows, train_ds.real_tokens, train_cfg,
-                             on_event, stop, best_val, best_epoch)
+                             on_event, stop, best_val, best_epoch, bad_epochs)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                       data_collator=PadCollator(tokenizer.pad_token_id), callbacks=[reporter])
     # Records are reported through on_event; the Trainer's own printing would duplicate them.

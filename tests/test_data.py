@@ -120,3 +120,19 @@ def test_real_dataset_when_present(real_data_path):
     assert prepared.rows_read == 405
     assert prepared.kept == 405
     assert 70 <= len(prepared.val) <= 90
+
+
+@pytest.mark.parametrize("layout", ["records", "columns", "records-bom", "lines-in-.json"])
+def test_json_files_in_every_common_layout(tmp_path, layout):
+    frame = pd.DataFrame({"Name": ["Flu", "Cold"], "Symptoms": ["fever, cough", "sneezing"]})
+    path = tmp_path / "diseases.json"
+    if layout == "records":
+        frame.to_json(path, orient="records")
+    elif layout == "columns":
+        frame.to_json(path)  # pandas' default: {"Name": {"0": ...}, ...}
+    elif layout == "records-bom":  # a Windows export
+        path.write_bytes(b"\xef\xbb\xbf" + frame.to_json(orient="records").encode())
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    got = load_records(str(path))
+    assert list(got.columns) == ["Name", "Symptoms"] and got["Name"].tolist() == ["Flu", "Cold"]
