@@ -133,8 +133,22 @@ class ModelCache:
     def __init__(self, capacity: int = 3):
         self.capacity, self._items, self._lock = capacity, OrderedDict(), threading.Lock()
 
+    @staticmethod
+    def _key(spec: str | Path) -> tuple:
+        """A folder by its path and its weights file's identity: a run resumed or re-imported under the same
+        name has new weights, and must not be served from the old ones."""
+        path = Path(str(spec))
+        if not path.exists():
+            return (str(spec),)
+        try:
+            st = (path / "model.safetensors").stat()
+            version = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            version = ()
+        return (str(path.resolve()), *version)
+
     def get(self, spec: str | Path):
-        key = str(Path(spec).resolve()) if Path(str(spec)).exists() else str(spec)
+        key = self._key(spec)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -148,6 +162,7 @@ class ModelCache:
         return model, tok
 
     def forget(self, spec: str | Path) -> None:
-        key = str(Path(spec).resolve())
+        path = str(Path(spec).resolve())
         with self._lock:
-            self._items.pop(key, None)
+            for key in [k for k in self._items if k[0] == path]:
+                self._items.pop(key)

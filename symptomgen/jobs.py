@@ -153,15 +153,8 @@ class JobManager:
 
             self._train_fn = run_training
         try:
-            try:
-                self._train_fn(job.data, job.train, self.runs_dir, lambda e: self._record(job, e), job.stop,
-                               prepared=prepared)
-            except FileExistsError:
-                # Run ids have one-second resolution: a start right after the previous run's start
-                # can collide.  Nothing was written for this run yet; wait a second and go again.
-                time.sleep(1.1)
-                self._train_fn(job.data, job.train, self.runs_dir, lambda e: self._record(job, e), job.stop,
-                               prepared=prepared)
+            self._train_fn(job.data, job.train, self.runs_dir, lambda e: self._record(job, e), job.stop,
+                           prepared=prepared)
         except BaseException as exc:  # reported to followers; the server keeps running
             log.exception("training job %s failed", job.job_id)
             with self._cond:

@@ -91,3 +91,28 @@ def test_symptom_overlap():
     assert o.f1 == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
     assert o.matched == ("fatigue", "fever")
     assert overlap("", "fever").f1 == 0.0
+
+
+def test_model_cache_reloads_a_folder_whose_weights_changed(trained_run, tmp_path):
+    """A run resumed or re-imported under the same name must not be served from the old weights."""
+    import shutil
+
+    import torch
+
+    from symptomgen.generation import ModelCache
+    from symptomgen.runs import Run
+
+    folder = tmp_path / "best"
+    shutil.copytree(Run(trained_run.run_dir).best_dir, folder)
+    cache = ModelCache(capacity=2)
+    first, _ = cache.get(folder)
+    assert cache.get(folder)[0] is first  # unchanged: served from the cache
+    changed, tok = load_pretrained(folder)
+    with torch.no_grad():
+        changed.transformer.wte.weight.mul_(0.5)
+    changed.save_pretrained(folder)
+    second, _ = cache.get(folder)
+    assert second is not first
+    assert torch.allclose(second.transformer.wte.weight, first.transformer.wte.weight * 0.5)
+    cache.forget(folder)
+    assert cache.get(folder)[0] is not second
