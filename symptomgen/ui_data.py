@@ -17,6 +17,7 @@ from .config import DEFAULT_DATASET, SAMPLE_SOURCE, SCRATCH_MODEL, VAL_FRACTION_
 from .data import FILE_SUFFIXES, load_records, prepare
 from .hub import looks_like_hub_id
 from .offline import with_offline_fallback
+from .errors import first_line
 from .ui_common import NamedNumber, slider, user_errors
 
 SOURCES = [("Bundled sample (offline)", "sample"), ("Hugging Face dataset", "hub"), ("Uploaded file", "upload")]
@@ -80,11 +81,56 @@ def preview_data(source: str, hub_dataset: str, hub_split: str, upload, prompt_c
                       prepared.val.head(PREVIEW_ROWS // 3).assign(split="validation")])
     lines = [f"⚠️ {n}" for n in notices] + [f"**{prepared.summary()}**"]
     lines.append(f"Columns found: {', '.join(map(str, raw.columns))}.")
-    columns = [str(c) for c in raw.columns]
-    return ("\n\n".join(lines), rows.reset_index(drop=True),
-            gr.update(choices=columns, value=cfg.prompt_column),
-            gr.update(choices=columns, value=cfg.target_column),
-            gr.update(choices=[NO_COLUMN] + columns, value=cfg.extra_target_column or NO_COLUMN))
+    return "\n\n".join(lines), rows.reset_index(drop=True), [str(c) for c in raw.columns]
+
+
+PROMPT_NAMES = ("name", "disease", "condition", "label", "prompt", "title")
+TARGET_NAMES = ("symptoms", "symptom", "signs", "text", "target", "description")
+
+
+def guess_columns(columns: list[str], prompt: str | None, target: str | None, extra: str | None):
+    """Keep the current mapping where the file has those columns; otherwise guess from the names."""
+    lower = {c.lower(): c for c in columns}
+
+    def pick(current, names, fallback):
+        if current in columns:
+            return current
+        return next((lower[n] for n in names if n in lower), fallback)
+
+    p = pick(prompt, PROMPT_NAMES, columns[0])
+    rest = [c for c in columns if c != p] or [p]
+    t = pick(target if target != p else None, TARGET_NAMES, rest[0])
+    e = extra if extra in columns and extra not in (p, t) else NO_COLUMN
+    return p, t, e
+
+
+def column_updates(columns, prompt, target, extra) -> tuple:
+    """The three column dropdowns offering ``columns``, with a mapping that fits them."""
+    if not columns:
+        return gr.skip(), gr.skip(), gr.skip()
+    p, t, e = guess_columns([str(c) for c in columns], prompt, target, extra)
+    return (gr.update(choices=columns, value=p), gr.update(choices=columns, value=t),
+            gr.update(choices=[NO_COLUMN] + list(columns), value=e))
+
+
+def read_columns(upload, prompt_column: str, target_column: str, extra_target_column: str | None):
+    """An upload arrived: offer its columns in the mapping (guessed from their names) and say what was found.
+
+    Never raises: a file that cannot be read is reported in the summary, and the widgets stay usable.
+    """
+    if not upload:
+        return gr.skip(), "", gr.skip(), gr.skip(), gr.skip()
+    path = str(upload if isinstance(upload, str) else getattr(upload, "path", upload))
+    try:
+        columns = [str(c) for c in load_records(path).columns]
+    except Exception as exc:  # noqa: BLE001 - shown to the user as one sentence
+        return "upload", f"⚠️ {first_line(exc)}", gr.skip(), gr.skip(), gr.skip()
+    if not columns:
+        return "upload", f"⚠️ {Path(path).name} has no columns.", gr.skip(), gr.skip(), gr.skip()
+    updates = column_updates(columns, prompt_column, target_column, extra_target_column)
+    p, t = updates[0]["value"], updates[1]["value"]
+    return ("upload", f"Columns in {Path(path).name}: {', '.join(columns)}. Mapped **{p}** → **{t}**; change "
+                      "the mapping below if that is wrong, then preview.", *updates)
 
 
 def build_data_tab(offline: bool) -> DataTab:
@@ -95,12 +141,12 @@ def build_data_tab(offline: bool) -> DataTab:
         hub_dataset = gr.Textbox(DEFAULT_DATASET, label="Hub dataset id", scale=2)
         hub_split = gr.Textbox("train", label="Hub split", scale=1)
     upload = gr.File(label="Upload CSV / TSV / JSON / JSONL / Parquet", file_types=sorted(FILE_SUFFIXES),
-                     type="filepath", height=120)
+                     type="filepath", height=120, elem_id="data-upload")
     with gr.Row():
         prompt_column = gr.Dropdown(["Name"], value="Name", label="Prompt column (disease name)",
-                                    allow_custom_value=True)
+                                    allow_custom_value=True, elem_id="data-prompt-column")
         target_column = gr.Dropdown(["Symptoms"], value="Symptoms", label="Target column (text to learn)",
-                                    allow_custom_value=True)
+                                    allow_custom_value=True, elem_id="data-target-column")
         extra_target_column = gr.Dropdown([NO_COLUMN, "Treatments"], value=NO_COLUMN,
                                           label="Also learn (optional column)", allow_custom_value=True)
     with gr.Row():
@@ -111,8 +157,13 @@ def build_data_tab(offline: bool) -> DataTab:
     table = gr.Dataframe(label="First rows (as the model will see them)", interactive=False, wrap=True)
     tab = DataTab(source, hub_dataset, hub_split, upload, prompt_column, target_column, extra_target_column,
                   val_fraction, split_seed)
-    upload.upload(lambda f: "upload", inputs=upload, outputs=source, api_visibility="private")
-    preview_btn.click(preview_data, inputs=tab.inputs,
-                      outputs=[summary, table, prompt_column, target_column, extra_target_column],
-                      api_name="preview_data")
+    columns = [prompt_column, target_column, extra_target_column]
+    upload.upload(read_columns, inputs=[upload, *columns], outputs=[source, summary, *columns],
+                  api_name="read_columns")
+    # The dropdowns are not outputs of the preview itself: a failed preview (say, a missing column) would put
+    # an error badge over them, just when they need changing.  They follow only a successful one.
+    found = gr.State([])
+    preview_btn.click(preview_data, inputs=tab.inputs, outputs=[summary, table, found], api_name="preview_data") \
+        .success(column_updates, inputs=[found, *columns], outputs=columns, api_visibility="private",
+                 show_progress="hidden")
     return tab

@@ -94,7 +94,10 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
             raise ValueError("Upload a run zip or enter a Hub id (owner/name) first.")
         msg = (f"**Loaded** run `{new.run_id}` from {origin}. It is selected above and listed on the Generate tab; "
                "evaluation uses its own stored validation split.")
-        return (msg, gr.update(choices=run_choices(runs_dir), value=new.run_id), None, *other_updates())
+        return msg, new.run_id
+
+    def show_imported(run_id):
+        return (gr.update(choices=run_choices(runs_dir), value=run_id), None, *other_updates())
 
     @user_errors
     def push_run(run_id, repo_id, private):
@@ -114,8 +117,12 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
 
     share_limit = dict(concurrency_limit=1, concurrency_id="share")  # zips and uploads are disk/CPU heavy
     export.click(export_run, inputs=run, outputs=[zip_file, card], api_name="export_run", **share_limit)
-    load.click(import_run, inputs=[upload, hub_id], outputs=[import_status, run, upload, *other_outputs],
-               api_name="import_run", **share_limit)
+    # The run lists follow only a successful import (via the new id): a failed one would badge them "Error".
+    imported = gr.Textbox(visible=False)
+    load.click(import_run, inputs=[upload, hub_id], outputs=[import_status, imported], api_name="import_run",
+               **share_limit) \
+        .success(show_imported, inputs=imported, outputs=[run, upload, *other_outputs], api_visibility="private",
+                 show_progress="hidden")
     push.click(push_run, inputs=[run, repo, private], outputs=push_status, api_name="push_run", **share_limit)
     run.change(model_card, inputs=run, outputs=card, api_name="model_card", show_progress="hidden")
 

@@ -148,13 +148,24 @@ def test_preview_data_counts_and_column_mapping(client, tmp_path):
 
     upload = tmp_path / "mine.csv"
     upload.write_text("disease,text\nFlu,\"fever, cough\"\nCold,\nGout,joint pain\nAcne,spots\n")
-    summary, table, prompt_col, target_col, _ = client.predict(
+    # An upload offers its own columns, guessed from their names (the defaults Name/Symptoms are not there).
+    source, note, prompt_col, target_col, extra_col = client.predict(
+        upload=handle_file(str(upload)), prompt_column="Name", target_column="Symptoms", extra_target_column="(none)",
+        api_name="/read_columns")
+    assert source == "upload" and "disease, text" in note
+    assert (prompt_col["value"], target_col["value"], extra_col["value"]) == ("disease", "text", "(none)")
+    assert [c[1] for c in prompt_col["choices"]] == ["disease", "text"]
+    summary, table = client.predict(
         source="upload", upload=handle_file(str(upload)), prompt_column="disease", target_column="text",
         api_name="/preview_data")
-    assert "4 rows read" in summary and "kept 3" in summary and "1 empty target" in summary
-    assert prompt_col["value"] == "disease" and [c[1] for c in prompt_col["choices"]] == ["disease", "text"]
+    assert "4 rows read from mine.csv" in summary and "kept 3" in summary and "1 empty target" in summary
     with pytest.raises(AppError, match="missing column.*found columns: disease, text"):
         client.predict(source="upload", upload=handle_file(str(upload)), api_name="/preview_data")
+    # A file that cannot be read is reported in the page, not raised (the mapping widgets stay usable).
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(b"\x00\x01binary")
+    source, note, *_ = client.predict(upload=handle_file(str(junk)), api_name="/read_columns")
+    assert source == "upload" and note.startswith("⚠️") and "binary" in note
 
     # Offline, a Hub dataset falls back to the bundled sample, and says so.
     summary, *_ = client.predict(source="hub", upload=None, api_name="/preview_data")

@@ -114,8 +114,7 @@ def test_export_then_import_round_trip_generates_the_same_greedy_text(served):
     assert f"{run_id}/model.safetensors" in zipfile.ZipFile(zip_path).namelist()
     assert "Not medical advice" in card and not card.startswith("---")
 
-    status, run_update, *_ = client.predict(upload=handle_file(zip_path), hub_id="", api_name="/import_run")
-    new_id = run_update["value"]
+    status, new_id = client.predict(upload=handle_file(zip_path), hub_id="", api_name="/import_run")
     assert new_id != run_id and f"**Loaded** run `{new_id}`" in status
     assert (runs_dir / new_id / "best" / "model.safetensors").is_file()
     texts = [client.predict(model=r, name="Asthma", compare=False, **GREEDY, api_name="/generate")[0]

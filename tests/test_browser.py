@@ -147,3 +147,35 @@ def test_train_then_generate_in_the_browser(browser, app_url, capsys):
     assert "perplexity" in page.locator("#eval-summary").inner_text()
     page.screenshot(path=SHOTS / "06-evaluated.png", full_page=True)
     page.close()
+
+
+def test_refused_actions_leave_the_controls_usable(browser, app_url, tmp_path):
+    """An upload offers its own columns; a failed preview or a refused Start only says why (no "Error" badges
+    over the column mapping or the Generate tab's model list, which the user needs next)."""
+    other = tmp_path / "other.csv"
+    other.write_text("disease,signs,therapy\nFlu,\"fever, cough\",rest\nGout,joint pain,diet\nAcne,spots,cream\n")
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    page.set_default_timeout(60_000)
+    page.goto(app_url)
+    page.get_by_role("tab", name="Data").click()
+    page.locator("#data-upload input[type=file]").set_input_files(str(other))
+    page.wait_for_function("() => document.querySelector('#data-prompt-column input').value === 'disease'")
+    assert page.locator("#data-target-column input").input_value() == "signs"
+    assert "disease, signs, therapy" in page.locator("#data-summary").inner_text()
+
+    target = page.locator("#data-target-column input")
+    target.fill("Nope")
+    target.press("Enter")
+    page.locator("#preview-button").click()
+    page.get_by_text("missing column").first.wait_for()
+    for widget in ("#data-prompt-column", "#data-target-column"):
+        assert "Error" not in page.locator(widget).inner_text()
+    page.locator("#data-target-column input").click()  # not covered by an error overlay
+
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#start-button").click()
+    page.get_by_text("missing column").first.wait_for()
+    page.get_by_role("tab", name="Generate").click()
+    assert "Error" not in page.locator("#gen-model").inner_text()
+    page.screenshot(path=SHOTS / "07-refused-start.png", full_page=True)
+    page.close()
