@@ -240,6 +240,15 @@ def run_label(run: Run) -> str:
     return f"{run.run_id} ({run.status()}{best_txt})"
 
 
+def parent_run_id(model: str) -> str | None:
+    """The run id when ``model`` is a run folder's ``best/`` (training continues from that run), else None."""
+    path = Path(str(model)).expanduser()
+    if path.name == "best" and (path / "config.json").is_file() and (path.parent / "config.json").is_file() \
+            and looks_like_run_id(path.parent.name):
+        return path.parent.name
+    return None
+
+
 def resolve_model_choice(spec: str, runs_dir: Path) -> str:
     """What a UI visitor may train from: ``scratch``, an (allowed) Hub id, or a finished run's best model.
 

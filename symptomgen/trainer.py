@@ -256,6 +256,12 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
             if not _is_oom(exc):
                 raise
             raise TrainingFailed("Out of memory while building the model: choose a smaller model.") from None
+        # Continuing from an earlier run: record that run by name (a server path must not reach labels, model
+        # cards or pushed repos), and keep a copy of its weights as this run's base, so the run stays whole
+        # when the earlier one is deleted.
+        parent = runs_mod.parent_run_id(train_cfg.model)
+        if parent:
+            train_cfg = train_cfg.with_(model=parent)
         args = training_arguments(train_cfg, runs_dir)  # initialises torch.distributed under torchrun
         run_id = _shared_run_id(train_cfg, runs_dir)
         run = None
@@ -264,9 +270,10 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
                 "data": data_cfg.to_dict(), "train": train_cfg.to_dict(),
                 "parameters": count_parameters(model), "world_size": args.world_size,
                 "train_rows": len(train_df), "val_rows": len(val_df), "device": _device_name(),
+                **({"parent_run": parent} if parent else {}),
             }, train_df, val_df, unique=args.world_size == 1)
-            if train_cfg.model.lower() == SCRATCH_MODEL:
-                run.save_model(model, tokenizer, "base")  # the untrained model, for before/after comparisons
+            if train_cfg.model.lower() == SCRATCH_MODEL or parent:
+                run.save_model(model, tokenizer, "base")  # the starting model, for before/after comparisons
         else:
             run = runs_mod.Run(runs_dir / run_id)
     is_main = _rank() == 0

@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import config as C
 from .jobs import JobManager, JobSnapshot
-from .runs import Run
+from .runs import Run, parent_run_id
 from .ui_common import NamedNumber, slider, user_errors
 from .ui_data import DataTab, data_config
 
@@ -135,7 +135,8 @@ def _table(epochs) -> pd.DataFrame:
 
 def _progress_html(s: JobSnapshot) -> str:
     notes = "".join(f"<p>⚠️ {html.escape(n)}</p>" for n in s.notices)
-    head = f"{notes}<p>{html.escape(s.data_summary)} Model: <code>{html.escape(s.train.model)}</code>.</p>"
+    model = parent_run_id(s.train.model) or s.train.model  # a run continued from: its name, not a server path
+    head = f"{notes}<p>{html.escape(s.data_summary)} Model: <code>{html.escape(model)}</code>.</p>"
     if s.done:
         return head
     p = s.progress

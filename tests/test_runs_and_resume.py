@@ -117,3 +117,24 @@ def test_sampling_settings_hold_floats_and_greedy_means_one_sequence(trained_run
     with pytest.raises(ValueError, match="Greedy decoding .* only one answer"):
         GenerationSettings(temperature=0, num_return_sequences=3)
     assert json.loads(json.dumps(s.to_dict()))["temperature"] == 2.0
+
+
+def test_training_on_from_a_finished_run_names_it_and_keeps_its_own_base(tmp_path, sample_data, tiny_cfg):
+    """Continuing from a run records the run by name (no server path in labels or model cards) and copies the
+    starting weights to base/, so the new run still evaluates after the earlier one is deleted."""
+    import shutil
+
+    from symptomgen.card import write_model_card
+
+    first = run_training(sample_data, tiny_cfg.with_(epochs=1), tmp_path)
+    parent = Run(first.run_dir)
+    second = run_training(sample_data, tiny_cfg.with_(model=str(parent.best_dir), epochs=1), tmp_path)
+    child = Run(second.run_dir)
+    cfg = child.read_config()
+    assert second.status == "finished" and cfg["parent_run"] == parent.run_id
+    assert cfg["train"]["model"] == parent.run_id and parent.run_id in child.run_id
+    assert str(tmp_path) not in write_model_card(child.path) and str(tmp_path) not in run_label(child)
+    shutil.rmtree(parent.path)
+    assert child.base_model() == str(child.base_dir)
+    report = evaluate_run(child.path, limit=2)
+    assert report["base"] is not None and report["fine_tuned"]["val_loss"] > 0
