@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-length-grouping", action="store_true", help="shuffle plainly instead of length-grouped")
     t.add_argument("--no-checkpoints", action="store_true", help="don't keep a resumable checkpoint")
     t.add_argument("--output-dir", type=Path, help="same as --runs-dir")
-    t.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its last checkpoint")
+    t.add_argument("--resume", metavar="RUN", help="continue an interrupted or stopped run from its last checkpoint "
+                   "(its id, or its folder)")
     t.add_argument("--no-fallback", action="store_true",
                    help="fail instead of using the bundled sample/scratch when the Hub is unreachable")
 
@@ -134,6 +135,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .trainer import EpochResult, Progress, run_training
 
     runs_dir = a.output_dir or a.runs_dir
+    if a.resume and Path(a.resume).is_dir():  # the "run folder:" line train printed works as well as the id
+        runs_dir, a.resume = Path(a.resume).resolve().parent, Path(a.resume).resolve().name
     prepared = None
     data, train = _train_configs(a)
     if not a.resume:

@@ -145,7 +145,19 @@ class Run:
             atomic_write_text(self.metrics_path, df[df["epoch"] <= last_epoch].to_csv(index=False))
 
     def has_best(self) -> bool:
+        if not (self.best_dir / "config.json").is_file():
+            self._restore_saved("best")
         return (self.best_dir / "config.json").is_file()
+
+    def _restore_saved(self, folder: str) -> None:
+        """A kill between ``save_model``'s two renames leaves the previous copy as ``.<folder>.old``: put it back
+        (it is the one the metrics and config describe; the newer one was never recorded)."""
+        old, final = self.path / f".{folder}.old", self.path / folder
+        if not final.exists() and (old / "config.json").is_file():
+            try:
+                os.replace(old, final)
+            except OSError:
+                pass
 
     def base_model(self) -> str:
         """What this run started from: its saved untrained ``base/`` (scratch runs) or the model id."""

@@ -221,7 +221,7 @@ def test_sigkill_mid_training_keeps_completed_epochs_and_resumes(tmp_path):
 
     load_pretrained(run.best_dir)  # the best checkpoint so far is intact
     assert run.last_checkpoint() is not None
-    resumed = _cli("--runs-dir", tmp_path, "train", "--resume", run.run_id)
+    resumed = _cli("train", "--resume", str(run.path))  # the folder train printed works as well as the id
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     metrics = run.metrics()

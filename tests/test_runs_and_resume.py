@@ -138,3 +138,14 @@ def test_training_on_from_a_finished_run_names_it_and_keeps_its_own_base(tmp_pat
     assert child.base_model() == str(child.base_dir)
     report = evaluate_run(child.path, limit=2)
     assert report["base"] is not None and report["fine_tuned"]["val_loss"] > 0
+
+
+def test_a_kill_between_the_best_model_renames_is_repaired(trained_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / trained_run.run_dir.name
+    shutil.copytree(trained_run.run_dir, copy)
+    run = Run(copy)
+    (copy / "best").rename(copy / ".best.old")  # save_model killed after moving the old copy aside
+    assert run.has_best() and (copy / "best" / "model.safetensors").is_file()
+    assert not (copy / ".best.old").exists()
