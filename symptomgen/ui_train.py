@@ -135,8 +135,13 @@ def _table(epochs) -> pd.DataFrame:
 
 def _progress_html(s: JobSnapshot) -> str:
     notes = "".join(f"<p>⚠️ {html.escape(n)}</p>" for n in s.notices)
-    model = parent_run_id(s.train.model) or s.train.model  # a run continued from: its name, not a server path
-    head = f"{notes}<p>{html.escape(s.data_summary)} Model: <code>{html.escape(model)}</code>.</p>"
+    t = s.train
+    model = parent_run_id(t.model) or t.model  # a run continued from: its name, not a server path
+    # This job's own settings: after a reload the controls above show defaults (they set the *next* run).
+    settings = (f"{t.epochs} epochs, batch {t.batch_size}, learning rate {t.learning_rate:g}, "
+                f"max length {t.max_length}, loss on {t.loss_on}")
+    head = (f"{notes}<p>{html.escape(s.data_summary)} Model: <code>{html.escape(model)}</code> "
+            f"({html.escape(settings)}).</p>")
     if s.done:
         return head
     p = s.progress
