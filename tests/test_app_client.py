@@ -65,6 +65,7 @@ def test_training_streams_epoch_updates_then_generation_works(client, trained, a
     assert len(trained) >= 3
     progress, table, _plot, summary, metrics, runs_update, _notice = trained[-1]
     assert "finished" in summary and "best epoch" in summary
+    assert "2 epochs, batch 16, learning rate 0.003" in progress  # the job's own settings, not the widgets'
     epochs = rows(table)
     assert [r[0] for r in epochs] == [1, 2]
     assert all(r[1] > 0 and r[2] > 0 for r in epochs)  # train and validation losses
