@@ -31,8 +31,9 @@ class DataError(ValueError):
 
 
 def format_prompt(name: str) -> str:
-    """The generation prompt for a disease name: ``"Kidney Failure |"``."""
-    return f"{name.strip()}{SEPARATOR}"
+    """The generation prompt for a disease name: ``"Kidney Failure |"`` (runs of spaces collapsed, as
+    ``generation.clean_name`` does, so a name in the data and the same name typed in agree)."""
+    return f"{' '.join(name.split())}{SEPARATOR}"
 
 
 def format_target(target: str) -> str:

@@ -136,3 +136,11 @@ def test_json_files_in_every_common_layout(tmp_path, layout):
         frame.to_json(path, orient="records", lines=True)
     got = load_records(str(path))
     assert list(got.columns) == ["Name", "Symptoms"] and got["Name"].tolist() == ["Flu", "Cold"]
+
+
+def test_a_name_with_odd_spacing_gets_the_prompt_generation_uses():
+    from symptomgen.generation import clean_name
+
+    typed = "  Kidney   Failure "
+    assert format_prompt(typed) == format_prompt(clean_name(typed)) == "Kidney Failure |"
+    assert format_example("Kidney\tFailure", "fatigue").startswith("Kidney Failure | ")
