@@ -127,6 +127,12 @@ def _train_configs(a: argparse.Namespace) -> tuple[C.DataConfig, C.TrainConfig]:
     return data, base.with_(**changes)
 
 
+# Flags whose default is None/False: set on the command line, they would be silently unused by --resume.
+RESUME_IGNORES = ("preset", "model", "epochs", "batch_size", "lr", "max_length", "warmup_ratio", "weight_decay",
+                  "grad_accum", "patience", "loss_on", "scheduler", "scratch_layers", "scratch_width",
+                  "scratch_vocab", "with_treatments", "no_length_grouping", "no_checkpoints")
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -137,6 +143,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     runs_dir = a.output_dir or a.runs_dir
     if a.resume and Path(a.resume).is_dir():  # the "run folder:" line train printed works as well as the id
         runs_dir, a.resume = Path(a.resume).resolve().parent, Path(a.resume).resolve().name
+    if a.resume:
+        ignored = [f"--{k.replace('_', '-')}" for k in RESUME_IGNORES if getattr(a, k, None) not in (None, False)]
+        if ignored:
+            say(f"notice: a resumed run keeps its own settings; ignored: {' '.join(ignored)}", file=sys.stderr)
     prepared = None
     data, train = _train_configs(a)
     if not a.resume:

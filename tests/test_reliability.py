@@ -221,9 +221,11 @@ def test_sigkill_mid_training_keeps_completed_epochs_and_resumes(tmp_path):
 
     load_pretrained(run.best_dir)  # the best checkpoint so far is intact
     assert run.last_checkpoint() is not None
-    resumed = _cli("train", "--resume", str(run.path))  # the folder train printed works as well as the id
+    # The folder train printed works as well as the id; settings come from the run (a flag is said to be ignored).
+    resumed = _cli("train", "--resume", str(run.path), "--epochs", "20")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
+    assert "ignored: --epochs" in err
     metrics = run.metrics()
     assert list(metrics["epoch"]) == list(range(1, 13))  # no epoch lost or duplicated
     assert run.status() == "finished"
