@@ -50,8 +50,8 @@ def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
                 data = build_data_tab(offline)
             with gr.Tab("Train", id="train"):
                 train = build_train_tab(offline)
-            with gr.Tab("Generate", id="generate"):
-                gen = build_generate_tab(demo, runs_dir, cache)
+            with gr.Tab("Generate", id="generate") as generate_tab:
+                gen = build_generate_tab(demo, runs_dir, cache, generate_tab)
             with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
                 build_evaluate_tab(demo, runs_dir, evaluate_tab, gen.model)
         wire_train(demo, train, data, manager, gen.model, lambda: runs_choices(runs_dir))

@@ -157,7 +157,7 @@ class LazyModelCache:
         return self._cache.get(spec)
 
 
-def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache) -> GenerateTab:
+def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, tab: gr.Tab) -> GenerateTab:
     gr.Markdown(f"⚠️ **{NOT_MEDICAL_ADVICE}**", elem_id="not-medical-advice")
     with gr.Row():
         model = gr.Dropdown([(BASE_LABEL, C.DEFAULT_MODEL)], value=C.DEFAULT_MODEL, label="Model",
@@ -228,6 +228,8 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache) -
         yield _as_text(texts, final=True), base_text, _reference_md(name, reference_for(run, name), outputs)
 
     refresh.click(list_runs_, inputs=model, outputs=[runs, model], api_name="list_runs")
+    # Opening the tab shows runs finished, imported or deleted since the page loaded.
+    tab.select(list_runs_, inputs=model, outputs=[runs, model], api_visibility="private", show_progress="hidden")
     # A fresh page selects the newest finished run (the base model when there is none): after training, that is
     # what people come to try, and offline the base model (distilgpt2) cannot be loaded at all.
     demo.load(lambda: list_runs_(None), outputs=[runs, model], api_visibility="private")
