@@ -15,7 +15,7 @@ from . import NOT_MEDICAL_ADVICE, __version__
 from .config import SCRATCH_MODEL
 from .data import public_source
 from .hub import looks_like_hub_id
-from .runs import Run, atomic_write_text
+from .runs import Run, atomic_write_text, looks_like_run_id
 
 
 def _fmt(value) -> str:
@@ -34,7 +34,9 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None) -> str
     card = ModelCardData(
         library_name="transformers", pipeline_tag="text-generation",
         tags=["symptomgen", "text-generation", "gpt2", "causal-lm", "not-medical-advice"],
-        base_model=model if model.lower() != SCRATCH_MODEL and looks_like_hub_id(model) else None,
+        # A Hub repo only: not scratch, not a run of this server (trained on from it: "parent_run").
+        base_model=(model if model.lower() != SCRATCH_MODEL and looks_like_hub_id(model)
+                    and not cfg.get("parent_run") and not looks_like_run_id(model) else None),
         datasets=[source] if source != "sample" and looks_like_hub_id(source) and "/" in source else None)
     metrics = run.metrics()
     best_epoch, best_val = cfg.get("best_epoch"), cfg.get("best_val_loss")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,10 +62,17 @@ class EvalReport:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def overlap_table(model, tokenizer, frame: pd.DataFrame, settings: GenerationSettings = GREEDY) -> pd.DataFrame:
-    """Per-row name, reference, generated text and overlap scores."""
+class EvaluationCancelled(RuntimeError):
+    """The caller set the stop flag (the visitor went away): no more rows are generated."""
+
+
+def overlap_table(model, tokenizer, frame: pd.DataFrame, settings: GenerationSettings = GREEDY,
+                  stop: threading.Event | None = None) -> pd.DataFrame:
+    """Per-row name, reference, generated text and overlap scores (``stop`` is checked between rows)."""
     records = []
     for name, ref in zip(frame["prompt"], frame["target"]):
+        if stop is not None and stop.is_set():
+            raise EvaluationCancelled("Evaluation cancelled.")
         text = generate(model, tokenizer, name, settings.with_(num_return_sequences=1))[0]
         o = overlap(text, ref)
         records.append({"name": name, "reference": ref, "generated": text, "matched": ", ".join(o.matched),
@@ -73,12 +81,13 @@ def overlap_table(model, tokenizer, frame: pd.DataFrame, settings: GenerationSet
 
 
 def evaluate_model(model, tokenizer, frame: pd.DataFrame, loss_on: str = "target", max_length: int = 128,
-                   sampling: GenerationSettings | None = None) -> tuple[EvalReport, pd.DataFrame]:
+                   sampling: GenerationSettings | None = None,
+                   stop: threading.Event | None = None) -> tuple[EvalReport, pd.DataFrame]:
     """Loss/perplexity over real tokens plus greedy (and optionally sampled) overlap."""
     rows = encode_frame(tokenizer, frame, max_length, loss_on)
     loss = mean_token_loss(model, rows, tokenizer.pad_token_id)
-    table = overlap_table(model, tokenizer, frame, GREEDY)
-    sampled = overlap_table(model, tokenizer, frame, sampling) if sampling is not None else None
+    table = overlap_table(model, tokenizer, frame, GREEDY, stop)
+    sampled = overlap_table(model, tokenizer, frame, sampling, stop) if sampling is not None else None
     report = EvalReport(
         rows=len(frame), val_loss=loss, perplexity=math.exp(min(loss, 50.0)),
         precision=float(table["precision"].mean()), recall=float(table["recall"].mean()),
@@ -91,7 +100,7 @@ def evaluate_model(model, tokenizer, frame: pd.DataFrame, loss_on: str = "target
 
 
 def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: GenerationSettings | None = None,
-                 include_base: bool = True, limit: int | None = None) -> dict:
+                 include_base: bool = True, limit: int | None = None, stop: threading.Event | None = None) -> dict:
     """Evaluate a run's best model (and its base model) on its own validation rows."""
     from .modeling import load_pretrained
     from .runs import Run
@@ -108,7 +117,7 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
     if len(frame) == 0:
         raise ValueError(f"Run {run.run_id} has no validation rows to evaluate.")
     kwargs = dict(loss_on=train_cfg.get("loss_on", "target"), max_length=train_cfg.get("max_length", 128),
-                  sampling=sampling)
+                  sampling=sampling, stop=stop)
     if not run.has_best():
         raise ValueError(f"Run {run.run_id} has no saved model yet (no epoch finished).")
     model, tok = load_pretrained(run.best_dir)
@@ -116,9 +125,14 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
     out = {"run": run.run_id, "fine_tuned": report.to_dict(), "table": table}
     if include_base:
         base = run.base_model()
+        if base is None:
+            out["base"] = {"error": "no base model is recorded for this run."}
+            return out
         try:
             bmodel, btok = load_pretrained(base)
             out["base"] = evaluate_model(bmodel, btok, frame, **kwargs)[0].to_dict()
+        except EvaluationCancelled:
+            raise
         except Exception as exc:  # base model may be unreachable offline; say so, keep the rest
             out["base"] = {"error": first_line(exc)}
     return out

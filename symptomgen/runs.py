@@ -159,11 +159,28 @@ class Run:
             except OSError:
                 pass
 
-    def base_model(self) -> str:
-        """What this run started from: its saved untrained ``base/`` (scratch runs) or the model id."""
+    def base_model(self) -> str | None:
+        """What this run started from, to compare with: its own ``base/`` (scratch runs, runs trained on from
+        another run), else the model it names.  For an imported run (its config came from a stranger's zip or
+        repo) only a Hub id this server allows: never a path on this machine.  None when there is none."""
+        from .config import SCRATCH_MODEL
+        from .hub import check_model_allowed, looks_like_hub_id
+
         if (self.base_dir / "config.json").is_file():
             return str(self.base_dir)
-        return str(self.read_config().get("train", {}).get("model", ""))
+        cfg = self.read_config()
+        model = str((cfg.get("train") or {}).get("model", "")).strip()
+        if not model or model.lower() == SCRATCH_MODEL or looks_like_run_id(model):
+            return None
+        if not cfg.get("imported_from"):
+            return model  # trained here, from a Hub id or a folder this machine's user chose
+        if not looks_like_hub_id(model):
+            return None
+        try:
+            check_model_allowed(model)
+        except ValueError:
+            return None
+        return model
 
     def save_model(self, model, tokenizer, folder: str = "best") -> None:
         """Write to ``.<folder>.tmp`` then swap it in, so the old copy survives a crash."""
@@ -231,7 +248,7 @@ def resolve_run(runs_dir: Path, run_id: str) -> Run:
     root = Path(runs_dir).resolve()
     path = (root / run_id).resolve()
     if path.parent != root or not (path / "config.json").is_file():
-        raise RunNotFoundError(f"Run '{run_id}' was not found in {runs_dir} (it may have been deleted).")
+        raise RunNotFoundError(f"Run '{run_id}' was not found in {Path(runs_dir).name}/ (it may have been deleted).")
     return Run(path)
 
 
@@ -253,12 +270,12 @@ def run_label(run: Run) -> str:
 
 
 def parent_run_id(model: str) -> str | None:
-    """The run id when ``model`` is a run folder's ``best/`` (training continues from that run), else None."""
+    """The run's name when ``model`` is a run folder's ``best/`` (training continues from that run), else None."""
     path = Path(str(model)).expanduser()
-    if path.name == "best" and (path / "config.json").is_file() and (path.parent / "config.json").is_file() \
-            and looks_like_run_id(path.parent.name):
-        return path.parent.name
-    return None
+    if path.name != "best" or not (path / "config.json").is_file():
+        return None
+    cfg = Run(path.parent).read_config()
+    return path.parent.name if "run_id" in cfg and "train" in cfg else None
 
 
 def resolve_model_choice(spec: str, runs_dir: Path) -> str:

@@ -35,7 +35,7 @@ from . import __version__
 from .card import public_source, write_model_card
 from .config import DataConfig, TrainConfig
 from .hub import HubUnreachableError, hub_endpoint, hub_reachable, looks_like_hub_id, offline_requested
-from .runs import RUN_ID_RE, Run, atomic_write_json
+from .runs import METRIC_COLUMNS, RUN_ID_RE, Run, atomic_write_json
 
 META = "symptomgen"
 ALLOWED_SUFFIXES = {".json", ".safetensors", ".txt", ".md", ".csv", ".jinja", ".model"}
@@ -224,7 +224,10 @@ def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) ->
             raise ShareError(f"{label}: {META}/metrics.csv is not a run's per-epoch metrics table.")
     run_dir = work / "run"
     run_dir.mkdir()
-    for name in ("metrics.csv", "train.csv", "val.csv"):
+    if (meta / "metrics.csv").is_file():  # every column the app reads, present (empty where the zip had none)
+        pd.read_csv(meta / "metrics.csv").reindex(columns=METRIC_COLUMNS).to_csv(run_dir / "metrics.csv",
+                                                                                  index=False)
+    for name in ("train.csv", "val.csv"):
         if (meta / name).is_file():
             shutil.move(str(meta / name), run_dir / name)
     if (meta / "base" / "config.json").is_file():

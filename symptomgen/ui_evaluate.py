@@ -178,24 +178,32 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
         n_val = len(run.split_frames()[1])
         if n_val == 0:
             raise ValueError(f"Run {run.run_id} has no validation rows to evaluate.")
+        if rows is None or isinstance(rows, bool) or not isinstance(rows, (int, float)) or rows != rows:
+            raise ValueError("Validation rows to evaluate must be a number.")
         n = min(int(rows), n_val)
         passes = "greedy" + (f" and {sampling} sampling" if settings else "")
         result: dict = {}
+        stop = threading.Event()
 
         def work():
             try:
-                result["out"] = evaluate_run(run.path, sampling=settings, limit=n)
+                result["out"] = evaluate_run(run.path, sampling=settings, limit=n, stop=stop)
             except BaseException as exc:  # re-raised in the handler, so the page shows its sentence
                 result["error"] = exc
 
         started = time.monotonic()
         worker = threading.Thread(target=work, daemon=True, name=f"evaluate-{run.run_id}")
         worker.start()
-        yield _status(run, n, passes, 0.0), pd.DataFrame(columns=SUMMARY_COLUMNS), ""
-        while worker.is_alive():
-            worker.join(timeout=1.0)
-            if worker.is_alive():
-                yield _status(run, n, passes, time.monotonic() - started), gr.skip(), gr.skip()
+        try:
+            yield _status(run, n, passes, 0.0), pd.DataFrame(columns=SUMMARY_COLUMNS), ""
+            while worker.is_alive():
+                worker.join(timeout=1.0)
+                if worker.is_alive():
+                    yield _status(run, n, passes, time.monotonic() - started), gr.skip(), gr.skip()
+        finally:
+            # Cancelled or disconnected (the generator is closed): the worker stops after its current row,
+            # so an abandoned evaluation does not keep a core busy behind the one-at-a-time limit.
+            stop.set()
         if "error" in result:
             raise result["error"]
         out = result["out"]

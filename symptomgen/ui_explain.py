@@ -23,9 +23,12 @@ SCORE_CHOICES = [("Surprise (1 − p): unlikely tokens glow", "surprise"), ("Pro
 _NUMBERED = re.compile(r"\n\n2\. ")
 
 
+MAX_SHOWN_CHARS = 20_000
+
+
 def first_sample(shown: str | None, num_sequences) -> str:
     """The first sample of the output box ("" for a placeholder or nothing shown yet)."""
-    text = (shown or "").strip()
+    text = (shown or "")[:MAX_SHOWN_CHARS].strip()  # the box holds ≤ 5 × 256 tokens; more is not ours
     if not text or text.startswith("("):  # "(no text: …)" and other notes are not model output
         return ""
     if int(num_sequences or 1) > 1:

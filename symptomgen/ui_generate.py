@@ -214,7 +214,8 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
         for texts in stream(m, tok, name, settings):
             yield _as_text(texts), "", "Generating…"
         outputs = {"Selected model": texts}
-        base_text = "" if base_spec else "(The selected model is a base model.)"
+        base_text = "" if base_spec else ("(No base model is recorded for this run.)" if run is not None
+                                          else "(The selected model is a base model.)")
         if compare and base_spec:
             try:
                 bm, btok = cache.get(base_spec)

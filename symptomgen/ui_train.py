@@ -165,7 +165,7 @@ def _summary_md(s: JobSnapshot) -> str:
     extra = f" {r.message}" if r.message else ""
     listed = " It is listed on the Generate tab." if r.best_epoch else ""
     return (f"**Run `{r.run_dir.name}` {r.status}**: {best}; {r.epochs_done} epoch(s) in {r.seconds:.0f} s."
-            f"{extra} Saved in `{r.run_dir}`.{listed}")
+            f"{extra} Saved in `{r.run_dir.parent.name}/{r.run_dir.name}`.{listed}")
 
 
 def _metrics_copy(s: JobSnapshot) -> str | None:

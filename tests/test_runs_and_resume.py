@@ -133,7 +133,9 @@ def test_training_on_from_a_finished_run_names_it_and_keeps_its_own_base(tmp_pat
     cfg = child.read_config()
     assert second.status == "finished" and cfg["parent_run"] == parent.run_id
     assert cfg["train"]["model"] == parent.run_id and parent.run_id in child.run_id
-    assert str(tmp_path) not in write_model_card(child.path) and str(tmp_path) not in run_label(child)
+    card = write_model_card(child.path)
+    assert str(tmp_path) not in card and str(tmp_path) not in run_label(child)
+    assert "base_model:" not in card  # a run of this server is no Hub repo
     shutil.rmtree(parent.path)
     assert child.base_model() == str(child.base_dir)
     report = evaluate_run(child.path, limit=2)
@@ -149,3 +151,14 @@ def test_a_kill_between_the_best_model_renames_is_repaired(trained_run, tmp_path
     (copy / "best").rename(copy / ".best.old")  # save_model killed after moving the old copy aside
     assert run.has_best() and (copy / "best" / "model.safetensors").is_file()
     assert not (copy / ".best.old").exists()
+
+
+def test_an_evaluation_stops_when_asked(trained_run):
+    import threading
+
+    from symptomgen.evaluation import EvaluationCancelled
+
+    stop = threading.Event()
+    stop.set()  # e.g. the visitor cancelled: no row is generated
+    with pytest.raises(EvaluationCancelled):
+        evaluate_run(trained_run.run_dir, include_base=False, stop=stop)

@@ -252,3 +252,54 @@ def test_cli_export_import_push(trained_run, tmp_path, monkeypatch, capsys):
     assert "error: No Hugging Face token" in capsys.readouterr().err
     assert main(["--runs-dir", str(runs_dir), "export", "no-such-run", "--out", str(out)]) == 2
     assert "was not found" in capsys.readouterr().err
+
+
+def _rewritten(zip_path: Path, dest: Path, run_json_changes: dict, drop_prefix: str | None = None,
+               metrics: str | None = None) -> Path:
+    """A copy of an exported zip with its run.json edited (and, optionally, members dropped/replaced)."""
+    with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(dest, "w") as out:
+        for info in src.infolist():
+            data = src.read(info)
+            if drop_prefix and drop_prefix in info.filename:
+                continue
+            if info.filename.endswith("symptomgen/run.json"):
+                data = json.dumps({**json.loads(data), **run_json_changes}).encode()
+            if metrics is not None and info.filename.endswith("symptomgen/metrics.csv"):
+                data = metrics.encode()
+            out.writestr(info, data)
+    return dest
+
+
+@pytest.mark.parametrize("model", ["/etc", "{runs}/other/best", "evilcorp/huge-model"])
+def test_an_imported_run_never_names_a_server_path_or_disallowed_model_as_its_base(
+        trained_run, exported, tmp_path, monkeypatch, model):
+    from symptomgen.evaluation import evaluate_run
+
+    monkeypatch.setenv("SYMPTOMGEN_ALLOWED_MODELS", "distilgpt2")
+    runs_dir = tmp_path / "runs"
+    model = model.format(runs=trained_run.run_dir.parent)
+    cfg = json.loads(zipfile.ZipFile(exported).read(f"{trained_run.run_dir.name}/symptomgen/run.json"))
+    crafted = _rewritten(exported, tmp_path / "crafted.zip", {"train": {**cfg["train"], "model": model}},
+                         drop_prefix="symptomgen/base/")
+    run = import_run_zip(crafted, runs_dir)
+    assert run.base_model() is None  # no base/, and the named model is a path or not allowed here
+    out = evaluate_run(run.path, limit=1)
+    assert out["base"] == {"error": "no base model is recorded for this run."}
+
+
+def test_an_imported_run_with_a_minimal_metrics_table_still_has_a_card(exported, tmp_path):
+    crafted = _rewritten(exported, tmp_path / "minimal.zip", {}, metrics="epoch,validation_loss\n1,5.5\n2,5.2\n")
+    run = import_run_zip(crafted, tmp_path / "runs")
+    assert list(run.metrics().columns) == METRIC_COLUMNS
+    card = write_model_card(run.path)
+    assert "5.2" in card
+
+
+def test_a_run_trained_on_from_any_run_folder_is_recognised_by_name(trained_run, exported, tmp_path):
+    from symptomgen.runs import parent_run_id
+
+    run = import_run_zip(exported, tmp_path / "runs")
+    renamed = run.path.rename(run.path.with_name("my-favourite-run"))
+    assert parent_run_id(str(renamed / "best")) == "my-favourite-run"
+    assert parent_run_id(str(trained_run.run_dir / "base")) is None  # not a best/ folder
+    assert parent_run_id(str(tmp_path)) is None
