@@ -1,4 +1,4 @@
-"""Command line: ``python -m symptomgen train|generate|evaluate|runs``.
+"""Command line: ``python -m symptomgen train|generate|evaluate|runs|export|import|push``.
 
 Errors a user can fix print one line on stderr and exit with status 2.
 Under ``torchrun`` only rank 0 prints.
@@ -21,6 +21,13 @@ from .runs import DEFAULT_RUNS_DIR, RunNotFoundError, list_runs, resolve_run, ru
 
 class CliError(Exception):
     """A user-facing error: printed as one line."""
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, but a bad argument is one ``error:`` line (and a pointer to --help), not the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _is_main() -> bool:
@@ -51,7 +58,7 @@ def _sampling(a: argparse.Namespace) -> C.GenerationSettings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m symptomgen", description=__doc__.splitlines()[0])
+    parser = OneLineErrors(prog="python -m symptomgen", description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="where run folders live (default runs/)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -59,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = C.TrainConfig()
     t.add_argument("--preset", choices=sorted(C.TRAIN_PRESETS), help="start from named settings (flags override)")
     t.add_argument("--data", default=C.DEFAULT_DATASET,
-                   help=f"Hub dataset id, CSV/JSON/Parquet file, or 'sample' (default {C.DEFAULT_DATASET})")
+                   help=f"Hub dataset id, CSV/TSV/JSON/JSONL/Parquet file, or 'sample' (default {C.DEFAULT_DATASET})")
     t.add_argument("--prompt-column", default="Name")
     t.add_argument("--target-column", default="Symptoms")
     t.add_argument("--with-treatments", action="store_true", help="append the Treatments column to the target")
@@ -300,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                "export": cmd_export, "import": cmd_import, "push": cmd_push}
     try:
         return handler[args.command](args)
+    except BrokenPipeError:  # the reader went away (`runs | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second complaint at exit
+        return 0
     except (CliError, ValueError, HubUnreachableError, OSError, TrainingFailed) as exc:
         print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2

@@ -72,6 +72,8 @@ def test_offline_default_falls_back_with_a_notice(tmp_path):
     (["train", "--data", "sample", "--model", "some-org/no-such-model", "--no-fallback"], "Could not download"),
     (["generate", "--model", "scratch-does-not-exist", "x"], "Could not"),
     (["generate", "--model", "gpt2", "Flu", "--top-k", "500"], "top_k must be between"),
+    (["train", "--data", "sample", "--epochs", "abc"], "invalid int value: 'abc'"),  # caught by argparse
+    (["generat", "Flu"], "invalid choice: 'generat'"),
 ])
 def test_bad_arguments_give_one_clear_line(tmp_path, args, message):
     out = cli("--runs-dir", tmp_path, *args, cwd=tmp_path)
@@ -99,3 +101,18 @@ def test_listing_runs_shows_the_run_without_loading_the_ml_stack(cli_run):
     run_id = Path(out.stdout.strip().splitlines()[-1].split("run folder: ")[1]).name
     assert run_id in proc.stdout and "finished" in proc.stdout
     assert "heavy: []" in proc.stdout
+
+
+def test_a_closed_pipe_is_not_an_error(cli_run):
+    runs, _ = cli_run
+    code = ("import sys\nfrom symptomgen.cli import main\n"
+            "sys.stdout.close = lambda: None\n"
+            "class Closed:\n"
+            "    def write(self, s): raise BrokenPipeError(32, 'Broken pipe')\n"
+            "    def flush(self): pass\n"
+            "    def fileno(self): return sys.__stdout__.fileno()\n"
+            "sys.stdout = Closed()\n"
+            f"sys.exit(main(['--runs-dir', {str(runs)!r}, 'runs']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0 and "error" not in proc.stderr, proc.stderr
