@@ -8,6 +8,7 @@ generation cannot disagree about it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,19 @@ class PreparedData:
         drop = ", ".join(f"{n} {why}" for why, n in self.dropped.items() if n) or "none"
         return (f"{self.rows_read} rows read from {public_source(self.source)}; kept {self.kept} "
                 f"(dropped: {drop}); train {len(self.train)}, validation {len(self.val)}.")
+
+
+def extra_section(column: str, text):
+    """How an optional column is appended to the target: ``"; Treatments: rest, fluids"``."""
+    return f"; {column}: " + text
+
+
+_EXTRA_SECTION = re.compile(r";\s*[A-Za-z][\w ]{0,40}:\s")
+
+
+def symptoms_only(text: str) -> str:
+    """A target (or generated text) without an appended ``"; Column: ..."`` section."""
+    return _EXTRA_SECTION.split(str(text), maxsplit=1)[0]
 
 
 def public_source(source: str) -> str:
@@ -165,7 +179,7 @@ def select_columns(df: pd.DataFrame, cfg: DataConfig, label: str) -> tuple[pd.Da
     target = _clean(df[cfg.target_column])
     if cfg.extra_target_column:
         extra = _clean(df[cfg.extra_target_column])
-        target = target.where(extra == "", target + "; " + cfg.extra_target_column + ": " + extra)
+        target = target.where(extra == "", target + extra_section(cfg.extra_target_column, extra))
     # Control characters would confuse the tokenizer and the page; keep tabs as spaces.
     prompt = prompt.str.replace(r"[\x00-\x1f\x7f]+", " ", regex=True).str.strip()
     target = target.str.replace(r"[\x00-\x1f\x7f]+", " ", regex=True).str.strip()

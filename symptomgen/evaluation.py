@@ -18,6 +18,7 @@ import pandas as pd
 from .errors import first_line
 from .batching import encode_frame, mean_token_loss
 from .config import GenerationSettings
+from .data import symptoms_only
 from .generation import generate
 
 GREEDY = GenerationSettings(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.2)
@@ -38,7 +39,8 @@ class Overlap:
 
 
 def overlap(generated: str, reference: str) -> Overlap:
-    gen, ref = phrases(generated), phrases(reference)
+    """Symptom phrases shared by the two texts; an appended section (``"; Treatments: …"``) is not symptoms."""
+    gen, ref = phrases(symptoms_only(generated)), phrases(symptoms_only(reference))
     hit = gen & ref
     p = len(hit) / len(gen) if gen else 0.0
     r = len(hit) / len(ref) if ref else 0.0

@@ -93,6 +93,19 @@ def test_symptom_overlap():
     assert overlap("", "fever").f1 == 0.0
 
 
+def test_symptom_overlap_ignores_an_appended_treatments_section():
+    """Runs that learn Symptoms + Treatments: only the symptom part is scored as symptoms."""
+    from symptomgen.config import DataConfig
+    from symptomgen.data import prepare
+
+    prepared = prepare(DataConfig(source="sample", extra_target_column="Treatments"))
+    reference = prepared.train["target"].iloc[0]
+    symptoms, treatments = reference.split("; Treatments: ")
+    o = overlap(f"{symptoms}; Treatments: {treatments}", reference)
+    assert o.recall == 1.0 and not any(t.strip().lower() in o.matched for t in treatments.split(","))
+    assert overlap(f"{treatments}", reference).f1 < 1.0
+
+
 def test_model_cache_reloads_a_folder_whose_weights_changed(trained_run, tmp_path):
     """A run resumed or re-imported under the same name must not be served from the old weights."""
     import shutil
