@@ -94,10 +94,12 @@ class EpochReporter(TrainerCallback):
         self.stopped = self.early_stopped = False
         self.error: str | None = None
         self._epoch_start = self._train_end = 0.0
+        self._epoch_first_step = 0
         self._epoch_complete = False
 
     def on_epoch_begin(self, args, state, control, **kw):
         self._epoch_start = time.perf_counter()
+        self._epoch_first_step = state.global_step
         self._epoch_complete = False
 
     def on_step_end(self, args, state, control, **kw):
@@ -134,8 +136,11 @@ class EpochReporter(TrainerCallback):
             self.bad_epochs += 1
         seconds = time.perf_counter() - self._epoch_start
         train_seconds = max(self._train_end - self._epoch_start, 1e-9)
+        # A resumed epoch runs only its remaining steps: count only their share of the epoch's tokens.
+        steps_per_epoch = state.max_steps / max(args.num_train_epochs, 1)
+        share = min(1.0, (state.global_step - self._epoch_first_step) / steps_per_epoch) if steps_per_epoch else 1.0
         result = EpochResult(epoch=epoch, train_loss=train_loss, val_loss=val_loss, epoch_seconds=seconds,
-                             tokens_per_sec=self.train_tokens / train_seconds,
+                             tokens_per_sec=self.train_tokens * share / train_seconds,
                              learning_rate=float(logs.get("learning_rate", self.cfg.learning_rate)),
                              is_best=is_best)
         self.epochs_done = epoch
