@@ -16,7 +16,12 @@ from pathlib import Path
 from .errors import TrainingFailed, first_line
 from . import config as C
 from .hub import HubUnreachableError
-from .runs import DEFAULT_RUNS_DIR, RunNotFoundError, list_runs, resolve_run, run_label
+from .runs import DEFAULT_RUNS_DIR, Run, RunNotFoundError, list_runs, resolve_run, run_label
+
+
+# Defaults of the train command's data flags (a resumed run names those that differ: they are not used).
+DATA_DEFAULTS = {"data": C.DEFAULT_DATASET, "prompt_column": "Name", "target_column": "Symptoms",
+                 "val_fraction": C.VAL_FRACTION_RANGE[2], "seed": 42}
 
 
 class CliError(Exception):
@@ -65,10 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="fine-tune a model and save the run folder")
     d = C.TrainConfig()
     t.add_argument("--preset", choices=sorted(C.TRAIN_PRESETS), help="start from named settings (flags override)")
-    t.add_argument("--data", default=C.DEFAULT_DATASET,
+    t.add_argument("--data", default=DATA_DEFAULTS["data"],
                    help=f"Hub dataset id, CSV/TSV/JSON/JSONL/Parquet file, or 'sample' (default {C.DEFAULT_DATASET})")
-    t.add_argument("--prompt-column", default="Name")
-    t.add_argument("--target-column", default="Symptoms")
+    t.add_argument("--prompt-column", default=DATA_DEFAULTS["prompt_column"])
+    t.add_argument("--target-column", default=DATA_DEFAULTS["target_column"])
     t.add_argument("--with-treatments", action="store_true", help="append the Treatments column to the target")
     t.add_argument("--model", help=f"Hub id, saved folder, or 'scratch' (default {d.model})")
     for flag, typ in (("epochs", int), ("batch-size", int), ("lr", float), ("max-length", int),
@@ -77,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--scratch-layers", type=int, help=f"layers of the scratch model (default {d.scratch_layers})")
     t.add_argument("--scratch-width", type=int, help=f"width of the scratch model (default {d.scratch_width})")
     t.add_argument("--scratch-vocab", type=int, help=f"tokenizer size for scratch (default {d.scratch_vocab})")
-    t.add_argument("--val-fraction", type=float, default=C.VAL_FRACTION_RANGE[2])
-    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--val-fraction", type=float, default=DATA_DEFAULTS["val_fraction"])
+    t.add_argument("--seed", type=int, default=DATA_DEFAULTS["seed"])
     t.add_argument("--loss-on", choices=C.LOSS_MODES, help="'target' (symptoms only) or 'full' text (seed)")
     t.add_argument("--scheduler", choices=("constant", "linear", "cosine"))
     t.add_argument("--no-length-grouping", action="store_true", help="shuffle plainly instead of length-grouped")
@@ -152,6 +157,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         runs_dir, a.resume = Path(a.resume).resolve().parent, Path(a.resume).resolve().name
     if a.resume:
         ignored = [f"--{k.replace('_', '-')}" for k in RESUME_IGNORES if getattr(a, k, None) not in (None, False)]
+        ignored += [f"--{k.replace('_', '-')}" for k, default in DATA_DEFAULTS.items()
+                    if getattr(a, k) != default]  # data flags with defaults: different = given
         if ignored:
             say(f"notice: a resumed run keeps its own settings; ignored: {' '.join(ignored)}", file=sys.stderr)
     prepared = None
@@ -210,7 +217,7 @@ def _end_distributed() -> None:
 def _model_path(spec: str, runs_dir: Path) -> str:
     """A run folder → its best/; a run id → runs_dir/<id>/best; otherwise as given."""
     p = Path(spec).expanduser()
-    if (p / "best" / "config.json").is_file():
+    if (p / "config.json").is_file() and Run(p).has_best():  # has_best also repairs an interrupted save
         return str(p / "best")
     is_run_folder = (p / "config.json").is_file() and ((p / "val.csv").is_file() or (p / "metrics.csv").exists())
     if is_run_folder and not (p / "best" / "config.json").is_file():

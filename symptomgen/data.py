@@ -7,8 +7,8 @@ generation cannot disagree about it.
 
 from __future__ import annotations
 
+import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,12 +73,10 @@ def extra_section(column: str, text):
     return f"; {column}: " + text
 
 
-_EXTRA_SECTION = re.compile(r";\s*[A-Za-z][\w ]{0,40}:\s")
-
-
-def symptoms_only(text: str) -> str:
-    """A target (or generated text) without an appended ``"; Column: ..."`` section."""
-    return _EXTRA_SECTION.split(str(text), maxsplit=1)[0]
+def symptoms_only(text: str, extra_column: str | None) -> str:
+    """A target (or generated text) without the ``"; <extra_column>: ..."`` section a run appended to it."""
+    text = str(text)
+    return text.split(extra_section(extra_column, ""), 1)[0] if extra_column else text
 
 
 def public_source(source: str) -> str:
@@ -91,13 +89,16 @@ def public_source(source: str) -> str:
 def _read_json(path: Path, head: bytes, suffix: str) -> pd.DataFrame:
     """Records (``[{...}, ...]``), pandas' column layout (``{"col": {...}}``) or JSON lines; a BOM is fine."""
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
-    if suffix == ".json" and text.startswith((b"[", b"{")):
+    if suffix == ".json" and text.startswith(b"["):
+        return pd.read_json(path, dtype=False, encoding="utf-8-sig")
+    if suffix == ".json" and text.startswith(b"{"):
         try:
-            return pd.read_json(path, dtype=False, encoding="utf-8-sig")
+            whole = json.loads(path.read_text(encoding="utf-8-sig"))
         except ValueError:
-            if text.startswith(b"["):
-                raise
-            # "{...}\n{...}": JSON lines in a .json file
+            whole = None  # "{...}\n{...}": JSON lines in a .json file
+        # pandas' column layout maps every column to {row: value}; one object of plain values is one record.
+        if isinstance(whole, dict) and whole and all(isinstance(v, (dict, list)) for v in whole.values()):
+            return pd.read_json(path, dtype=False, encoding="utf-8-sig")
     return pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
 
 

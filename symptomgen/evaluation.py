@@ -38,9 +38,10 @@ class Overlap:
     matched: tuple[str, ...] = ()
 
 
-def overlap(generated: str, reference: str) -> Overlap:
-    """Symptom phrases shared by the two texts; an appended section (``"; Treatments: …"``) is not symptoms."""
-    gen, ref = phrases(symptoms_only(generated)), phrases(symptoms_only(reference))
+def overlap(generated: str, reference: str, extra_column: str | None = None) -> Overlap:
+    """Symptom phrases shared by the two texts.  A run that also learned ``extra_column`` appends it
+    (``"; Treatments: …"``): that section is not symptoms, so it is left out on both sides."""
+    gen, ref = phrases(symptoms_only(generated, extra_column)), phrases(symptoms_only(reference, extra_column))
     hit = gen & ref
     p = len(hit) / len(gen) if gen else 0.0
     r = len(hit) / len(ref) if ref else 0.0
@@ -69,27 +70,27 @@ class EvaluationCancelled(RuntimeError):
 
 
 def overlap_table(model, tokenizer, frame: pd.DataFrame, settings: GenerationSettings = GREEDY,
-                  stop: threading.Event | None = None) -> pd.DataFrame:
+                  stop: threading.Event | None = None, extra_column: str | None = None) -> pd.DataFrame:
     """Per-row name, reference, generated text and overlap scores (``stop`` is checked between rows)."""
     records = []
     for name, ref in zip(frame["prompt"], frame["target"]):
         if stop is not None and stop.is_set():
             raise EvaluationCancelled("Evaluation cancelled.")
         text = generate(model, tokenizer, name, settings.with_(num_return_sequences=1))[0]
-        o = overlap(text, ref)
+        o = overlap(text, ref, extra_column)
         records.append({"name": name, "reference": ref, "generated": text, "matched": ", ".join(o.matched),
                         "precision": o.precision, "recall": o.recall, "f1": o.f1})
     return pd.DataFrame(records)
 
 
 def evaluate_model(model, tokenizer, frame: pd.DataFrame, loss_on: str = "target", max_length: int = 128,
-                   sampling: GenerationSettings | None = None,
-                   stop: threading.Event | None = None) -> tuple[EvalReport, pd.DataFrame]:
+                   sampling: GenerationSettings | None = None, stop: threading.Event | None = None,
+                   extra_column: str | None = None) -> tuple[EvalReport, pd.DataFrame]:
     """Loss/perplexity over real tokens plus greedy (and optionally sampled) overlap."""
     rows = encode_frame(tokenizer, frame, max_length, loss_on)
     loss = mean_token_loss(model, rows, tokenizer.pad_token_id)
-    table = overlap_table(model, tokenizer, frame, GREEDY, stop)
-    sampled = overlap_table(model, tokenizer, frame, sampling, stop) if sampling is not None else None
+    table = overlap_table(model, tokenizer, frame, GREEDY, stop, extra_column)
+    sampled = overlap_table(model, tokenizer, frame, sampling, stop, extra_column) if sampling is not None else None
     report = EvalReport(
         rows=len(frame), val_loss=loss, perplexity=math.exp(min(loss, 50.0)),
         precision=float(table["precision"].mean()), recall=float(table["recall"].mean()),
@@ -119,7 +120,7 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
     if len(frame) == 0:
         raise ValueError(f"Run {run.run_id} has no validation rows to evaluate.")
     kwargs = dict(loss_on=train_cfg.get("loss_on", "target"), max_length=train_cfg.get("max_length", 128),
-                  sampling=sampling, stop=stop)
+                  sampling=sampling, stop=stop, extra_column=(cfg.get("data") or {}).get("extra_target_column"))
     if not run.has_best():
         raise ValueError(f"Run {run.run_id} has no saved model yet (no epoch finished).")
     model, tok = load_pretrained(run.best_dir)

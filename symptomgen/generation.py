@@ -156,6 +156,8 @@ class ModelCache:
         model, tok = load_pretrained(spec)
         model.to(pick_device()).eval()
         with self._lock:
+            for stale in [k for k in self._items if k[0] == key[0] and k != key]:
+                self._items.pop(stale)  # the same folder's older weights: replaced, not kept
             self._items[key] = (model, tok)
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)

@@ -109,19 +109,30 @@ class Run:
         atomic_write_json(self.config_path, cfg)
         return cfg
 
+    def _process(self, cfg: dict) -> tuple[bool, int]:
+        """(recorded on this host, its pid or -1)."""
+        try:
+            pid = int(cfg.get("pid", -1))
+        except (TypeError, ValueError):
+            pid = -1
+        return cfg.get("host") == socket.gethostname(), pid
+
     def status(self) -> str:
         """finished / stopped / failed / running / interrupted (running but its process is gone)."""
         cfg = self.read_config()
         status = cfg.get("status", "unknown")
         if status == "running":
-            same_host = cfg.get("host") == socket.gethostname()
-            try:
-                pid = int(cfg.get("pid", -1))
-            except (TypeError, ValueError):
-                pid = -1
+            same_host, pid = self._process(cfg)
             if same_host and (pid <= 0 or not _pid_alive(pid)):
                 return "interrupted"
         return status
+
+    def is_live(self) -> bool:
+        """Known to be training right now: "running", recorded on this host, and its process alive.  (A run
+        recorded on another host — a restarted container, a cluster node — cannot be checked: not live.)"""
+        cfg = self.read_config()
+        same_host, pid = self._process(cfg)
+        return cfg.get("status") == "running" and same_host and pid > 0 and _pid_alive(pid)
 
     def metrics(self) -> pd.DataFrame:
         if not self.metrics_path.is_file():
@@ -153,7 +164,8 @@ class Run:
         """A kill between ``save_model``'s two renames leaves the previous copy as ``.<folder>.old``: put it back
         (it is the one the metrics and config describe; the newer one was never recorded)."""
         old, final = self.path / f".{folder}.old", self.path / folder
-        if not final.exists() and (old / "config.json").is_file():
+        # Never while its trainer lives: between save_model's renames the folder is briefly absent.
+        if not final.exists() and (old / "config.json").is_file() and not self.is_live():
             try:
                 os.replace(old, final)
             except OSError:

@@ -227,15 +227,20 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
     if resume:
         run = runs_mod.resolve_run(runs_dir, resume)
         status_now = run.status()
-        if status_now == "running":
+        # Rank 0 only: under torchrun it marks the run "running" (its own pid) before slower ranks get here.
+        if _rank() == 0 and run.is_live():
             raise TrainingFailed(f"Run {run.run_id} is still training (process {run.read_config().get('pid')}); "
                                  "stop it first, or wait for it to end.")
         if status_now in ("finished", "early-stopped"):
             raise TrainingFailed(f"Run {run.run_id} has already {status_now.replace('-', ' ')}; nothing to resume "
                                  "(start a new run to train longer).")
         saved = run.read_config()
-        data_cfg = DataConfig.from_dict(saved["data"])
-        train_cfg = TrainConfig.from_dict(saved["train"])
+        try:
+            data_cfg = DataConfig.from_dict(saved["data"])
+            train_cfg = TrainConfig.from_dict(saved["train"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TrainingFailed(f"Run {run.run_id} has no usable saved settings to resume from "
+                                 f"({_first_line(exc)}).") from None
         checkpoint = run.last_checkpoint()
         if checkpoint is None:
             raise TrainingFailed(f"Run {run.run_id} has no checkpoint to resume from.")

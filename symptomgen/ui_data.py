@@ -124,7 +124,8 @@ def read_columns(upload, prompt_column: str, target_column: str, extra_target_co
     try:
         columns = [str(c) for c in load_records(path).columns]
     except Exception as exc:  # noqa: BLE001 - shown to the user as one sentence
-        return "upload", f"⚠️ {first_line(exc)}", gr.skip(), gr.skip(), gr.skip()
+        message = first_line(exc).replace(path, Path(path).name)  # the upload's temp path is the server's
+        return "upload", f"⚠️ {message}", gr.skip(), gr.skip(), gr.skip()
     if not columns:
         return "upload", f"⚠️ {Path(path).name} has no columns.", gr.skip(), gr.skip(), gr.skip()
     updates = column_updates(columns, prompt_column, target_column, extra_target_column)

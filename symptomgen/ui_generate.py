@@ -91,11 +91,11 @@ def resolve_model(choice: str, runs_dir: Path) -> tuple[str, str | None, Run | N
 
 def reference_for(run: Run | None, name: str) -> tuple[str, str] | None:
     """(reference text, where it comes from) for the name, from the run's data or the bundled sample."""
-    key = name.strip().lower()
+    key = " ".join(name.split()).lower()  # spacing as format_prompt normalises it
     if run is not None:
         train, val = run.split_frames()
         for frame, where in ((train, "the run's training split"), (val, "the run's validation split (unseen)")):
-            hit = frame[frame["prompt"].str.strip().str.lower() == key]
+            hit = frame[frame["prompt"].map(lambda p: " ".join(str(p).split()).lower()) == key]
             if len(hit):
                 return str(hit["target"].iloc[0]), where
         return None
@@ -112,17 +112,17 @@ def _as_text(texts: list[str], final: bool = False) -> str:
     return texts[0] if len(texts) == 1 else "\n\n".join(f"{i}. {t}" for i, t in enumerate(texts, 1))
 
 
-def _reference_md(name: str, ref, outputs: dict[str, list[str]]) -> str:
+def _reference_md(name: str, ref, outputs: dict[str, list[str]], extra_column: str | None = None) -> str:
     from .evaluation import overlap
 
     if ref is None:
         return f"*{name} is not in this model's data, so there is no reference to compare with.*"
     text, where = ref
     lines = [f"**Reference symptoms for {name}** (from {where}): {text}"]
-    total = len(overlap(text, text).matched)
+    total = len(overlap(text, text, extra_column).matched)
     for side, texts in outputs.items():
         for i, t in enumerate(texts, 1):
-            m = overlap(t, text).matched
+            m = overlap(t, text, extra_column).matched
             lines.append(f"- {side}, sample {i}: {len(m)} of {total} reference phrases matched"
                          + (f": {', '.join(m)}" if m else ""))
     return "\n".join(lines)
@@ -226,7 +226,8 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
                     yield _as_text(texts), _as_text(btexts), "Generating the base model's text…"
                 outputs["Base model"] = btexts
                 base_text = _as_text(btexts, final=True)
-        yield _as_text(texts, final=True), base_text, _reference_md(name, reference_for(run, name), outputs)
+        extra = (run.read_config().get("data") or {}).get("extra_target_column") if run is not None else None
+        yield _as_text(texts, final=True), base_text, _reference_md(name, reference_for(run, name), outputs, extra)
 
     refresh.click(list_runs_, inputs=model, outputs=[runs, model], api_name="list_runs")
     # Opening the tab shows runs finished, imported or deleted since the page loaded.

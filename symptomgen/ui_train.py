@@ -248,7 +248,9 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
         if s is None:
             yield (*render(None), gr.skip(), gr.skip())
             return
-        yield from follow(manager, s.job_id, runs_update)
+        # Only a job that ends while this page follows it selects its run; for one that had already ended,
+        # the page's own load picks the newest run (two selections at once would race).
+        yield from follow(manager, s.job_id, (lambda snap: gr.skip()) if s.done else runs_update)
 
     def stop():
         """Ask the running job to stop after the current optimizer step."""

@@ -122,7 +122,7 @@ def test_real_dataset_when_present(real_data_path):
     assert 70 <= len(prepared.val) <= 90
 
 
-@pytest.mark.parametrize("layout", ["records", "columns", "records-bom", "lines-in-.json"])
+@pytest.mark.parametrize("layout", ["records", "columns", "records-bom", "lines-in-.json", "one-record"])
 def test_json_files_in_every_common_layout(tmp_path, layout):
     frame = pd.DataFrame({"Name": ["Flu", "Cold"], "Symptoms": ["fever, cough", "sneezing"]})
     path = tmp_path / "diseases.json"
@@ -132,10 +132,13 @@ def test_json_files_in_every_common_layout(tmp_path, layout):
         frame.to_json(path)  # pandas' default: {"Name": {"0": ...}, ...}
     elif layout == "records-bom":  # a Windows export
         path.write_bytes(b"\xef\xbb\xbf" + frame.to_json(orient="records").encode())
+    elif layout == "one-record":  # a single JSON-lines record with a nested value: one row, not a table
+        path.write_text(json.dumps({"Name": "Flu", "Symptoms": "fever, cough", "meta": {"src": "x", "year": 2020}}))
+        frame = frame.head(1)
     else:
         frame.to_json(path, orient="records", lines=True)
     got = load_records(str(path))
-    assert list(got.columns) == ["Name", "Symptoms"] and got["Name"].tolist() == ["Flu", "Cold"]
+    assert list(got.columns)[:2] == ["Name", "Symptoms"] and got["Name"].tolist() == frame["Name"].tolist()
 
 
 def test_a_name_with_odd_spacing_gets_the_prompt_generation_uses():

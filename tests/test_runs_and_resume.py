@@ -61,6 +61,12 @@ def test_resume_refuses_a_run_that_is_still_training_or_already_finished(tmp_pat
     assert live.read_config()["pid"] == os.getpid() and live.read_config()["host"] == socket.gethostname()
     with pytest.raises(TrainingFailed, match="is still training"):
         run_training(DataConfig(), trained_run_cfg(trained_run), tmp_path, resume=live.run_id)
+    # Recorded on another host (a restarted container, another node): it cannot be checked, so it may resume
+    # (this bare folder then stops for want of settings, not because it is "still training").
+    live.update_config(host="old-container-hostname")
+    assert live.status() == "running" and not live.is_live()
+    with pytest.raises(TrainingFailed, match="no usable saved settings"):
+        run_training(DataConfig(), trained_run_cfg(trained_run), tmp_path, resume=live.run_id)
 
 
 def trained_run_cfg(summary):
@@ -149,6 +155,9 @@ def test_a_kill_between_the_best_model_renames_is_repaired(trained_run, tmp_path
     shutil.copytree(trained_run.run_dir, copy)
     run = Run(copy)
     (copy / "best").rename(copy / ".best.old")  # save_model killed after moving the old copy aside
+    run.update_config(status="running", pid=os.getpid(), host=socket.gethostname())
+    assert not run.has_best() and (copy / ".best.old").is_dir()  # its trainer lives: mid-save, hands off
+    run.update_config(status="running", pid=2**22 + 12345)  # the trainer is gone (no such pid)
     assert run.has_best() and (copy / "best" / "model.safetensors").is_file()
     assert not (copy / ".best.old").exists()
 
