@@ -219,8 +219,7 @@ def _model_path(spec: str, runs_dir: Path) -> str:
     p = Path(spec).expanduser()
     if (p / "config.json").is_file() and Run(p).has_best():  # has_best also repairs an interrupted save
         return str(p / "best")
-    is_run_folder = (p / "config.json").is_file() and ((p / "val.csv").is_file() or (p / "metrics.csv").exists())
-    if is_run_folder and not (p / "best" / "config.json").is_file():
+    if (p / "config.json").is_file() and ((p / "val.csv").is_file() or (p / "metrics.csv").exists()):
         raise CliError(f"Run {p.name} has no saved model yet (no epoch finished).")
     if not p.exists():
         try:

@@ -31,10 +31,15 @@ class DataError(ValueError):
     """The data cannot be used; the message says why in one sentence."""
 
 
+def squash_spaces(name: str) -> str:
+    """A name with its runs of whitespace collapsed: the form training, generation and lookups agree on."""
+    return " ".join(str(name).split())
+
+
 def format_prompt(name: str) -> str:
-    """The generation prompt for a disease name: ``"Kidney Failure |"`` (runs of spaces collapsed, as
+    """The generation prompt for a disease name: ``"Kidney Failure |"`` (spacing squashed, as
     ``generation.clean_name`` does, so a name in the data and the same name typed in agree)."""
-    return f"{' '.join(name.split())}{SEPARATOR}"
+    return f"{squash_spaces(name)}{SEPARATOR}"
 
 
 def format_target(target: str) -> str:

@@ -17,7 +17,7 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from .config import MAX_PROMPT_CHARS, GenerationSettings
-from .data import format_prompt
+from .data import format_prompt, squash_spaces
 from .modeling import load_pretrained, pick_device
 
 _seed_lock = threading.Lock()
@@ -27,7 +27,7 @@ def clean_name(name) -> str:
     """The disease name as the model should see it, or a ValueError saying what is wrong."""
     if not isinstance(name, str):
         raise ValueError("The disease name must be text.")
-    text = " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
+    text = squash_spaces("".join(ch if ch.isprintable() else " " for ch in name))
     if not text:
         raise ValueError("Please enter a disease name.")
     if len(text) > MAX_PROMPT_CHARS:

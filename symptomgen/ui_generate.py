@@ -18,7 +18,7 @@ import pandas as pd
 from .errors import first_line
 from . import NOT_MEDICAL_ADVICE
 from . import config as C
-from .data import load_records
+from .data import load_records, squash_spaces
 from .gpu import generation_seconds, gpu
 from .hub import check_model_allowed, looks_like_hub_id
 from .runs import Run, RunNotFoundError, list_runs, looks_like_run_id, resolve_run
@@ -91,11 +91,11 @@ def resolve_model(choice: str, runs_dir: Path) -> tuple[str, str | None, Run | N
 
 def reference_for(run: Run | None, name: str) -> tuple[str, str] | None:
     """(reference text, where it comes from) for the name, from the run's data or the bundled sample."""
-    key = " ".join(name.split()).lower()  # spacing as format_prompt normalises it
+    key = squash_spaces(name).lower()  # spacing as format_prompt normalises it
     if run is not None:
         train, val = run.split_frames()
         for frame, where in ((train, "the run's training split"), (val, "the run's validation split (unseen)")):
-            hit = frame[frame["prompt"].map(lambda p: " ".join(str(p).split()).lower()) == key]
+            hit = frame[frame["prompt"].map(lambda p: squash_spaces(p).lower()) == key]
             if len(hit):
                 return str(hit["target"].iloc[0]), where
         return None
