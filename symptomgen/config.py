@@ -7,6 +7,8 @@ itself in ``__post_init__``, raising ``ValueError`` with one human sentence.
 
 from __future__ import annotations
 
+from .errors import InvalidInput
+
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -38,16 +40,16 @@ LOSS_MODES = ("target", "full")
 def _number(name: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> None:
     """Raise ValueError unless ``value`` is a finite number (an int if asked) in [lo, hi]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}.")
+        raise InvalidInput(f"{name} must be a number, got {value!r}.")
     if integer and not float(value).is_integer():
-        raise ValueError(f"{name} must be a whole number, got {value!r}.")
+        raise InvalidInput(f"{name} must be a whole number, got {value!r}.")
     if not math.isfinite(value) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}.")
+        raise InvalidInput(f"{name} must be between {lo:g} and {hi:g}, got {value!r}.")
 
 
 def _text(name: str, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty text, got {value!r}.")
+        raise InvalidInput(f"{name} must be a non-empty text, got {value!r}.")
 
 
 class _Settings:
@@ -150,11 +152,11 @@ class TrainConfig(_Settings):
         _number("Scratch width", self.scratch_width, 16, 2048, integer=True)
         _number("Scratch vocabulary", self.scratch_vocab, 300, 60000, integer=True)
         if self.scratch_width % 4:
-            raise ValueError("Scratch width must be a multiple of 4 (it is split over 4 heads).")
+            raise InvalidInput("Scratch width must be a multiple of 4 (it is split over 4 heads).")
         if self.loss_on not in LOSS_MODES:
-            raise ValueError(f"Loss mode must be one of {', '.join(LOSS_MODES)}, got {self.loss_on!r}.")
+            raise InvalidInput(f"Loss mode must be one of {', '.join(LOSS_MODES)}, got {self.loss_on!r}.")
         if self.scheduler not in ("constant", "linear", "cosine"):
-            raise ValueError(f"Scheduler must be constant, linear or cosine, got {self.scheduler!r}.")
+            raise InvalidInput(f"Scheduler must be constant, linear or cosine, got {self.scheduler!r}.")
         for name in ("epochs", "batch_size", "max_length", "seed", "grad_accum", "patience",
                      "scratch_layers", "scratch_width", "scratch_vocab"):
             object.__setattr__(self, name, int(getattr(self, name)))
@@ -196,7 +198,7 @@ class GenerationSettings(_Settings):
         for name in ("top_p", "temperature", "repetition_penalty"):  # transformers rejects an int 2 here
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.temperature == 0 and self.num_return_sequences > 1:
-            raise ValueError("Greedy decoding (temperature 0) has only one answer: set the number of sequences "
+            raise InvalidInput("Greedy decoding (temperature 0) has only one answer: set the number of sequences "
                              "to 1, or raise the temperature to sample several.")
 
     @property

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import first_line
+from .errors import DataError, first_line
 from .config import SAMPLE_SOURCE, DataConfig
 from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
 
@@ -26,9 +26,6 @@ MAX_ROWS = int(os.environ.get("SYMPTOMGEN_MAX_ROWS", "100000"))
 MAX_CELL_CHARS = 2000
 FILE_SUFFIXES = {".csv", ".tsv", ".json", ".jsonl", ".parquet"}
 
-
-class DataError(ValueError):
-    """The data cannot be used; the message says why in one sentence."""
 
 
 def squash_spaces(name: str) -> str:

@@ -1,4 +1,9 @@
-"""The user-facing error types and the one helper that turns an exception into the sentence a user sees."""
+"""Every error a person can act on, under one base class, and the helper that turns one into the line they see.
+
+Both doors (the CLI and the web page) catch ``UserError`` and show its first line as is.  Anything else is a
+bug or a broken machine: the doors log it with its traceback and show a short "internal error" line.  The
+subclasses keep the built-in base their callers already expect (a bad value is still a ``ValueError``).
+"""
 
 from __future__ import annotations
 
@@ -9,5 +14,50 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class TrainingFailed(RuntimeError):
+class UserError(Exception):
+    """Something the person asked for cannot be done; the message says why in one sentence."""
+
+
+class InvalidInput(UserError, ValueError):
+    """A setting, name or value is out of range or malformed."""
+
+
+class DataError(InvalidInput):
+    """The data cannot be used for training; the message names the file and the columns."""
+
+
+class RunNotFoundError(InvalidInput):
+    """The named run does not exist (or the name would leave the runs folder)."""
+
+
+class RunNotReady(InvalidInput):
+    """The run exists but cannot be used for this: it is still training, or has no saved model."""
+
+
+class ModelLoadError(InvalidInput):
+    """A model or tokenizer could not be loaded; the message says which and why."""
+
+
+class ShareError(InvalidInput):
+    """A run cannot be exported, imported or pushed; the message says why in one sentence."""
+
+
+class TrainingFailed(UserError, RuntimeError):
     """Training stopped on an error the user can act on (the message says which)."""
+
+
+class TrainingBusyError(UserError, RuntimeError):
+    """A training job is already running; the message says so in one sentence."""
+
+
+class HubUnreachableError(UserError, RuntimeError):
+    """The Hub could not be reached and the thing asked for is not cached locally."""
+
+
+class EvaluationCancelled(UserError, RuntimeError):
+    """An evaluation was cancelled (its page went away, or a newer request replaced it)."""
+
+
+def internal_error_line(exc: BaseException) -> str:
+    """What a person sees for an error that is not theirs (the traceback goes to the log)."""
+    return f"Internal error ({type(exc).__name__}): {first_line(exc)[:200]}. Details are in the server log."

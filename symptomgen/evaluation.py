@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import first_line
+from .errors import EvaluationCancelled, first_line, InvalidInput
 from .batching import encode_frame, mean_token_loss
 from .config import GenerationSettings
 from .data import symptoms_only
@@ -65,9 +65,6 @@ class EvalReport:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-class EvaluationCancelled(RuntimeError):
-    """The caller set the stop flag (the visitor went away): no more rows are generated."""
-
 
 def overlap_table(model, tokenizer, frame: pd.DataFrame, settings: GenerationSettings = GREEDY,
                   stop: threading.Event | None = None, extra_column: str | None = None) -> pd.DataFrame:
@@ -115,14 +112,14 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
         frame = run.split_frames()[1]
     if limit is not None:
         if int(limit) < 1:
-            raise ValueError(f"The number of rows to evaluate must be at least 1, got {limit}.")
+            raise InvalidInput(f"The number of rows to evaluate must be at least 1, got {limit}.")
         frame = frame.head(int(limit))
     if len(frame) == 0:
-        raise ValueError(f"Run {run.run_id} has no validation rows to evaluate.")
+        raise InvalidInput(f"Run {run.run_id} has no validation rows to evaluate.")
     kwargs = dict(loss_on=train_cfg.get("loss_on", "target"), max_length=train_cfg.get("max_length", 128),
                   sampling=sampling, stop=stop, extra_column=(cfg.get("data") or {}).get("extra_target_column"))
     if not run.has_best():
-        raise ValueError(f"Run {run.run_id} has no saved model yet (no epoch finished).")
+        raise InvalidInput(f"Run {run.run_id} has no saved model yet (no epoch finished).")
     model, tok = load_pretrained(run.best_dir)
     report, table = evaluate_model(model, tok, frame, **kwargs)
     out = {"run": run.run_id, "fine_tuned": report.to_dict(), "table": table}

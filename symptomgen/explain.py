@@ -15,6 +15,8 @@ The final ``[end]`` token is the model's decision to stop, so it is scored too.
 
 from __future__ import annotations
 
+from .errors import InvalidInput
+
 import math
 from dataclasses import dataclass
 
@@ -74,7 +76,7 @@ class Explanation:
         """``(text, value)`` pairs for ``gr.HighlightedText``: ``probability`` (0-1), or
         ``surprise`` (1 - probability, so unlikely tokens glow)."""
         if score not in ("probability", "surprise"):
-            raise ValueError(f"score must be 'probability' or 'surprise', got {score!r}.")
+            raise InvalidInput(f"score must be 'probability' or 'surprise', got {score!r}.")
         pairs = []
         for t in self.tokens:
             if t.is_end and not include_end:

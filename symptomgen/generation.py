@@ -7,6 +7,8 @@ of all ``num_return_sequences`` samples as tokens arrive, from one batched call.
 
 from __future__ import annotations
 
+from .errors import InvalidInput
+
 import queue
 import threading
 from collections import OrderedDict
@@ -26,12 +28,12 @@ _seed_lock = threading.Lock()
 def clean_name(name) -> str:
     """The disease name as the model should see it, or a ValueError saying what is wrong."""
     if not isinstance(name, str):
-        raise ValueError("The disease name must be text.")
+        raise InvalidInput("The disease name must be text.")
     text = squash_spaces("".join(ch if ch.isprintable() else " " for ch in name))
     if not text:
-        raise ValueError("Please enter a disease name.")
+        raise InvalidInput("Please enter a disease name.")
     if len(text) > MAX_PROMPT_CHARS:
-        raise ValueError(f"The disease name is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}.")
+        raise InvalidInput(f"The disease name is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}.")
     return text
 
 
@@ -39,7 +41,7 @@ def _generate_kwargs(model, tokenizer, settings: GenerationSettings, prompt_len:
     room = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 1024)
     max_new = min(settings.max_new_tokens, room - prompt_len)
     if max_new < 1:
-        raise ValueError("The disease name is too long for this model's context window.")
+        raise InvalidInput("The disease name is too long for this model's context window.")
     kwargs = dict(max_new_tokens=max_new, num_return_sequences=settings.num_return_sequences,
                   repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id,
                   eos_token_id=tokenizer.eos_token_id, use_cache=True)

@@ -13,6 +13,8 @@ per check).  A successful one is not: the Hub can go away mid-session, and a sta
 
 from __future__ import annotations
 
+from .errors import HubUnreachableError, InvalidInput
+
 import os
 import socket
 import threading
@@ -24,9 +26,6 @@ _UNREACHABLE_TTL_S = 15.0  # how long a failed check is trusted before trying ag
 _unreachable_since: dict[tuple[str, int], float] = {}
 _lock = threading.Lock()
 
-
-class HubUnreachableError(RuntimeError):
-    """The Hub could not be reached and the thing asked for is not cached locally."""
 
 
 def hub_endpoint() -> str:
@@ -94,4 +93,4 @@ def check_model_allowed(model_id: str) -> None:
         return
     ok = any(model_id == a or (a.endswith("/*") and model_id.startswith(a[:-1])) for a in allow)
     if not ok:
-        raise ValueError(f"Model '{model_id[:100]}' is not allowed on this server; allowed: {', '.join(allow)}.")
+        raise InvalidInput(f"Model '{model_id[:100]}' is not allowed on this server; allowed: {', '.join(allow)}.")

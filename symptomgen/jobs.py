@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .errors import first_line as _one_line
+from .errors import first_line as _one_line, TrainingBusyError
 from .config import DataConfig, TrainConfig
 from .data import prepare
 from .offline import with_offline_fallback
@@ -32,9 +32,6 @@ if TYPE_CHECKING:  # the trainer pulls in torch and transformers: imported when 
 log = logging.getLogger(__name__)
 _KEEP_JOBS = 8  # finished jobs remembered (for late followers); runs themselves live on disk
 
-
-class TrainingBusyError(RuntimeError):
-    """A training job is already running; the message says so in one sentence."""
 
 
 @dataclass(frozen=True)

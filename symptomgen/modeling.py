@@ -13,16 +13,13 @@ from typing import Iterable
 
 import torch
 
-from .errors import first_line as _first_line
+from .errors import first_line as _first_line, ModelLoadError
 from .config import SCRATCH_MODEL, TrainConfig
 from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
 
 log = logging.getLogger(__name__)
 EOS = "<|endoftext|>"
 
-
-class ModelLoadError(ValueError):
-    """A model could not be loaded; the message says which and why."""
 
 
 def pick_device() -> torch.device:

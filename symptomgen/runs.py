@@ -6,6 +6,8 @@ moment leaves the files of its completed epochs intact and loadable.
 
 from __future__ import annotations
 
+from .errors import InvalidInput, RunNotFoundError
+
 import csv
 import io
 import json
@@ -26,9 +28,6 @@ RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 RUN_STAMP_RE = re.compile(r"^\d{8}-\d{6}(-|$)")  # how new_run_id names runs
 DEFAULT_RUNS_DIR = Path(os.environ.get("SYMPTOMGEN_RUNS_DIR", "runs"))
 
-
-class RunNotFoundError(ValueError):
-    """The named run does not exist (or the name would leave the runs folder)."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -309,6 +308,6 @@ def resolve_model_choice(spec: str, runs_dir: Path) -> str:
     if looks_like_hub_id(spec):
         check_model_allowed(spec)
         return spec
-    raise ValueError(f"Model '{spec[:80]}' must be 'scratch', a Hub model id such as 'distilgpt2', "
+    raise InvalidInput(f"Model '{spec[:80]}' must be 'scratch', a Hub model id such as 'distilgpt2', "
                      "or the name of a finished run.")
 

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from .errors import first_line
+from .errors import first_line, ShareError
 from . import __version__
 from .card import public_source, write_model_card
 from .config import DataConfig, TrainConfig
@@ -48,9 +48,6 @@ _CHUNK = 1 << 20
 __all__ = ["ShareError", "export_run_zip", "import_run_from_hub", "import_run_zip", "push_run_to_hub",
            "write_model_card"]
 
-
-class ShareError(ValueError):
-    """A run cannot be exported, imported or pushed; the message says why in one sentence."""
 
 
 # ----------------------------------------------------------------------------- export

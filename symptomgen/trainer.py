@@ -22,7 +22,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from .errors import TrainingFailed, first_line as _first_line  # noqa: F401 (TrainingFailed is part of this API)
+from .errors import first_line as _first_line, TrainingFailed
 from . import cputune
 from . import runs as runs_mod
 from .batching import EncodedDataset, PadCollator, encode_frame, mean_token_loss

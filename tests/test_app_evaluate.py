@@ -15,7 +15,7 @@ from test_app_client import free_port, rows
 
 from symptomgen.config import DataConfig
 from symptomgen.ui import build_demo
-from symptomgen.ui_evaluate import rows_html
+from symptomgen.ui.evaluate_tab import rows_html
 
 GREEDY = dict(temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=24)
 

@@ -9,15 +9,17 @@ first shown sample as it is.  Either way the probabilities are the model's own (
 
 from __future__ import annotations
 
+from ..errors import InvalidInput
+
 import html
 import re
 from pathlib import Path
 
 import gradio as gr
 
-from . import config as C
-from .gpu import generation_seconds, gpu
-from .ui_common import user_errors
+from .. import config as C
+from ..gpu import generation_seconds, gpu
+from .widgets import user_errors
 
 SCORE_CHOICES = [("Surprise (1 − p): unlikely tokens glow", "surprise"), ("Probability p", "probability")]
 _NUMBERED = re.compile(r"\n\n2\. ")
@@ -61,7 +63,7 @@ def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Te
 
     ``sliders`` are the tab's sampling widgets in ``GenerationSettings`` order (top_k … seed).
     """
-    from .ui_generate import resolve_model
+    from .generate_tab import resolve_model
 
     with gr.Accordion("Explain this generation (per-token probabilities)", open=False, elem_id="explain-section"):
         with gr.Row():
@@ -78,11 +80,11 @@ def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Te
     def explain(model, name, top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed,
                 shown, score):
         """Per-token probabilities of the selected model's output, as a heat map and a table."""
-        from .explain import explain_generation, explain_text
-        from .generation import clean_name
+        from ..explain import explain_generation, explain_text
+        from ..generation import clean_name
 
         if score not in {v for _, v in SCORE_CHOICES}:
-            raise ValueError("Colour tokens by must be 'surprise' or 'probability'.")
+            raise InvalidInput("Colour tokens by must be 'surprise' or 'probability'.")
         settings = C.GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature,
                                         repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
                                         num_return_sequences=1, seed=seed)

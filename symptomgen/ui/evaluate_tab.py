@@ -6,10 +6,12 @@ with a sampling preset, and renders a summary table plus a per-disease table wit
 the matched symptom phrases highlighted.  Evaluation is CPU-heavy, so a "rows" limit
 keeps it short and the status line ticks while it works.  ``compare_runs`` draws the
 train/validation loss of several runs (their ``metrics.csv``) on one plot.  The
-keep-and-share accordion lives in ``ui_share``.
+keep-and-share accordion lives in ``share_panel``.
 """
 
 from __future__ import annotations
+
+from ..errors import InvalidInput
 
 import html
 import re
@@ -21,10 +23,10 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from . import config as C
-from .runs import Run, list_runs, resolve_run
-from .ui_common import NamedNumber, user_errors
-from .ui_generate import run_choices
+from .. import config as C
+from ..runs import Run, list_runs, resolve_run
+from .widgets import NamedNumber, user_errors
+from .generate_tab import run_choices
 
 ROWS_RANGE = (1, 500, 20)  # validation rows evaluated (the sample's split has ~20, the real dataset's ~80)
 SAMPLING_CHOICES = [("Greedy only (fastest)", "none"), ("Greedy + seed-notebook sampling", "seed-notebook"),
@@ -43,9 +45,9 @@ def finished_run(runs_dir: Path, run_id) -> Run:
     """The named run inside ``runs_dir`` with a saved model and no training going on, or a ValueError."""
     run = resolve_run(runs_dir, run_id)  # refuses '../..', absolute paths and unknown names
     if run.status() == "running":
-        raise ValueError(f"Run {run.run_id} is still training; pick a finished run.")
+        raise InvalidInput(f"Run {run.run_id} is still training; pick a finished run.")
     if not run.has_best():
-        raise ValueError(f"Run {run.run_id} has no saved model (no epoch finished).")
+        raise InvalidInput(f"Run {run.run_id} has no saved model (no epoch finished).")
     return run
 
 
@@ -134,7 +136,7 @@ class EvaluateTab:
 
 def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: gr.Dropdown) -> EvaluateTab:
     """Lay out the Evaluate tab inside ``tab`` and wire its events (and the share accordion)."""
-    from .ui_share import build_share_section
+    from .share_panel import build_share_section
 
     gr.Markdown("Measure what a finished run learned, on rows it never trained on: loss and perplexity per "
                 "real token, and how many reference symptom phrases its generations recover — next to the "
@@ -169,17 +171,17 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
     @user_errors
     def evaluate(run_id, rows, sampling):
         """Evaluate a finished run and its base model on the run's own validation rows."""
-        from .evaluation import evaluate_run
+        from ..evaluation import evaluate_run
 
         run = finished_run(runs_dir, run_id)
         if sampling not in {v for _, v in SAMPLING_CHOICES}:
-            raise ValueError(f"Decoding must be one of {', '.join(v for _, v in SAMPLING_CHOICES)}.")
+            raise InvalidInput(f"Decoding must be one of {', '.join(v for _, v in SAMPLING_CHOICES)}.")
         settings = None if sampling == "none" else C.GENERATION_PRESETS[sampling].with_(num_return_sequences=1)
         n_val = len(run.split_frames()[1])
         if n_val == 0:
-            raise ValueError(f"Run {run.run_id} has no validation rows to evaluate.")
+            raise InvalidInput(f"Run {run.run_id} has no validation rows to evaluate.")
         if rows is None or isinstance(rows, bool) or not isinstance(rows, (int, float)) or rows != rows:
-            raise ValueError("Validation rows to evaluate must be a number.")
+            raise InvalidInput("Validation rows to evaluate must be a number.")
         n = min(int(rows), n_val)
         passes = "greedy" + (f" and {sampling} sampling" if settings else "")
         result: dict = {}
@@ -235,6 +237,6 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
 
 
 def _gen_choices(runs_dir: Path):
-    from .ui_generate import runs_choices  # the Generate tab's list: finished runs, then the base model
+    from .generate_tab import runs_choices  # the Generate tab's list: finished runs, then the base model
 
     return runs_choices(runs_dir)

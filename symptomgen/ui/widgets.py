@@ -1,8 +1,8 @@
 """Small pieces shared by the UI tabs: error translation and range-checked inputs.
 
-Handlers raise ``ValueError`` (from the config dataclasses, data loading, model
-loading) and the UI shows it as a ``gr.Error`` carrying that one sentence, never
-a traceback.  ``NamedSlider``/``NamedNumber`` reject out-of-range values sent
+Handlers raise ``errors.UserError`` subclasses (config validation, data, model
+loading, run lookups) and the UI shows each as a ``gr.Error`` carrying that one
+sentence, never a traceback; anything else is logged and shown as an internal error.  ``NamedSlider``/``NamedNumber`` reject out-of-range values sent
 through the API with a message that names the field.
 """
 
@@ -14,21 +14,24 @@ import logging
 
 import gradio as gr
 
-from .errors import first_line as one_line
-from .hub import HubUnreachableError
+from ..errors import UserError, first_line, internal_error_line
 
 log = logging.getLogger(__name__)
-# Errors whose message is meant for the user (config validation, data, model loading, busy slot).
-USER_ERRORS = (ValueError, HubUnreachableError, RuntimeError, OSError)
 
 
 def to_gr_error(exc: BaseException) -> gr.Error:
+    """The one line a visitor sees: a ``UserError``'s own sentence; a file or disk problem in one line; anything
+    else (a bug) as a short "internal error" line, with its traceback in the server log."""
     if isinstance(exc, gr.Error):
         return exc
-    if isinstance(exc, USER_ERRORS):
-        return gr.Error(one_line(exc), print_exception=False)
-    log.exception("unexpected error in a UI handler")
-    return gr.Error(f"Something went wrong ({type(exc).__name__}): {one_line(exc)}", print_exception=False)
+    if isinstance(exc, UserError):
+        return gr.Error(first_line(exc), print_exception=False)
+    if isinstance(exc, OSError):
+        log.warning("file or disk error in a UI handler", exc_info=exc)
+        return gr.Error(f"The server could not read or write a file: {exc.strerror or first_line(exc)}.",
+                        print_exception=False)
+    log.error("unexpected error in a UI handler", exc_info=exc)
+    return gr.Error(internal_error_line(exc), print_exception=False)
 
 
 def user_errors(fn):

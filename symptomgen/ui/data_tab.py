@@ -13,12 +13,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from .config import DEFAULT_DATASET, SAMPLE_SOURCE, SCRATCH_MODEL, VAL_FRACTION_RANGE, DataConfig, TrainConfig
-from .data import FILE_SUFFIXES, load_records, prepare
-from .hub import looks_like_hub_id
-from .offline import with_offline_fallback
-from .errors import first_line
-from .ui_common import NamedNumber, slider, user_errors
+from ..config import DEFAULT_DATASET, SAMPLE_SOURCE, SCRATCH_MODEL, VAL_FRACTION_RANGE, DataConfig, TrainConfig
+from ..data import FILE_SUFFIXES, load_records, prepare
+from ..hub import looks_like_hub_id
+from ..offline import with_offline_fallback
+from ..errors import first_line, InvalidInput
+from .widgets import NamedNumber, slider, user_errors
 
 SOURCES = [("Bundled sample (offline)", "sample"), ("Hugging Face dataset", "hub"), ("Uploaded file", "upload")]
 NO_COLUMN = "(none)"
@@ -34,13 +34,13 @@ def data_config(source: str, hub_dataset: str, hub_split: str, upload, prompt_co
         src = (hub_dataset or "").strip()
         # Only Hub ids here: a path typed into this box must not read files on the server.
         if not looks_like_hub_id(src) or Path(src).suffix.lower() in FILE_SUFFIXES or Path(src).exists():
-            raise ValueError(f"'{src[:80]}' is not a Hugging Face dataset id (expected owner/name).")
+            raise InvalidInput(f"'{src[:80]}' is not a Hugging Face dataset id (expected owner/name).")
     elif source == "upload":
         if not upload:
-            raise ValueError("Please upload a CSV, JSON, JSONL or Parquet file first (or pick another source).")
+            raise InvalidInput("Please upload a CSV, JSON, JSONL or Parquet file first (or pick another source).")
         src = str(upload if isinstance(upload, str) else getattr(upload, "path", upload))
     else:
-        raise ValueError(f"Data source must be one of sample, hub or upload, got {source!r}.")
+        raise InvalidInput(f"Data source must be one of sample, hub or upload, got {source!r}.")
     extra = (extra_target_column or "").strip()
     return DataConfig(source=src, prompt_column=(prompt_column or "").strip(),
                       target_column=(target_column or "").strip(),

@@ -9,6 +9,8 @@ which treat every archive as hostile.  Pushing reads the token from the server's
 
 from __future__ import annotations
 
+from ..errors import InvalidInput
+
 import os
 import tempfile
 import threading
@@ -17,7 +19,7 @@ from typing import Callable
 
 import gradio as gr
 
-from .ui_common import user_errors
+from .widgets import user_errors
 
 EXPORT_DIR = Path(tempfile.gettempdir()) / "symptomgen-exports"  # one zip per run, replaced on each export
 _export_lock = threading.Lock()  # export_run_zip's temporary name is per process, so one export at a time
@@ -45,7 +47,7 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
     After an import, ``run`` selects the new run and ``other_outputs`` get ``other_updates()``
     (e.g. the compare list and the Generate tab's model list).
     """
-    from .ui_evaluate import finished_run, run_choices
+    from .evaluate_tab import finished_run, run_choices
 
     with gr.Accordion("Keep and share this run", open=False, elem_id="share-section"):
         with gr.Row():
@@ -71,7 +73,7 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
     @user_errors
     def export_run(run_id):
         """Build a zip of a finished run (best model, tokenizer, config, metrics, split, model card)."""
-        from .share import export_run_zip
+        from ..share import export_run_zip
 
         found = finished_run(runs_dir, run_id)  # a run inside runs_dir, by name: never a caller's path
         with _export_lock:
@@ -81,7 +83,7 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
     @user_errors
     def import_run(upload, hub_id):
         """Load a run from an uploaded zip, or else from a Hub repo id, into this server's runs."""
-        from .share import import_run_from_hub, import_run_zip
+        from ..share import import_run_from_hub, import_run_zip
 
         hub_id = (hub_id or "").strip()
         if upload:
@@ -91,7 +93,7 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
             new = import_run_from_hub(hub_id, runs_dir)
             origin = f"the Hub repo `{hub_id}`"
         else:
-            raise ValueError("Upload a run zip or enter a Hub id (owner/name) first.")
+            raise InvalidInput("Upload a run zip or enter a Hub id (owner/name) first.")
         msg = (f"**Loaded** run `{new.run_id}` from {origin}. It is selected above and listed on the Generate tab; "
                "evaluation uses its own stored validation split.")
         return msg, new.run_id
@@ -102,7 +104,7 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
     @user_errors
     def push_run(run_id, repo_id, private):
         """Upload a finished run (model, card, metrics, split) to a Hub model repo; token from HF_TOKEN."""
-        from .share import push_run_to_hub
+        from ..share import push_run_to_hub
 
         found = finished_run(runs_dir, run_id)
         url = push_run_to_hub(found.path, repo_id, private=bool(private))
@@ -128,6 +130,6 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
 
 
 def _card(run_path: Path) -> str:
-    from .card import write_model_card
+    from ..card import write_model_card
 
     return write_model_card(run_path)

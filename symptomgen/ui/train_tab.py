@@ -19,11 +19,11 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from . import config as C
-from .jobs import JobManager, JobSnapshot
-from .runs import Run, parent_run_id
-from .ui_common import NamedNumber, slider, user_errors
-from .ui_data import DataTab, data_config
+from .. import config as C
+from ..jobs import JobManager, JobSnapshot
+from ..runs import Run, parent_run_id
+from .widgets import NamedNumber, slider, user_errors
+from .data_tab import DataTab, data_config
 
 PRESETS: dict[str, C.TrainConfig] = {"defaults": C.TrainConfig(), **C.TRAIN_PRESETS}
 PRESET_CHOICES = [("Defaults (distilgpt2, loss on the symptoms)", "defaults"),

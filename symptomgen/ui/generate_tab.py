@@ -4,7 +4,7 @@ Output streams token by token, the selected run side by side with its base
 model, and when the name is in the run's data the reference symptoms are shown
 with the generated phrases that match them.  Generation reads finished runs
 only, so it works while a training job runs.  "Explain this generation" (a
-per-token heat map, computed on request) comes from ``ui_explain``.
+per-token heat map, computed on request) comes from ``explain_panel``.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from .errors import first_line
-from . import NOT_MEDICAL_ADVICE
-from . import config as C
-from .data import load_records, squash_spaces
-from .gpu import generation_seconds, gpu
-from .hub import check_model_allowed, looks_like_hub_id
-from .runs import Run, RunNotFoundError, list_runs, looks_like_run_id, resolve_run
-from .ui_common import NamedNumber, slider, user_errors
-from .ui_explain import build_explain_section
+from ..errors import first_line, InvalidInput
+from .. import NOT_MEDICAL_ADVICE
+from .. import config as C
+from ..data import load_records, squash_spaces
+from ..gpu import generation_seconds, gpu
+from ..hub import check_model_allowed, looks_like_hub_id
+from ..runs import Run, RunNotFoundError, list_runs, looks_like_run_id, resolve_run
+from .widgets import NamedNumber, slider, user_errors
+from .explain_panel import build_explain_section
 
 EXAMPLES = ["Kidney Failure", "Asthma", "Influenza", "Migraine", "Common Cold", "Pneumonia"]
 GEN_PRESET_CHOICES = [("Seed notebook", "seed-notebook"), ("Greedy (deterministic)", "greedy"),
@@ -69,7 +69,7 @@ def resolve_model(choice: str, runs_dir: Path) -> tuple[str, str | None, Run | N
     """(model to load, its base model or None, the run or None) for a dropdown value."""
     choice = choice.strip() if isinstance(choice, str) else ""
     if not choice:
-        raise ValueError("Pick a finished run or the base model first.")
+        raise InvalidInput("Pick a finished run or the base model first.")
     try:
         run = resolve_run(runs_dir, choice)
     except RunNotFoundError:
@@ -78,15 +78,15 @@ def resolve_model(choice: str, runs_dir: Path) -> tuple[str, str | None, Run | N
         run = None
     if run is not None:
         if run.status() == "running":
-            raise ValueError(f"Run {run.run_id} is still training; pick a finished run.")
+            raise InvalidInput(f"Run {run.run_id} is still training; pick a finished run.")
         if not run.has_best():
-            raise ValueError(f"Run {run.run_id} has no saved model (no epoch finished).")
+            raise InvalidInput(f"Run {run.run_id} has no saved model (no epoch finished).")
         return str(run.best_dir), run.base_model(), run
     # Hub ids only: a path typed into the box must not load folders from the server's disk.
     if looks_like_hub_id(choice) and not Path(choice).exists():
         check_model_allowed(choice)
         return choice, None, None
-    raise ValueError(f"'{choice[:80]}' is neither a finished run nor a Hugging Face model id.")
+    raise InvalidInput(f"'{choice[:80]}' is neither a finished run nor a Hugging Face model id.")
 
 
 def reference_for(run: Run | None, name: str) -> tuple[str, str] | None:
@@ -113,7 +113,7 @@ def _as_text(texts: list[str], final: bool = False) -> str:
 
 
 def _reference_md(name: str, ref, outputs: dict[str, list[str]], extra_column: str | None = None) -> str:
-    from .evaluation import overlap
+    from ..evaluation import overlap
 
     if ref is None:
         return f"*{name} is not in this model's data, so there is no reference to compare with.*"
@@ -151,7 +151,7 @@ class LazyModelCache:
 
     def get(self, spec):
         if self._cache is None:
-            from .generation import ModelCache
+            from ..generation import ModelCache
 
             self._cache = ModelCache(self.capacity)
         return self._cache.get(spec)
@@ -202,7 +202,7 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
     def generate(model, name, top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed,
                  compare):
         """Stream generated symptoms for a disease name: selected model, its base, reference matches."""
-        from .generation import clean_name, stream
+        from ..generation import clean_name, stream
 
         settings = C.GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature,
                                         repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,

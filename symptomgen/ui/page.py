@@ -3,11 +3,13 @@
 ``build_demo`` only lays out the page and wires events: no model is loaded, no
 data is read and nothing touches the network until a page or API client calls
 an event.  ``main`` parses ``--share/--host/--port`` (and environment variables)
-and launches.  The tabs live in ``ui_data``, ``ui_train``, ``ui_generate`` and ``ui_evaluate``
-(with ``ui_explain`` and ``ui_share``).
+and launches.  The tabs live in ``data_tab``, ``train_tab``, ``generate_tab`` and ``evaluate_tab``
+(with ``explain_panel`` and ``share_panel``).
 """
 
 from __future__ import annotations
+
+from ..errors import InvalidInput
 
 import argparse
 import contextlib
@@ -18,16 +20,16 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import NOT_MEDICAL_ADVICE, quiet_libraries
-from .data import MAX_FILE_BYTES
-from .hub import hub_reachable, offline_requested, unreachable_message
-from .jobs import JobManager
-from .runs import DEFAULT_RUNS_DIR
-from .share import MAX_IMPORT_BYTES
-from .ui_data import build_data_tab
-from .ui_evaluate import build_evaluate_tab
-from .ui_generate import LazyModelCache, build_generate_tab, runs_choices
-from .ui_train import build_train_tab, preset_values, wire_train
+from .. import NOT_MEDICAL_ADVICE, quiet_libraries
+from ..data import MAX_FILE_BYTES
+from ..hub import hub_reachable, offline_requested, unreachable_message
+from ..jobs import JobManager
+from ..runs import DEFAULT_RUNS_DIR
+from ..share import MAX_IMPORT_BYTES
+from .data_tab import build_data_tab
+from .evaluate_tab import build_evaluate_tab
+from .generate_tab import LazyModelCache, build_generate_tab, runs_choices
+from .train_tab import build_train_tab, preset_values, wire_train
 
 QUEUE_SIZE = 64  # requests waiting in the queue (all events); beyond that a client is told the queue is full
 
@@ -86,7 +88,7 @@ def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
     for item in text.split(","):
         user, sep, password = item.strip().partition(":")
         if not sep or not user or not password:
-            raise ValueError("SYMPTOMGEN_AUTH must look like user:password (several separated by commas).")
+            raise InvalidInput("SYMPTOMGEN_AUTH must look like user:password (several separated by commas).")
         pairs.append((user, password))
     return pairs
 
