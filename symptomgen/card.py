@@ -19,16 +19,18 @@ from .runs import Run, atomic_write_text, looks_like_run_id
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return "?"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def write_model_card(run_dir: Path | str, dest: Path | str | None = None) -> str:
     """The model card (README.md) of a run: data, settings, metrics, best epoch, not-medical-advice."""
     run = Run(Path(run_dir))
-    cfg = run.read_config()
-    data, train = cfg.get("data", {}), cfg.get("train", {})
-    model = str(train.get("model", "?"))
-    source = public_source(data.get("source", "?"))
+    rec = run.record()
+    data, train = rec.data, rec.train
+    model = rec.model or "?"
+    source = public_source(data.source if data is not None else "?")
     from huggingface_hub import ModelCardData
 
     card = ModelCardData(
@@ -36,32 +38,34 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None) -> str
         tags=["symptomgen", "text-generation", "gpt2", "causal-lm", "not-medical-advice"],
         # A Hub repo only: not scratch, not a run of this server (trained on from it: "parent_run").
         base_model=(model if model.lower() != SCRATCH_MODEL and looks_like_hub_id(model)
-                    and not cfg.get("parent_run") and not looks_like_run_id(model) else None),
+                    and not rec.parent_run and not looks_like_run_id(model) else None),
         datasets=[source] if source != "sample" and looks_like_hub_id(source) and "/" in source else None)
     metrics = run.metrics()
-    best_epoch, best_val = cfg.get("best_epoch"), cfg.get("best_val_loss")
+    best_epoch, best_val = rec.best_epoch, rec.best_val_loss
+    data_dict, train_dict = (data.to_dict() if data else {}), (train.to_dict() if train else {})
     lines = [f"---\n{card.to_yaml()}\n---", "", f"# SymptomGen run `{run.run_id}`", "",
              f"> **Not medical advice.** {NOT_MEDICAL_ADVICE}", "",
              f"A causal language model fine-tuned with SymptomGen {__version__} to continue "
              "`\"<disease name> |\"` with a comma-separated list of symptoms.", "", "## Data", "",
              f"- Source: `{source}`" + (" (SymptomGen's bundled sample)" if source == "sample" else ""),
-             f"- Prompt column `{data.get('prompt_column', '?')}` → target column `{data.get('target_column', '?')}`"
-             + (f" + `{data['extra_target_column']}`" if data.get("extra_target_column") else ""),
-             f"- Split: {cfg.get('train_rows', '?')} training rows, {cfg.get('val_rows', '?')} validation rows "
-             f"(validation fraction {data.get('val_fraction', '?')}, split seed {data.get('seed', '?')}, "
+             f"- Prompt column `{data_dict.get('prompt_column', '?')}` → target column "
+             f"`{data_dict.get('target_column', '?')}`"
+             + (f" + `{rec.extra_target_column}`" if rec.extra_target_column else ""),
+             f"- Split: {_fmt(rec.train_rows)} training rows, {_fmt(rec.val_rows)} validation rows "
+             f"(validation fraction {data_dict.get('val_fraction', '?')}, split seed {data_dict.get('seed', '?')}, "
              "split by disease name); the split is in `symptomgen/train.csv` and `symptomgen/val.csv`.",
              "", "## Training settings", "", "| setting | value |", "|---|---|"]
     shown = ["model", "epochs", "batch_size", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
              "grad_accum", "max_length", "loss_on", "patience", "seed"]
     if model.lower() == SCRATCH_MODEL:
         shown += ["scratch_layers", "scratch_width", "scratch_vocab"]
-    lines += [f"| {k} | {_fmt(train[k])} |" for k in shown if k in train]
-    lines += [f"| parameters | {cfg.get('parameters', '?'):,} |" if isinstance(cfg.get("parameters"), int)
-              else "| parameters | ? |", f"| processes (world size) | {cfg.get('world_size', 1)} |",
-              f"| device | {cfg.get('device', '?')} |", "", "## Results", "",
-              f"- Status: {cfg.get('status', '?')}; epochs done: {cfg.get('epochs_done', len(metrics))}",
+    lines += [f"| {k} | {_fmt(train_dict[k])} |" for k in shown if k in train_dict]
+    lines += [f"| parameters | {rec.parameters:,} |" if rec.parameters is not None
+              else "| parameters | ? |", f"| processes (world size) | {rec.world_size} |",
+              f"| device | {rec.device or '?'} |", "", "## Results", "",
+              f"- Status: {rec.status}; epochs done: {rec.epochs_done or len(metrics)}",
               (f"- Best epoch: {best_epoch} (validation loss {best_val:.4f} per real token, perplexity "
-               f"{math.exp(min(best_val, 50.0)):.2f})" if isinstance(best_val, (int, float))
+               f"{math.exp(min(best_val, 50.0)):.2f})" if best_val is not None
                else "- Best epoch: none finished"),
               "- Losses are averaged over real target tokens (padding excluded); the weights here are from "
               "the best validation epoch, not the last.", ""]

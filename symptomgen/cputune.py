@@ -20,12 +20,13 @@ import functools
 import os
 import sys
 
+from .settings import env_flag
+
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
 
 
 def _enabled(name: str, default: bool = True) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    return default if not value else value not in {"0", "false", "no", "off"}
+    return env_flag(os.environ.get(name), default)
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,12 +17,11 @@ import pandas as pd
 
 from .errors import DataError, first_line
 from .config import SAMPLE_SOURCE, DataConfig
+from .settings import current
 from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
 
 SAMPLE_PATH = Path(__file__).parent / "sample_data" / "diseases_sample.csv"
 SEPARATOR = " |"
-MAX_FILE_BYTES = int(os.environ.get("SYMPTOMGEN_MAX_FILE_MB", "50")) * 1024 * 1024
-MAX_ROWS = int(os.environ.get("SYMPTOMGEN_MAX_ROWS", "100000"))
 MAX_CELL_CHARS = 2000
 FILE_SUFFIXES = {".csv", ".tsv", ".json", ".jsonl", ".parquet"}
 
@@ -114,23 +113,25 @@ def _read_file(path: Path) -> pd.DataFrame:
     size = path.stat().st_size
     if size == 0:
         raise DataError(f"{path.name} is empty.")
-    if size > MAX_FILE_BYTES:
-        raise DataError(f"{path.name} is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES / 2**20:.0f} MB.")
+    limits = current()
+    if size > limits.max_file_bytes:
+        raise DataError(f"{path.name} is {size / 2**20:.0f} MB; the limit is {limits.max_file_bytes / 2**20:.0f} MB.")
     try:
         if suffix == ".parquet":
             return pd.read_parquet(path)
-        head = path.read_bytes()[:8192]
+        with open(path, "rb") as fh:
+            head = fh.read(8192)  # the first bytes only: never the whole file to sniff it
         if b"\x00" in head:
             raise DataError(f"{path.name} looks like a binary file, not {suffix[1:].upper()} text.")
         if suffix in (".json", ".jsonl"):
             return _read_json(path, head, suffix)
         sep = "\t" if suffix == ".tsv" else ","
         try:
-            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1,
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, nrows=limits.max_rows + 1,
                                encoding="utf-8-sig")
         except UnicodeDecodeError:
             # Spreadsheet exports are often Windows-1252; latin-1 decodes any byte.
-            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1,
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, nrows=limits.max_rows + 1,
                                encoding="latin-1")
     except DataError:
         raise
@@ -176,8 +177,9 @@ def select_columns(df: pd.DataFrame, cfg: DataConfig, label: str) -> tuple[pd.Da
         found = ", ".join(map(str, df.columns)) or "none"
         raise DataError(f"{label} is missing column(s) {', '.join(missing)}; found columns: {found}; "
                         f"expected prompt column '{cfg.prompt_column}' and target column '{cfg.target_column}'.")
-    if len(df) > MAX_ROWS:
-        raise DataError(f"{label} has more than {MAX_ROWS} rows; the limit is {MAX_ROWS}.")
+    max_rows = current().max_rows
+    if len(df) > max_rows:
+        raise DataError(f"{label} has more than {max_rows} rows; the limit is {max_rows}.")
     prompt = _clean(df[cfg.prompt_column])
     target = _clean(df[cfg.target_column])
     if cfg.extra_target_column:

@@ -8,7 +8,6 @@ averaged over rows.  Rows come from a run's own stored validation split.
 from __future__ import annotations
 
 import math
-import re
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,36 +16,11 @@ import pandas as pd
 
 from .errors import EvaluationCancelled, first_line, InvalidInput
 from .batching import encode_frame, mean_token_loss
-from .config import GenerationSettings
-from .data import symptoms_only
+from .config import GenerationSettings, TrainConfig
+from .phrases import Overlap, overlap, phrase_pieces, phrases  # noqa: F401 (public here too)
 from .generation import generate
 
 GREEDY = GenerationSettings(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.2)
-
-
-def phrases(text: str) -> set[str]:
-    """Normalised symptom phrases: split on commas/semicolons/'and', lower-case, trimmed."""
-    parts = re.split(r"[,;]|\band\b", str(text).lower())
-    return {re.sub(r"\s+", " ", p).strip(" .\t\"'") for p in parts} - {""}
-
-
-@dataclass(frozen=True)
-class Overlap:
-    precision: float
-    recall: float
-    f1: float
-    matched: tuple[str, ...] = ()
-
-
-def overlap(generated: str, reference: str, extra_column: str | None = None) -> Overlap:
-    """Symptom phrases shared by the two texts.  A run that also learned ``extra_column`` appends it
-    (``"; Treatments: …"``): that section is not symptoms, so it is left out on both sides."""
-    gen, ref = phrases(symptoms_only(generated, extra_column)), phrases(symptoms_only(reference, extra_column))
-    hit = gen & ref
-    p = len(hit) / len(gen) if gen else 0.0
-    r = len(hit) / len(ref) if ref else 0.0
-    f1 = 2 * p * r / (p + r) if p + r else 0.0
-    return Overlap(p, r, f1, tuple(sorted(hit)))
 
 
 @dataclass(frozen=True)
@@ -102,12 +76,13 @@ def evaluate_model(model, tokenizer, frame: pd.DataFrame, loss_on: str = "target
 def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: GenerationSettings | None = None,
                  include_base: bool = True, limit: int | None = None, stop: threading.Event | None = None) -> dict:
     """Evaluate a run's best model (and its base model) on its own validation rows."""
+    from .catalog import base_model
     from .modeling import load_pretrained
     from .runs import Run
 
     run = Run(Path(run_dir))
-    cfg = run.read_config()
-    train_cfg = cfg.get("train", {})
+    rec = run.record()
+    train_cfg = rec.train or TrainConfig()
     if frame is None:
         frame = run.split_frames()[1]
     if limit is not None:
@@ -116,15 +91,14 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
         frame = frame.head(int(limit))
     if len(frame) == 0:
         raise InvalidInput(f"Run {run.run_id} has no validation rows to evaluate.")
-    kwargs = dict(loss_on=train_cfg.get("loss_on", "target"), max_length=train_cfg.get("max_length", 128),
-                  sampling=sampling, stop=stop, extra_column=(cfg.get("data") or {}).get("extra_target_column"))
-    if not run.has_best():
-        raise InvalidInput(f"Run {run.run_id} has no saved model yet (no epoch finished).")
+    kwargs = dict(loss_on=train_cfg.loss_on, max_length=train_cfg.max_length, sampling=sampling, stop=stop,
+                  extra_column=rec.extra_target_column)
+    run.require_model()
     model, tok = load_pretrained(run.best_dir)
     report, table = evaluate_model(model, tok, frame, **kwargs)
     out = {"run": run.run_id, "fine_tuned": report.to_dict(), "table": table}
     if include_base:
-        base = run.base_model()
+        base = base_model(run)
         if base is None:
             out["base"] = {"error": "no base model is recorded for this run."}
             return out

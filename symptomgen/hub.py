@@ -13,15 +13,14 @@ per check).  A successful one is not: the Hub can go away mid-session, and a sta
 
 from __future__ import annotations
 
-from .errors import HubUnreachableError, InvalidInput
-
-import os
 import socket
 import threading
 import time
 from urllib.parse import urlparse
 
-HUB_TIMEOUT_S = float(os.environ.get("SYMPTOMGEN_HUB_TIMEOUT", "3"))
+from .errors import HubUnreachableError, InvalidInput
+from .settings import current
+
 _UNREACHABLE_TTL_S = 15.0  # how long a failed check is trusted before trying again
 _unreachable_since: dict[tuple[str, int], float] = {}
 _lock = threading.Lock()
@@ -29,18 +28,20 @@ _lock = threading.Lock()
 
 
 def hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return current().hub_endpoint
 
 
 def offline_requested() -> bool:
     """True when the user asked for offline mode (``HF_HUB_OFFLINE=1``)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return current().offline
 
 
-def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to the Hub opens within ``timeout`` seconds (a failure is cached briefly)."""
+def hub_reachable(timeout: float | None = None) -> bool:
+    """Whether a TCP connection to the Hub opens within ``timeout`` seconds (default: the ``hub_timeout_s``
+    setting); a failure is cached briefly."""
     if offline_requested():
         return False
+    timeout = current().hub_timeout_s if timeout is None else timeout
     url = urlparse(hub_endpoint())
     host = url.hostname or "huggingface.co"
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -82,12 +83,11 @@ def allowed_models() -> list[str]:
 
     Empty means any Hub id is allowed.
     """
-    raw = os.environ.get("SYMPTOMGEN_ALLOWED_MODELS", "")
-    return [m.strip() for m in raw.split(",") if m.strip()]
+    return list(current().allowed_models)
 
 
 def check_model_allowed(model_id: str) -> None:
-    """Raise ValueError when an allow-list is set and ``model_id`` is not on it."""
+    """Raise ``InvalidInput`` when an allow-list is set and ``model_id`` is not on it."""
     allow = allowed_models()
     if not allow:
         return

@@ -6,7 +6,8 @@ moment leaves the files of its completed epochs intact and loadable.
 
 from __future__ import annotations
 
-from .errors import InvalidInput, RunNotFoundError
+from .errors import InvalidInput, RunNotFoundError, RunNotReady
+from .records import RunRecord, RunStatus
 
 import csv
 import io
@@ -26,7 +27,7 @@ METRIC_COLUMNS = ["epoch", "transformer", "batch_size", "gpu", "training_loss", 
                   "epoch_duration_sec", "perplexity", "tokens_per_sec", "learning_rate", "is_best"]
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 RUN_STAMP_RE = re.compile(r"^\d{8}-\d{6}(-|$)")  # how new_run_id names runs
-DEFAULT_RUNS_DIR = Path(os.environ.get("SYMPTOMGEN_RUNS_DIR", "runs"))
+DEFAULT_RUNS_DIR = Path("runs")  # the doors use settings.current().runs_dir ($SYMPTOMGEN_RUNS_DIR)
 
 
 
@@ -95,43 +96,45 @@ class Run:
     def checkpoints_dir(self) -> Path:
         return self.path / "checkpoints"
 
-    def read_config(self) -> dict[str, Any]:
+    def record(self) -> RunRecord:
+        """What config.json says, typed; a missing or damaged file reads as an empty record (status unknown)."""
         try:
-            cfg = json.loads(self.config_path.read_text(encoding="utf-8"))
+            raw = json.loads(self.config_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {}
-        return cfg if isinstance(cfg, dict) else {}  # a damaged file reads as "unknown", never a crash
+            raw = {}
+        return RunRecord.from_json(raw)
 
-    def update_config(self, **changes: Any) -> dict[str, Any]:
-        cfg = self.read_config()
-        cfg.update(changes)
-        atomic_write_json(self.config_path, cfg)
-        return cfg
+    def update(self, **changes: Any) -> RunRecord:
+        """Change fields of the record and write it atomically; returns the new record."""
+        rec = self.record().with_(**changes)
+        atomic_write_json(self.config_path, rec.to_json())
+        return rec
 
-    def _process(self, cfg: dict) -> tuple[bool, int]:
-        """(recorded on this host, its pid or -1)."""
-        try:
-            pid = int(cfg.get("pid", -1))
-        except (TypeError, ValueError):
-            pid = -1
-        return cfg.get("host") == socket.gethostname(), pid
+    @staticmethod
+    def _on_this_host_dead(rec: RunRecord) -> bool:
+        return rec.host == socket.gethostname() and (rec.pid is None or rec.pid <= 0 or not _pid_alive(rec.pid))
 
-    def status(self) -> str:
-        """finished / stopped / failed / running / interrupted (running but its process is gone)."""
-        cfg = self.read_config()
-        status = cfg.get("status", "unknown")
-        if status == "running":
-            same_host, pid = self._process(cfg)
-            if same_host and (pid <= 0 or not _pid_alive(pid)):
-                return "interrupted"
-        return status
+    def status(self) -> RunStatus:
+        """The recorded status, except that a "running" run whose process is gone (on this host) is INTERRUPTED."""
+        rec = self.record()
+        if rec.status is RunStatus.RUNNING and self._on_this_host_dead(rec):
+            return RunStatus.INTERRUPTED
+        return rec.status
 
     def is_live(self) -> bool:
         """Known to be training right now: "running", recorded on this host, and its process alive.  (A run
         recorded on another host — a restarted container, a cluster node — cannot be checked: not live.)"""
-        cfg = self.read_config()
-        same_host, pid = self._process(cfg)
-        return cfg.get("status") == "running" and same_host and pid > 0 and _pid_alive(pid)
+        rec = self.record()
+        return rec.status is RunStatus.RUNNING and rec.host == socket.gethostname() \
+            and not self._on_this_host_dead(rec)
+
+    def require_model(self) -> Run:
+        """This run, if it can serve its model now; else ``RunNotReady`` saying why (the one place that asks)."""
+        if self.status() is RunStatus.RUNNING:
+            raise RunNotReady(f"Run {self.run_id} is still training; pick a finished run.")
+        if not self.has_best():
+            raise RunNotReady(f"Run {self.run_id} has no saved model yet (no epoch finished).")
+        return self
 
     def metrics(self) -> pd.DataFrame:
         if not self.metrics_path.is_file():
@@ -170,29 +173,6 @@ class Run:
             except OSError:
                 pass
 
-    def base_model(self) -> str | None:
-        """What this run started from, to compare with: its own ``base/`` (scratch runs, runs trained on from
-        another run), else the model it names.  For an imported run (its config came from a stranger's zip or
-        repo) only a Hub id this server allows: never a path on this machine.  None when there is none."""
-        from .config import SCRATCH_MODEL
-        from .hub import check_model_allowed, looks_like_hub_id
-
-        if (self.base_dir / "config.json").is_file():
-            return str(self.base_dir)
-        cfg = self.read_config()
-        model = str((cfg.get("train") or {}).get("model", "")).strip()
-        if not model or model.lower() == SCRATCH_MODEL or looks_like_run_id(model):
-            return None
-        if not cfg.get("imported_from"):
-            return model  # trained here, from a Hub id or a folder this machine's user chose
-        if not looks_like_hub_id(model):
-            return None
-        try:
-            check_model_allowed(model)
-        except ValueError:
-            return None
-        return model
-
     def save_model(self, model, tokenizer, folder: str = "best") -> None:
         """Write to ``.<folder>.tmp`` then swap it in, so the old copy survives a crash."""
         final = self.path / folder
@@ -224,7 +204,7 @@ class Run:
         return read("train.csv"), read("val.csv")
 
 
-def create_run(runs_dir: Path, run_id: str, config: dict[str, Any], train: pd.DataFrame,
+def create_run(runs_dir: Path, run_id: str, record: RunRecord, train: pd.DataFrame,
                val: pd.DataFrame, unique: bool = False) -> Run:
     """Make the run folder; ``unique`` picks another id if ``run_id`` is taken (never under torchrun, where
     every rank already knows the id)."""
@@ -237,12 +217,12 @@ def create_run(runs_dir: Path, run_id: str, config: dict[str, Any], train: pd.Da
         if not unique:
             raise
         # Another run took this name between new_run_id() and now: take the next free one.
-        return create_run(runs_dir, new_run_id(run_id.split("-", 2)[-1], runs_dir), config, train, val, unique)
+        return create_run(runs_dir, new_run_id(run_id.split("-", 2)[-1], runs_dir), record, train, val, unique)
     train.to_csv(run.path / "train.csv", index=False)
     val.to_csv(run.path / "val.csv", index=False)
-    atomic_write_json(run.config_path, {**config, "run_id": run_id, "status": "running", "pid": os.getpid(),
-                                        "host": socket.gethostname(),
-                                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    record = record.with_(run_id=run_id, status=RunStatus.RUNNING, pid=os.getpid(), host=socket.gethostname(),
+                          created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    atomic_write_json(run.config_path, record.to_json())
     return run
 
 
@@ -274,9 +254,8 @@ def list_runs(runs_dir: Path) -> list[Run]:
 
 
 def run_label(run: Run) -> str:
-    cfg = run.read_config()
-    best = cfg.get("best_val_loss")
-    best_txt = f", best val {best:.3f}" if isinstance(best, (int, float)) else ""
+    best = run.record().best_val_loss
+    best_txt = f", best val {best:.3f}" if best is not None else ""
     return f"{run.run_id} ({run.status()}{best_txt})"
 
 
@@ -285,29 +264,5 @@ def parent_run_id(model: str) -> str | None:
     path = Path(str(model)).expanduser()
     if path.name != "best" or not (path / "config.json").is_file():
         return None
-    cfg = Run(path.parent).read_config()
-    return path.parent.name if "run_id" in cfg and "train" in cfg else None
-
-
-def resolve_model_choice(spec: str, runs_dir: Path) -> str:
-    """What a UI visitor may train from: ``scratch``, an (allowed) Hub id, or a finished run's best model.
-
-    Paths are never accepted from the page, so a typed ``../`` or ``/etc`` cannot reach the filesystem.
-    """
-    from .config import SCRATCH_MODEL
-    from .hub import check_model_allowed, looks_like_hub_id
-
-    spec = str(spec or "").strip()
-    if spec.lower() == SCRATCH_MODEL:
-        return SCRATCH_MODEL
-    if RUN_ID_RE.match(spec) and (Path(runs_dir) / spec).is_dir():
-        run = resolve_run(runs_dir, spec)
-        if not run.has_best():
-            raise RunNotFoundError(f"Run '{spec}' has no saved model yet (no epoch finished).")
-        return str(run.best_dir)
-    if looks_like_hub_id(spec):
-        check_model_allowed(spec)
-        return spec
-    raise InvalidInput(f"Model '{spec[:80]}' must be 'scratch', a Hub model id such as 'distilgpt2', "
-                     "or the name of a finished run.")
-
+    rec = Run(path.parent).record()
+    return path.parent.name if rec.run_id and rec.train is not None else None

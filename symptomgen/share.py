@@ -35,12 +35,13 @@ from . import __version__
 from .card import public_source, write_model_card
 from .config import DataConfig, TrainConfig
 from .hub import HubUnreachableError, hub_endpoint, hub_reachable, looks_like_hub_id, offline_requested
+from .records import RunRecord, RunStatus
+from .settings import current
 from .runs import METRIC_COLUMNS, RUN_ID_RE, Run, atomic_write_json
 
 META = "symptomgen"
 ALLOWED_SUFFIXES = {".json", ".safetensors", ".txt", ".md", ".csv", ".jinja", ".model"}
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz"}
-MAX_IMPORT_BYTES = int(os.environ.get("SYMPTOMGEN_MAX_IMPORT_MB", "2048")) * 1024 * 1024
 MAX_MEMBERS = 500
 _CHUNK = 1 << 20
 
@@ -68,10 +69,11 @@ def _stage(run: Run, dest: Path) -> None:
     _copy_model(run.best_dir, dest)
     meta = dest / META
     meta.mkdir()
-    cfg = {k: v for k, v in run.read_config().items() if k not in ("pid", "host")}
-    if isinstance(cfg.get("data"), dict) and "source" in cfg["data"]:
-        cfg["data"] = {**cfg["data"], "source": public_source(cfg["data"]["source"])}
-    atomic_write_json(meta / "run.json", cfg)
+    rec = run.record()
+    if rec.data is not None:
+        rec = rec.with_(data=rec.data.with_(source=public_source(rec.data.source)))
+    shared = {k: v for k, v in rec.to_json().items() if k not in ("pid", "host")}  # this machine's, not theirs
+    atomic_write_json(meta / "run.json", shared)
     for name in ("metrics.csv", "train.csv", "val.csv"):
         if (run.path / name).is_file():
             shutil.copy2(run.path / name, meta / name)
@@ -132,16 +134,16 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
     label = zip_path.name
     if not zip_path.is_file():
         raise ShareError(f"{zip_path} does not exist.")
-    if zip_path.stat().st_size > MAX_IMPORT_BYTES:
-        raise ShareError(f"{label} is larger than the {MAX_IMPORT_BYTES >> 20} MB import limit.")
+    if zip_path.stat().st_size > current().max_import_bytes:
+        raise ShareError(f"{label} is larger than the {current().max_import_bytes >> 20} MB import limit.")
     if not zipfile.is_zipfile(zip_path):
         raise ShareError(f"{label} is not a zip file.")
     with zipfile.ZipFile(zip_path) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         if len(infos) > MAX_MEMBERS:
             raise ShareError(f"{label} holds {len(infos)} files; a run archive holds at most {MAX_MEMBERS}.")
-        if sum(i.file_size for i in infos) > MAX_IMPORT_BYTES:
-            raise ShareError(f"{label} unpacks to more than the {MAX_IMPORT_BYTES >> 20} MB import limit.")
+        if sum(i.file_size for i in infos) > current().max_import_bytes:
+            raise ShareError(f"{label} unpacks to more than the {current().max_import_bytes >> 20} MB import limit.")
         checked = [(i, _check_name(i.filename, label, stat.S_ISLNK(i.external_attr >> 16))) for i in infos]
         if len({str(p).lower() for _, p in checked}) != len(checked):
             raise ShareError(f"{label} holds the same file name twice.")
@@ -154,8 +156,8 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
                     # Declared sizes can lie (zip bombs): count what is really written.
                     while chunk := src.read(_CHUNK):
                         written += len(chunk)
-                        if written > MAX_IMPORT_BYTES:
-                            raise ShareError(f"{label} unpacks to more than the {MAX_IMPORT_BYTES >> 20} MB "
+                        if written > current().max_import_bytes:
+                            raise ShareError(f"{label} unpacks to more than the {current().max_import_bytes >> 20} MB "
                                              "import limit.")
                         out.write(chunk)
         except (RuntimeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # encrypted, truncated, corrupt
@@ -178,8 +180,8 @@ def _check_tree(root: Path, label: str) -> None:
         _check_name(p.relative_to(root).as_posix(), label, p.is_symlink(), p.is_dir())
         if p.is_file():
             total += p.stat().st_size
-    if total > MAX_IMPORT_BYTES:
-        raise ShareError(f"{label} is larger than the {MAX_IMPORT_BYTES >> 20} MB import limit.")
+    if total > current().max_import_bytes:
+        raise ShareError(f"{label} is larger than the {current().max_import_bytes >> 20} MB import limit.")
 
 
 def _free_run_id(runs_dir: Path, wanted: str) -> str:
@@ -198,11 +200,12 @@ def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) ->
     _check_tree(root, label)
     meta = root / META
     try:
-        cfg = json.loads((meta / "run.json").read_text(encoding="utf-8"))
-        DataConfig.from_dict(cfg["data"])
-        TrainConfig.from_dict(cfg["train"])
+        raw = json.loads((meta / "run.json").read_text(encoding="utf-8"))
+        DataConfig.from_dict(raw["data"])
+        TrainConfig.from_dict(raw["train"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ShareError(f"{label}: {META}/run.json is not a valid run configuration ({exc}).") from None
+        raise ShareError(f"{label}: {META}/run.json is not a valid run configuration ({first_line(exc)}).") from None
+    rec = RunRecord.from_json(raw)  # every field typed: a forged value cannot reach a label or a printed line
     if not (root / "config.json").is_file() or not list(root.glob("*.safetensors")):
         raise ShareError(f"{label} holds no model in safetensors format (config.json + *.safetensors).")
     for name in ("train.csv", "val.csv"):
@@ -241,10 +244,10 @@ def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) ->
             except ModelLoadError as exc:
                 raise ShareError(f"{label}: the model does not load ({first_line(exc)}).") from None
     runs_dir.mkdir(parents=True, exist_ok=True)
-    run_id = _free_run_id(runs_dir, str(cfg.get("run_id", "")))
-    status = cfg.get("status", "finished")
-    cfg.update(run_id=run_id, imported_from=origin, status="interrupted" if status == "running" else status)
-    atomic_write_json(run_dir / "config.json", cfg)
+    run_id = _free_run_id(runs_dir, rec.run_id)
+    status = RunStatus.INTERRUPTED if rec.status is RunStatus.RUNNING else rec.status
+    rec = rec.with_(run_id=run_id, imported_from=origin, status=status, pid=None, host="")
+    atomic_write_json(run_dir / "config.json", rec.to_json())
     os.replace(run_dir, runs_dir / run_id)
     return Run(runs_dir / run_id)
 
@@ -265,8 +268,15 @@ def import_run_zip(zip_path: Path | str, runs_dir: Path | str) -> Run:
 
 # ----------------------------------------------------------------------------- Hub
 
+def hub_token() -> str | None:
+    """The Hub token of this machine: ``HF_TOKEN``, else a saved ``hf auth login`` (never logged or stored)."""
+    from huggingface_hub import get_token
+
+    return (get_token() or "").strip() or None
+
+
 def _token(token: str | None) -> str:
-    token = (token or os.environ.get("HF_TOKEN", "")).strip()
+    token = (token or hub_token() or "").strip()
     if not token:
         raise ShareError("No Hugging Face token: set the HF_TOKEN environment variable to a write token "
                          "(https://huggingface.co/settings/tokens) to push a run.")
@@ -324,7 +334,7 @@ def import_run_from_hub(repo_id: str, runs_dir: Path | str, revision: str | None
         raise _unreachable(action, "import an exported zip of the run instead")
     from huggingface_hub import HfApi, snapshot_download
 
-    secret = os.environ.get("HF_TOKEN", "").strip() or None
+    secret = hub_token()
     runs_dir.mkdir(parents=True, exist_ok=True)
     work = runs_dir / f".importing-{uuid.uuid4().hex[:12]}"
     work.mkdir()
@@ -333,8 +343,8 @@ def import_run_from_hub(repo_id: str, runs_dir: Path | str, revision: str | None
             info = HfApi(token=secret or False).model_info(repo_id, revision=revision, files_metadata=True)
             size = sum(s.size or 0 for s in info.siblings or []
                        if PurePosixPath(s.rfilename).suffix in ALLOWED_SUFFIXES)
-            if size > MAX_IMPORT_BYTES:
-                raise ShareError(f"{repo_id} is larger than the {MAX_IMPORT_BYTES >> 20} MB import limit.")
+            if size > current().max_import_bytes:
+                raise ShareError(f"{repo_id} is larger than the {current().max_import_bytes >> 20} MB import limit.")
             folder = Path(snapshot_download(repo_id, revision=info.sha, local_dir=work / "download",
                                             token=secret or False,
                                             allow_patterns=[f"*{s}" for s in sorted(ALLOWED_SUFFIXES)]))

@@ -39,8 +39,8 @@ def test_torchrun_two_cpu_processes_write_one_run_folder(tmp_path):
     runs = list_runs(runs_dir)
     assert len(runs) == 1 and sorted(p.name for p in runs_dir.iterdir()) == [runs[0].run_id]
     run = runs[0]
-    cfg = run.read_config()
-    assert cfg["world_size"] == 2 and cfg["status"] == "finished" and cfg["epochs_done"] == 2
+    rec = run.record()
+    assert rec.world_size == 2 and rec.status == "finished" and rec.epochs_done == 2
     metrics = run.metrics()
     assert list(metrics.columns) == METRIC_COLUMNS and list(metrics["epoch"]) == [1, 2]
     assert metrics["validation_loss"].map(math.isfinite).all()

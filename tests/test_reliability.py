@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from symptomgen import data as data_mod
+from symptomgen import settings
 from symptomgen.config import DataConfig, GenerationSettings, TrainConfig
 from symptomgen.data import DataError, prepare
 from symptomgen.generation import clean_name
@@ -70,19 +70,21 @@ def test_very_long_cells_are_dropped_and_counted(tmp_path):
 
 
 def test_oversized_upload_is_refused_before_reading(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_mod, "MAX_FILE_BYTES", 1024 * 1024)
+    monkeypatch.setenv("SYMPTOMGEN_MAX_FILE_MB", "1")  # read when the file is, not when the module loaded
     path = tmp_path / "big.csv"
     with open(path, "wb") as fh:  # sparse: 200 MB on paper, no real disk use
         fh.seek(200 * 1024 * 1024 - 1)
         fh.write(b"\n")
     with pytest.raises(DataError, match=r"200 MB; the limit is 1 MB"):
         prepare(DataConfig(source=str(path)))
+    with settings.override(max_file_bytes=300 * 1024 * 1024), pytest.raises(DataError, match="binary file"):
+        prepare(DataConfig(source=str(path)))  # under the limit it is opened: its first bytes are zeros
 
 
 def test_a_million_rows_hit_the_row_cap(tmp_path):
     path = tmp_path / "million.csv"
     path.write_text("Name,Symptoms\n" + "Flu,fever\n" * 1_000_000)
-    with pytest.raises(DataError, match=f"more than {data_mod.MAX_ROWS} rows"):
+    with pytest.raises(DataError, match=f"more than {settings.current().max_rows} rows"):
         prepare(DataConfig(source=str(path)))
 
 

@@ -15,6 +15,8 @@ from symptomgen.cli import main as cli_main
 from symptomgen.config import DataConfig, GenerationSettings
 from symptomgen.errors import TrainingFailed
 from symptomgen.evaluation import evaluate_run
+from symptomgen.catalog import base_model
+from symptomgen.records import RunRecord
 from symptomgen.runs import Run, create_run, list_runs, run_label
 from symptomgen.trainer import EpochResult, run_training
 
@@ -34,18 +36,18 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, sample_
     assert len(list_runs(tmp_path)) == 2
     # A name taken between choosing it and creating the folder: the next free one is used.
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    third = create_run(tmp_path, "20260102-030405-scratch", {}, frame, frame, unique=True)
+    third = create_run(tmp_path, "20260102-030405-scratch", RunRecord(), frame, frame, unique=True)
     assert third.run_id == "20260102-030405-scratch-3"
     with pytest.raises(FileExistsError):
-        create_run(tmp_path, third.run_id, {}, frame, frame)  # under torchrun the id is fixed: no renaming
+        create_run(tmp_path, third.run_id, RunRecord(), frame, frame)  # under torchrun the id is fixed: no renaming
 
 
 def test_a_damaged_run_folder_is_listed_as_unknown_not_a_crash(tmp_path, capsys):
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    broken = create_run(tmp_path, "20260102-030405-scratch", {}, frame, frame)
+    broken = create_run(tmp_path, "20260102-030405-scratch", RunRecord(), frame, frame)
     broken.config_path.write_text("[]")
-    no_pid = create_run(tmp_path, "20260102-030406-scratch", {}, frame, frame)
-    no_pid.update_config(pid=None)
+    no_pid = create_run(tmp_path, "20260102-030406-scratch", RunRecord(), frame, frame)
+    no_pid.update(pid=None)
     assert broken.status() == "unknown" and "unknown" in run_label(broken)
     assert no_pid.status() == "interrupted"
     assert cli_main(["--runs-dir", str(tmp_path), "runs"]) == 0
@@ -57,13 +59,13 @@ def test_resume_refuses_a_run_that_is_still_training_or_already_finished(tmp_pat
     with pytest.raises(TrainingFailed, match="already finished; nothing to resume"):
         run_training(DataConfig(), trained_run_cfg(trained_run), runs_dir, resume=trained_run.run_dir.name)
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    live = create_run(tmp_path, "20260102-030405-scratch", {}, frame, frame)  # "running", pid = this process
-    assert live.read_config()["pid"] == os.getpid() and live.read_config()["host"] == socket.gethostname()
+    live = create_run(tmp_path, "20260102-030405-scratch", RunRecord(), frame, frame)  # "running", pid = this process
+    assert live.record().pid == os.getpid() and live.record().host == socket.gethostname()
     with pytest.raises(TrainingFailed, match="is still training"):
         run_training(DataConfig(), trained_run_cfg(trained_run), tmp_path, resume=live.run_id)
     # Recorded on another host (a restarted container, another node): it cannot be checked, so it may resume
     # (this bare folder then stops for want of settings, not because it is "still training").
-    live.update_config(host="old-container-hostname")
+    live.update(host="old-container-hostname")
     assert live.status() == "running" and not live.is_live()
     with pytest.raises(TrainingFailed, match="no usable saved settings"):
         run_training(DataConfig(), trained_run_cfg(trained_run), tmp_path, resume=live.run_id)
@@ -72,7 +74,7 @@ def test_resume_refuses_a_run_that_is_still_training_or_already_finished(tmp_pat
 def trained_run_cfg(summary):
     from symptomgen.config import TrainConfig
 
-    return TrainConfig.from_dict(Run(summary.run_dir).read_config()["train"])
+    return Run(summary.run_dir).record().train
 
 
 def test_patience_keeps_counting_across_a_resume(tmp_path, sample_data, tiny_cfg):
@@ -107,7 +109,7 @@ def test_evaluate_needs_at_least_one_row(trained_run, capsys):
 
 def test_generate_from_a_run_without_a_finished_epoch_says_so(tmp_path, capsys):
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    run = create_run(tmp_path, "20260102-030405-scratch", {}, frame, frame)  # killed before epoch 1 ended
+    run = create_run(tmp_path, "20260102-030405-scratch", RunRecord(), frame, frame)  # killed before epoch 1 ended
     assert cli_main(["--runs-dir", str(tmp_path), "generate", "--model", str(run.path), "Asthma"]) == 2
     assert "has no saved model yet" in capsys.readouterr().err
 
@@ -136,14 +138,14 @@ def test_training_on_from_a_finished_run_names_it_and_keeps_its_own_base(tmp_pat
     parent = Run(first.run_dir)
     second = run_training(sample_data, tiny_cfg.with_(model=str(parent.best_dir), epochs=1), tmp_path)
     child = Run(second.run_dir)
-    cfg = child.read_config()
-    assert second.status == "finished" and cfg["parent_run"] == parent.run_id
-    assert cfg["train"]["model"] == parent.run_id and parent.run_id in child.run_id
+    rec = child.record()
+    assert second.status == "finished" and rec.parent_run == parent.run_id
+    assert rec.model == parent.run_id and parent.run_id in child.run_id
     card = write_model_card(child.path)
     assert str(tmp_path) not in card and str(tmp_path) not in run_label(child)
     assert "base_model:" not in card  # a run of this server is no Hub repo
     shutil.rmtree(parent.path)
-    assert child.base_model() == str(child.base_dir)
+    assert base_model(child) == str(child.base_dir)
     report = evaluate_run(child.path, limit=2)
     assert report["base"] is not None and report["fine_tuned"]["val_loss"] > 0
 
@@ -155,9 +157,9 @@ def test_a_kill_between_the_best_model_renames_is_repaired(trained_run, tmp_path
     shutil.copytree(trained_run.run_dir, copy)
     run = Run(copy)
     (copy / "best").rename(copy / ".best.old")  # save_model killed after moving the old copy aside
-    run.update_config(status="running", pid=os.getpid(), host=socket.gethostname())
+    run.update(status="running", pid=os.getpid(), host=socket.gethostname())
     assert not run.has_best() and (copy / ".best.old").is_dir()  # its trainer lives: mid-save, hands off
-    run.update_config(status="running", pid=2**22 + 12345)  # the trainer is gone (no such pid)
+    run.update(status="running", pid=2**22 + 12345)  # the trainer is gone (no such pid)
     assert run.has_best() and (copy / "best" / "model.safetensors").is_file()
     assert not (copy / ".best.old").exists()
 

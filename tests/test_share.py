@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from symptomgen import NOT_MEDICAL_ADVICE, share
+from symptomgen import NOT_MEDICAL_ADVICE, settings, share
+from symptomgen.catalog import base_model
 from symptomgen.cli import main
 from symptomgen.evaluation import GREEDY
 from symptomgen.generation import generate
@@ -55,9 +56,9 @@ def test_zip_round_trip_gives_same_greedy_generations(trained_run, exported, tmp
     original = Run(trained_run.run_dir)
     assert [r.run_id for r in list_runs(runs_dir)] == [run.run_id] == [original.run_id]
     assert sorted(p.name for p in runs_dir.iterdir()) == [run.run_id]  # no work folders left behind
-    cfg = run.read_config()
-    assert cfg["train"] == original.read_config()["train"] and cfg["data"] == original.read_config()["data"]
-    assert cfg["status"] == "finished" and cfg["imported_from"] == "zip:run.zip"
+    rec = run.record()
+    assert rec.train == original.record().train and rec.data == original.record().data
+    assert rec.status == "finished" and rec.imported_from == "zip:run.zip"
     pd.testing.assert_frame_equal(run.metrics(), original.metrics())
     assert list(run.metrics().columns) == METRIC_COLUMNS
     pd.testing.assert_frame_equal(run.split_frames()[1], original.split_frames()[1])
@@ -129,25 +130,24 @@ def test_zip_limits_and_non_runs_are_rejected(exported, tmp_path, monkeypatch):
         zf.writestr("model/config.json", "{}")
     with pytest.raises(ShareError, match="not a SymptomGen run export"):
         import_run_zip(tmp_path / "plain.zip", tmp_path / "runs")
-    monkeypatch.setattr(share, "MAX_IMPORT_BYTES", 4096)
-    with pytest.raises(ShareError, match="import limit"):
+    with settings.override(max_import_bytes=4096), pytest.raises(ShareError, match="import limit"):
         import_run_zip(exported, tmp_path / "runs")
     assert list_runs(tmp_path / "runs") == []
 
 
 def test_model_card_lists_data_settings_metrics_and_the_medical_note(trained_run):
     run = Run(trained_run.run_dir)
-    cfg, metrics = run.read_config(), run.metrics()
+    rec, metrics = run.record(), run.metrics()
     card = write_model_card(run.path)
     front = yaml.safe_load(card.split("---")[1])
     assert front["library_name"] == "transformers" and front["pipeline_tag"] == "text-generation"
     assert "symptomgen" in front["tags"] and "base_model" not in front  # scratch has no Hub base model
     assert NOT_MEDICAL_ADVICE in card
     assert "`sample`" in card and "`Name`" in card and "`Symptoms`" in card
-    assert f"{cfg['train_rows']} training rows, {cfg['val_rows']} validation rows" in card
-    assert f"| learning_rate | {cfg['train']['learning_rate']:.4g} |" in card
-    assert f"| epochs | {cfg['train']['epochs']} |" in card and "| scratch_layers | 2 |" in card
-    assert f"Best epoch: {cfg['best_epoch']} (validation loss {cfg['best_val_loss']:.4f}" in card
+    assert f"{rec.train_rows} training rows, {rec.val_rows} validation rows" in card
+    assert f"| learning_rate | {rec.train.learning_rate:.4g} |" in card
+    assert f"| epochs | {rec.train.epochs} |" in card and "| scratch_layers | 2 |" in card
+    assert f"Best epoch: {rec.best_epoch} (validation loss {rec.best_val_loss:.4f}" in card
     for _, row in metrics.iterrows():
         assert f"| {int(row['epoch'])} | {row['training_loss']:.4f} | {row['validation_loss']:.4f} |" in card
     assert len(metrics) == 3
@@ -231,7 +231,7 @@ def test_push_uses_the_upload_api_and_a_pushed_run_imports_back(trained_run, mon
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
     run = import_run_from_hub("someone/symptoms", tmp_path / "runs")
-    assert run.read_config()["imported_from"] == "hub:someone/symptoms@abc123"
+    assert run.record().imported_from == "hub:someone/symptoms@abc123"
     assert _state(run.best_dir).keys() == _state(trained_run.run_dir / "best").keys()
 
     FakeApi.fail_with = RuntimeError(f"401 Client Error: Unauthorized for token {SECRET}")
@@ -282,7 +282,7 @@ def test_an_imported_run_never_names_a_server_path_or_disallowed_model_as_its_ba
     crafted = _rewritten(exported, tmp_path / "crafted.zip", {"train": {**cfg["train"], "model": model}},
                          drop_prefix="symptomgen/base/")
     run = import_run_zip(crafted, runs_dir)
-    assert run.base_model() is None  # no base/, and the named model is a path or not allowed here
+    assert base_model(run) is None  # no base/, and the named model is a path or not allowed here
     out = evaluate_run(run.path, limit=1)
     assert out["base"] == {"error": "no base model is recorded for this run."}
 

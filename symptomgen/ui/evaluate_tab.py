@@ -14,7 +14,6 @@ from __future__ import annotations
 from ..errors import InvalidInput
 
 import html
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -24,9 +23,11 @@ import gradio as gr
 import pandas as pd
 
 from .. import config as C
-from ..runs import Run, list_runs, resolve_run
+from ..phrases import phrase_pieces
+from ..catalog import finished_run, model_choices, run_choices, runs_with_curves
+from ..runs import Run, resolve_run
+from .share_panel import build_share_section
 from .widgets import NamedNumber, user_errors
-from .generate_tab import run_choices
 
 ROWS_RANGE = (1, 500, 20)  # validation rows evaluated (the sample's split has ~20, the real dataset's ~80)
 SAMPLING_CHOICES = [("Greedy only (fastest)", "none"), ("Greedy + seed-notebook sampling", "seed-notebook"),
@@ -38,30 +39,14 @@ METRICS = [("validation loss (per real token)", "val_loss"), ("perplexity", "per
            ("symptom precision (greedy)", "precision"), ("symptom recall (greedy)", "recall"),
            ("symptom F1 (greedy)", "f1"), ("symptom precision (sampled)", "sampled_precision"),
            ("symptom recall (sampled)", "sampled_recall"), ("symptom F1 (sampled)", "sampled_f1")]
-_SPLIT = re.compile(r"([,;]|\band\b)", re.IGNORECASE)  # evaluation.phrases' separators, kept
-
-
-def finished_run(runs_dir: Path, run_id) -> Run:
-    """The named run inside ``runs_dir`` with a saved model and no training going on, or a ValueError."""
-    run = resolve_run(runs_dir, run_id)  # refuses '../..', absolute paths and unknown names
-    if run.status() == "running":
-        raise InvalidInput(f"Run {run.run_id} is still training; pick a finished run.")
-    if not run.has_best():
-        raise InvalidInput(f"Run {run.run_id} has no saved model (no epoch finished).")
-    return run
-
-
-def curve_choices(runs_dir: Path) -> list[str]:
-    return [r.run_id for r in list_runs(runs_dir) if r.metrics_path.is_file()]
 
 
 # -- rendering --------------------------------------------------------------------------------
 def mark_phrases(text: str, matched: set[str]) -> str:
     """``text`` HTML-escaped, with the phrases in ``matched`` (normalised as evaluation does) in bold."""
     out = []
-    for i, part in enumerate(_SPLIT.split(str(text))):
-        norm = re.sub(r"\s+", " ", part.lower()).strip(" .\t\"'")
-        if i % 2 == 0 and norm and norm in matched:
+    for part, norm in phrase_pieces(text):
+        if norm and norm in matched:
             core = part.strip()
             lead, trail = part[: len(part) - len(part.lstrip())], part[len(part.rstrip()):]
             out.append(f"{html.escape(lead)}<mark><b>{html.escape(core)}</b></mark>{html.escape(trail)}")
@@ -106,13 +91,12 @@ def curves_frame(runs_dir: Path, run_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
     points, summary = [], []
     for run_id in run_ids or []:
         run = resolve_run(runs_dir, run_id)
-        m, cfg = run.metrics(), run.read_config()
+        m, rec = run.metrics(), run.record()
         for col, kind in (("training_loss", "train"), ("validation_loss", "validation")):
             points += [{"epoch": int(e), "loss": float(v), "series": f"{run.run_id} · {kind}"}
                        for e, v in zip(m["epoch"], m[col]) if pd.notna(v)]
-        best = cfg.get("best_val_loss")
-        summary.append([run.run_id, cfg.get("train", {}).get("model", ""), len(m), cfg.get("best_epoch"),
-                        round(best, 4) if isinstance(best, (int, float)) else None])
+        best = rec.best_val_loss
+        summary.append([run.run_id, rec.model, len(m), rec.best_epoch, round(best, 4) if best is not None else None])
     return (pd.DataFrame(points, columns=["epoch", "loss", "series"]),
             pd.DataFrame(summary, columns=COMPARE_COLUMNS))
 
@@ -136,7 +120,6 @@ class EvaluateTab:
 
 def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: gr.Dropdown) -> EvaluateTab:
     """Lay out the Evaluate tab inside ``tab`` and wire its events (and the share accordion)."""
-    from .share_panel import build_share_section
 
     gr.Markdown("Measure what a finished run learned, on rows it never trained on: loss and perplexity per "
                 "real token, and how many reference symptom phrases its generations recover — next to the "
@@ -164,8 +147,8 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
                            x_axis_format=".3~r", elem_id="compare-plot")
         compare_table = gr.Dataframe(pd.DataFrame(columns=COMPARE_COLUMNS), interactive=False,
                                      label="Runs compared")
-    build_share_section(demo, runs_dir, run, lambda: (gr.update(choices=curve_choices(runs_dir)),
-                                                      gr.update(choices=_gen_choices(runs_dir))),
+    build_share_section(demo, runs_dir, run, lambda: (gr.update(choices=runs_with_curves(runs_dir)),
+                                                      gr.update(choices=model_choices(runs_dir))),
                         [compare, gen_model])
 
     @user_errors
@@ -223,7 +206,7 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
     def refresh_choices(current, chosen):
         choices = run_choices(runs_dir)
         values = [v for _, v in choices]
-        curves = curve_choices(runs_dir)
+        curves = runs_with_curves(runs_dir)
         keep = [c for c in (chosen or []) if c in curves]
         return (gr.update(choices=choices, value=current if current in values else (values[0] if values else None)),
                 gr.update(choices=curves, value=keep))
@@ -234,9 +217,3 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
     for trigger in (refresh.click, tab.select, demo.load):
         trigger(refresh_choices, inputs=[run, compare], outputs=[run, compare], api_visibility="private")
     return EvaluateTab(run, compare)
-
-
-def _gen_choices(runs_dir: Path):
-    from .generate_tab import runs_choices  # the Generate tab's list: finished runs, then the base model
-
-    return runs_choices(runs_dir)

@@ -18,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 
 from .. import config as C
+from ..catalog import generation_target
 from ..gpu import generation_seconds, gpu
 from .widgets import user_errors
 
@@ -63,8 +64,6 @@ def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Te
 
     ``sliders`` are the tab's sampling widgets in ``GenerationSettings`` order (top_k … seed).
     """
-    from .generate_tab import resolve_model
-
     with gr.Accordion("Explain this generation (per-token probabilities)", open=False, elem_id="explain-section"):
         with gr.Row():
             score = gr.Radio(SCORE_CHOICES, value="surprise", label="Colour tokens by", scale=3)
@@ -89,8 +88,7 @@ def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Te
                                         repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
                                         num_return_sequences=1, seed=seed)
         name = clean_name(name)
-        spec, _base, _run = resolve_model(model, runs_dir)
-        m, tok = cache.get(spec)
+        m, tok = cache.get(generation_target(model, runs_dir).model)
         first = first_sample(shown, num_sequences)
         reproducible = settings.greedy or (settings.seed is not None and int(num_sequences) == 1)
         if reproducible or not first:

@@ -9,26 +9,24 @@ and launches.  The tabs live in ``data_tab``, ``train_tab``, ``generate_tab`` an
 
 from __future__ import annotations
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, UserError, first_line
 
 import argparse
 import contextlib
 import io
-import os
 import sys
 from pathlib import Path
 
 import gradio as gr
 
 from .. import NOT_MEDICAL_ADVICE, quiet_libraries
-from ..data import MAX_FILE_BYTES
 from ..hub import hub_reachable, offline_requested, unreachable_message
+from ..catalog import model_choices
 from ..jobs import JobManager
-from ..runs import DEFAULT_RUNS_DIR
-from ..share import MAX_IMPORT_BYTES
+from ..settings import Settings, current
 from .data_tab import build_data_tab
 from .evaluate_tab import build_evaluate_tab
-from .generate_tab import LazyModelCache, build_generate_tab, runs_choices
+from .generate_tab import LazyModelCache, build_generate_tab
 from .train_tab import build_train_tab, preset_values, wire_train
 
 QUEUE_SIZE = 64  # requests waiting in the queue (all events); beyond that a client is told the queue is full
@@ -36,7 +34,7 @@ QUEUE_SIZE = 64  # requests waiting in the queue (all events); beyond that a cli
 
 def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
     """The whole page.  ``runs_dir`` holds run folders (default ``runs/`` or ``$SYMPTOMGEN_RUNS_DIR``)."""
-    runs_dir = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
+    runs_dir = Path(runs_dir) if runs_dir is not None else current().runs_dir
     manager = JobManager(runs_dir)
     cache = LazyModelCache(capacity=4)
     offline = offline_requested()  # an environment variable, not a network check
@@ -56,7 +54,7 @@ def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
                 gen = build_generate_tab(demo, runs_dir, cache, generate_tab)
             with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
                 build_evaluate_tab(demo, runs_dir, evaluate_tab, gen.model)
-        wire_train(demo, train, data, manager, gen.model, lambda: runs_choices(runs_dir))
+        wire_train(demo, train, data, manager, gen.model, lambda: model_choices(runs_dir))
 
         def check_hub():
             """Offline (or Hub unreachable): say so, and switch the defaults to the sample and scratch."""
@@ -76,10 +74,6 @@ def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
     return demo
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
     """``"user:pass"`` or ``"u1:p1,u2:p2"`` → credentials; empty → None (no login)."""
     if not text or not text.strip():
@@ -93,38 +87,37 @@ def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
     return pairs
 
 
-def build_parser() -> argparse.ArgumentParser:
-    space = bool(os.environ.get("SPACE_ID"))
+def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
+    env = env or Settings.from_env()
     p = argparse.ArgumentParser(prog="python app.py", description="SymptomGen web app (Gradio).",
                                 epilog="Environment: SYMPTOMGEN_AUTH=user:pass enables a login; "
                                        "SYMPTOMGEN_RUNS_DIR sets where runs are saved; SPACE_ID (set by "
                                        "Hugging Face Spaces) makes 0.0.0.0 the default host.")
-    p.add_argument("--share", action="store_true", default=_env_flag("SYMPTOMGEN_SHARE"),
+    p.add_argument("--share", action="store_true", default=env.share,
                    help="also serve on a temporary public *.gradio.live link (env SYMPTOMGEN_SHARE=1)")
-    p.add_argument("--host", default=os.environ.get("SYMPTOMGEN_HOST") or os.environ.get("GRADIO_SERVER_NAME")
-                   or ("0.0.0.0" if space else "127.0.0.1"),
+    p.add_argument("--host", default=env.host or ("0.0.0.0" if env.on_space else "127.0.0.1"),
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Space)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("SYMPTOMGEN_PORT")
-                                                   or os.environ.get("GRADIO_SERVER_PORT") or 7860),
+    p.add_argument("--port", type=int, default=env.port,
                    help="port (default 7860)")
     return p
 
 
 def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
     """Launch ``demo``; a share link that cannot be made is reported in one line, and serving goes on."""
-    args = build_parser().parse_args(argv)
     try:
-        auth = parse_auth(os.environ.get("SYMPTOMGEN_AUTH"))
-    except ValueError as exc:
-        sys.exit(f"error: {exc}")
+        env = Settings.from_env()
+        args = build_parser(env).parse_args(argv)
+        auth = parse_auth(env.auth)
+    except UserError as exc:
+        sys.exit(f"error: {first_line(exc)}")
     quiet_libraries()
     # Run zips (a distilgpt2 run is ~330 MB) may exceed the data-file cap; data uploads keep their own check.
     kwargs = dict(server_name=args.host, server_port=args.port, auth=auth,
-                  max_file_size=max(MAX_FILE_BYTES, MAX_IMPORT_BYTES))
+                  max_file_size=max(env.max_file_bytes, env.max_import_bytes))
     if auth:
         kwargs["auth_message"] = "SymptomGen: please log in."
     share = args.share
-    if share and os.environ.get("SPACE_ID"):
+    if share and env.on_space:
         print("Note: --share is ignored on a Hugging Face Space (the Space already has a public URL).")
         share = False
     # Gradio explains a failed tunnel in several lines; swallow its output and say it in one.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from ..errors import InvalidInput
 
-import os
 import tempfile
 import threading
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Callable
 
 import gradio as gr
 
+from ..catalog import finished_run, run_choices
+from ..share import hub_token
 from .widgets import user_errors
 
 EXPORT_DIR = Path(tempfile.gettempdir()) / "symptomgen-exports"  # one zip per run, replaced on each export
@@ -35,7 +36,7 @@ def _card_body(text: str) -> str:
 
 
 def token_note() -> str:
-    state = "is set" if os.environ.get("HF_TOKEN", "").strip() else "is **not** set"
+    state = "is set" if hub_token() else "is **not** set"
     return (f"The Hub token is read from the server's `HF_TOKEN` environment variable (it {state}); "
             "it is never typed into this page. Repos are created private unless you untick *Private*.")
 
@@ -47,8 +48,6 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
     After an import, ``run`` selects the new run and ``other_outputs`` get ``other_updates()``
     (e.g. the compare list and the Generate tab's model list).
     """
-    from .evaluate_tab import finished_run, run_choices
-
     with gr.Accordion("Keep and share this run", open=False, elem_id="share-section"):
         with gr.Row():
             export = gr.Button("Build a zip of this run", elem_id="export-button", scale=1)

@@ -1,0 +1,129 @@
+"""Server and process settings from the environment: one object, one parser, read when asked (never at import).
+
+``Settings.from_env()`` reads every ``SYMPTOMGEN_*`` (and the few Hugging Face) variables the package uses.
+The doors (``python app.py``, ``python -m symptomgen``) read it for their own options; core functions call
+``current()``, which reads the environment at that moment, so a changed variable takes effect without a restart.
+Tests (and embedding programs) pin values with ``override(...)`` instead of patching module globals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from .errors import InvalidInput
+
+_MB = 1024 * 1024
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def env_flag(value: str | None, default: bool = False) -> bool:
+    """The one boolean parser: ``1/true/yes/on`` (any case) is true, unset or empty is ``default``, anything
+    else is false."""
+    value = (value or "").strip().lower()
+    return default if not value else value in _TRUE
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind=int):
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number, got {raw!r}.") from None
+    if value <= 0:
+        raise InvalidInput(f"{name} must be above 0, got {raw!r}.")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the environment can change."""
+
+    runs_dir: Path = Path("runs")
+    """Where run folders live (``SYMPTOMGEN_RUNS_DIR``)."""
+    max_file_bytes: int = 50 * _MB
+    """Largest data file read or uploaded (``SYMPTOMGEN_MAX_FILE_MB``)."""
+    max_rows: int = 100_000
+    """Most rows a data table may have (``SYMPTOMGEN_MAX_ROWS``)."""
+    max_import_bytes: int = 2048 * _MB
+    """Largest run zip or Hub run imported, packed or unpacked (``SYMPTOMGEN_MAX_IMPORT_MB``)."""
+    hub_timeout_s: float = 3.0
+    """How long the Hub reachability check waits (``SYMPTOMGEN_HUB_TIMEOUT``)."""
+    hub_endpoint: str = "https://huggingface.co"
+    """The Hub's address (``HF_ENDPOINT``)."""
+    offline: bool = False
+    """Offline mode asked for (``HF_HUB_OFFLINE``)."""
+    allowed_models: tuple[str, ...] = ()
+    """Hub ids visitors may load (``SYMPTOMGEN_ALLOWED_MODELS``, comma-separated, ``owner/*`` allowed); empty = any."""
+    zero_gpu: bool = False
+    """Running on a ZeroGPU Space (``SPACES_ZERO_GPU``)."""
+    zero_gpu_max_s: int = 300
+    """Longest GPU request on ZeroGPU (``SYMPTOMGEN_ZEROGPU_MAX_S``)."""
+    on_space: bool = False
+    """Running on a Hugging Face Space (``SPACE_ID`` is set)."""
+    host: str = ""
+    """Address to listen on (``SYMPTOMGEN_HOST`` or ``GRADIO_SERVER_NAME``); empty = the door's default."""
+    port: int = 7860
+    """Port to listen on (``SYMPTOMGEN_PORT`` or ``GRADIO_SERVER_PORT``)."""
+    share: bool = False
+    """Also serve on a public share link (``SYMPTOMGEN_SHARE``)."""
+    auth: str = ""
+    """``user:password`` pairs, comma-separated (``SYMPTOMGEN_AUTH``); empty = no login."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            runs_dir=Path(env.get("SYMPTOMGEN_RUNS_DIR") or d.runs_dir),
+            max_file_bytes=int(_number(env, "SYMPTOMGEN_MAX_FILE_MB", d.max_file_bytes / _MB, float) * _MB),
+            max_rows=_number(env, "SYMPTOMGEN_MAX_ROWS", d.max_rows),
+            max_import_bytes=int(_number(env, "SYMPTOMGEN_MAX_IMPORT_MB", d.max_import_bytes / _MB, float) * _MB),
+            hub_timeout_s=_number(env, "SYMPTOMGEN_HUB_TIMEOUT", d.hub_timeout_s, float),
+            hub_endpoint=(env.get("HF_ENDPOINT") or d.hub_endpoint).strip(),
+            offline=env_flag(env.get("HF_HUB_OFFLINE")),
+            allowed_models=tuple(m.strip() for m in (env.get("SYMPTOMGEN_ALLOWED_MODELS") or "").split(",")
+                                 if m.strip()),
+            zero_gpu=env_flag(env.get("SPACES_ZERO_GPU")),
+            zero_gpu_max_s=_number(env, "SYMPTOMGEN_ZEROGPU_MAX_S", d.zero_gpu_max_s),
+            on_space=bool((env.get("SPACE_ID") or "").strip()),
+            host=(env.get("SYMPTOMGEN_HOST") or env.get("GRADIO_SERVER_NAME") or "").strip(),
+            port=_number(env, "SYMPTOMGEN_PORT", 0) or _number(env, "GRADIO_SERVER_PORT", d.port),
+            share=env_flag(env.get("SYMPTOMGEN_SHARE")),
+            auth=env.get("SYMPTOMGEN_AUTH") or "",
+        )
+
+
+_override: dict[str, object] = {}
+_lock = threading.Lock()
+
+
+def current() -> Settings:
+    """The settings now: the environment, with any ``override`` applied on top."""
+    settings = Settings.from_env()
+    with _lock:
+        return replace(settings, **_override) if _override else settings
+
+
+@contextlib.contextmanager
+def override(**values: object) -> Iterator[Settings]:
+    """Pin some settings for the duration of a ``with`` block (tests, embedding programs)."""
+    known = {f.name for f in fields(Settings)}
+    unknown = set(values) - known
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+    with _lock:
+        saved = dict(_override)
+        _override.update(values)
+    try:
+        yield current()
+    finally:
+        with _lock:
+            _override.clear()
+            _override.update(saved)
