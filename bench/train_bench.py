@@ -16,6 +16,7 @@ validation loss at equal epochs).  Prints a Markdown table and writes it to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 import benchlib as B
-from train_report import BATCH, QUALITY_MODES, render
+from train_report import QUALITY_MODES, render
 
 SCRIPT = Path(__file__).resolve()
 PHASES = ("pairs", "epoch", "quality")
@@ -88,24 +89,70 @@ def worker_baseline(a) -> dict:
 
 
 class _Timers:
-    """Wall time spent in evaluation, best-model saves and Trainer checkpoints."""
+    """Wall time spent in evaluation, best-model saves and Trainer checkpoints (peak RSS after each)."""
 
     def __init__(self):
         self.calls: dict[str, list[float]] = {"eval": [], "save_best": [], "checkpoint": [], "epoch_begin": []}
         self.rss: list[tuple[str, float]] = []  # (what just finished, peak RSS so far)
 
-    def wrap(self, owner, name: str, key: str):
-        original = getattr(owner, name)
+    def _add(self, key: str, seconds: float) -> None:
+        self.calls[key].append(seconds)
+        self.rss.append((key, B.peak_rss_mb()))
 
-        def timed(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.calls[key].append(time.perf_counter() - t)
-                self.rss.append((key, B.peak_rss_mb()))
+    @contextlib.contextmanager
+    def phase(self, key: str):
+        """``TrainingHooks.phase``: the reporter's ``"eval"`` and ``"save_best"``."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._add(key, time.perf_counter() - t)
 
-        setattr(owner, name, timed)
+    def callback(self):
+        """A Trainer callback (run after EpochReporter) that notes epoch starts and times checkpoints."""
+        from transformers import TrainerCallback
+
+        timers = self
+
+        class Clock(TrainerCallback):
+            # The Trainer saves a checkpoint right after the epoch's log (EpochReporter's validation and
+            # best-model save run in its on_log, before ours), then calls on_save: that gap is the checkpoint.
+            mark = 0.0
+
+            def on_epoch_begin(self, args, state, control, **kw):
+                timers.calls["epoch_begin"].append(time.perf_counter())
+
+            def on_epoch_end(self, args, state, control, **kw):
+                self.mark = time.perf_counter()  # in case no log precedes the save
+
+            def on_log(self, args, state, control, **kw):
+                self.mark = time.perf_counter()
+
+            def on_save(self, args, state, control, **kw):
+                timers._add("checkpoint", time.perf_counter() - self.mark)
+
+        return Clock()
+
+
+def _coarse_buckets_trainer(megabatches: int):
+    """A Trainer whose length grouping sorts within ``megabatches`` megabatches (transformers: ~4)."""
+    import transformers
+    from transformers import trainer_pt_utils as tpu
+
+    class CoarseSampler(tpu.LengthGroupedSampler):
+        def __iter__(self):
+            mult = max(1, math.ceil(len(self.lengths) / (self.batch_size * megabatches)))
+            return iter(tpu.get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=mult,
+                                                       generator=self.generator))
+
+    class CoarseBucketsTrainer(transformers.Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is not tpu.LengthGroupedSampler:  # shuffling: nothing to coarsen
+                return sampler
+            return CoarseSampler(sampler.batch_size, lengths=sampler.lengths, generator=sampler.generator)
+
+    return CoarseBucketsTrainer
 
 
 def _parse_sets(pairs: list[str]) -> dict:
@@ -120,10 +167,10 @@ def _parse_sets(pairs: list[str]) -> dict:
 
 
 def worker_candidate(a) -> dict:
-    """The real code path: ``symptomgen.trainer.run_training`` (Trainer + EpochReporter)."""
+    """The real code path: ``symptomgen.trainer.run_training`` (Trainer + EpochReporter), measured through
+    ``TrainingHooks``."""
     import transformers
 
-    import symptomgen.runs as R
     import symptomgen.trainer as T
     from symptomgen import quiet_libraries
     from symptomgen.batching import PadCollator
@@ -135,7 +182,7 @@ def worker_candidate(a) -> dict:
     peak_bf16 = B.matmul_peak_gflops(a.threads, a.matmul_n, dtype="bfloat16") if B.native_bf16() else None
     counts = {"real": 0, "computed": 0}
 
-    class CountingCollator(PadCollator):
+    class CountingCollator(PadCollator):  # training batches only; evaluation batches its own rows
         def __call__(self, rows):
             batch = super().__call__(rows)
             counts["real"] += int(batch["attention_mask"].sum())
@@ -143,39 +190,14 @@ def worker_candidate(a) -> dict:
             return batch
 
     timers = _Timers()
-    T.PadCollator = CountingCollator  # training batches only; evaluation uses batching.PadCollator
-    timers.wrap(T, "mean_token_loss", "eval")
-    timers.wrap(R.Run, "save_model", "save_best")
-    timers.wrap(transformers.Trainer, "_save_checkpoint", "checkpoint")
-    original_begin = T.EpochReporter.on_epoch_begin
-
-    def on_epoch_begin(self, *args, **kwargs):
-        timers.calls["epoch_begin"].append(time.perf_counter())
-        return original_begin(self, *args, **kwargs)
-
-    T.EpochReporter.on_epoch_begin = on_epoch_begin
-    overrides = _parse_sets(a.set)
-    if overrides:  # for experiments: TrainingArguments fields changed on top of the project's
-        original_args = T.training_arguments
-        T.training_arguments = lambda cfg, out: dataclasses.replace(original_args(cfg, out), **overrides)
-    if a.attn:
-        original_load = T.load_for_training
-
-        def load(cfg, texts):
-            model, tok = original_load(cfg, texts)
-            model.set_attn_implementation(a.attn)
-            return model, tok
-
-        T.load_for_training = load
-    if a.megabatches:  # experiment: coarser length buckets than transformers' default of ~4 megabatches
-        from transformers import trainer_pt_utils as tpu
-
-        def grouped(self):
-            mult = max(1, math.ceil(len(self.lengths) / (self.batch_size * a.megabatches)))
-            return iter(tpu.get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=mult,
-                                                       generator=self.generator))
-
-        tpu.LengthGroupedSampler.__iter__ = grouped
+    overrides = _parse_sets(a.set)  # for experiments: TrainingArguments fields changed on top of the project's
+    hooks = T.TrainingHooks(
+        callbacks=(timers.callback(),), args_overrides=overrides, make_collator=CountingCollator,
+        phase=timers.phase,
+        prepare_model=(lambda model: model.set_attn_implementation(a.attn)) if a.attn else None,
+        # experiment: coarser length buckets than transformers' default of ~4 megabatches
+        trainer_class=_coarse_buckets_trainer(a.megabatches) if a.megabatches else transformers.Trainer,
+    )
     model_spec = "scratch" if a.model_dir == "scratch" else a.model_dir
     cfg = TrainConfig(model=model_spec, epochs=a.epochs, batch_size=8, seed=a.seed,
                       group_by_length=not a.shuffle, save_checkpoints=not a.no_checkpoints)
@@ -189,7 +211,8 @@ def worker_candidate(a) -> dict:
         started = time.perf_counter()
         summary = T.run_training(DataConfig(source=a.data), cfg, runs_dir,
                                  on_event=lambda e: (events.append(e), timers.rss.append(("step", B.peak_rss_mb()))
-                                                     if isinstance(e, T.Progress) else None), prepared=prepared)
+                                                     if isinstance(e, T.Progress) else None), prepared=prepared,
+                                 hooks=hooks)
         finished = time.perf_counter()
     if summary.status != "finished":
         raise SystemExit(f"candidate run ended {summary.status}: {summary.message}")

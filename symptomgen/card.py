@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from . import NOT_MEDICAL_ADVICE, __version__
-from .config import SCRATCH_MODEL
+from .config import is_scratch
 from .data import public_source
 from .hub import looks_like_hub_id
 from .runs import Run, atomic_write_text, looks_like_run_id
@@ -37,7 +37,7 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None) -> str
         library_name="transformers", pipeline_tag="text-generation",
         tags=["symptomgen", "text-generation", "gpt2", "causal-lm", "not-medical-advice"],
         # A Hub repo only: not scratch, not a run of this server (trained on from it: "parent_run").
-        base_model=(model if model.lower() != SCRATCH_MODEL and looks_like_hub_id(model)
+        base_model=(model if not is_scratch(model) and looks_like_hub_id(model)
                     and not rec.parent_run and not looks_like_run_id(model) else None),
         datasets=[source] if source != "sample" and looks_like_hub_id(source) and "/" in source else None)
     metrics = run.metrics()
@@ -57,7 +57,7 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None) -> str
              "", "## Training settings", "", "| setting | value |", "|---|---|"]
     shown = ["model", "epochs", "batch_size", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
              "grad_accum", "max_length", "loss_on", "patience", "seed"]
-    if model.lower() == SCRATCH_MODEL:
+    if is_scratch(model):
         shown += ["scratch_layers", "scratch_width", "scratch_vocab"]
     lines += [f"| {k} | {_fmt(train_dict[k])} |" for k in shown if k in train_dict]
     lines += [f"| parameters | {rec.parameters:,} |" if rec.parameters is not None

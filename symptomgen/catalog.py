@@ -13,12 +13,12 @@ from typing import Literal
 
 import pandas as pd
 
-from .config import DEFAULT_MODEL, SAMPLE_SOURCE, SCRATCH_MODEL
+from .config import DEFAULT_MODEL, SAMPLE_SOURCE, SCRATCH_MODEL, is_scratch
 from .data import load_records, squash_spaces
 from .errors import InvalidInput, RunNotFoundError
 from .hub import check_model_allowed, looks_like_hub_id
 from .records import RunStatus
-from .runs import RUN_ID_RE, Run, list_runs, looks_like_run_id, resolve_run
+from .runs import RUN_ID_RE, Run, is_run_folder, list_runs, looks_like_run_id, resolve_run
 
 BASE_LABEL = f"Base model: {DEFAULT_MODEL} (not fine-tuned)"
 RUNS_COLUMNS = ["run", "status", "model", "epochs", "best epoch", "best val loss", "model saved"]
@@ -44,17 +44,19 @@ class ModelSpec:
         return str(self.path) if self.path is not None else self.name
 
     @classmethod
-    def parse(cls, text: object, runs_dir: Path | str, *, allow_paths: bool = False) -> ModelSpec:
+    def parse(cls, text: object, runs_dir: Path | str, *, allow_paths: bool = False,
+              trained_only: bool = False) -> ModelSpec:
         """``scratch``, a run's name (with a saved model), an allowed Hub id, or — ``allow_paths`` only — a run
-        folder or a ``save_pretrained`` folder.  Raises ``InvalidInput`` naming what is accepted."""
+        folder or a ``save_pretrained`` folder.  ``trained_only`` (generation) refuses ``scratch``.
+        Raises ``InvalidInput`` naming what is accepted."""
         spec = str(text or "").strip()
         if not spec:
             raise InvalidInput("Pick a model first: a finished run, a Hub model id, or 'scratch'.")
-        if spec.lower() == SCRATCH_MODEL:
+        if is_scratch(spec) and not trained_only:
             return cls("scratch", SCRATCH_MODEL)
         if allow_paths and Path(spec).expanduser().exists():
             path = Path(spec).expanduser()
-            if (path / "config.json").is_file() and Run(path).record().train is not None:  # a run folder
+            if is_run_folder(path):
                 return cls("run", path.name, Run(path).require_model().best_dir)
             return cls("folder", spec, path)
         if RUN_ID_RE.match(spec) and (Path(runs_dir) / spec).is_dir():
@@ -64,7 +66,9 @@ class ModelSpec:
         if looks_like_hub_id(spec) and (allow_paths or not Path(spec).exists()):
             check_model_allowed(spec)
             return cls("hub", spec)
-        paths = ", a folder" if allow_paths else ""
+        paths = ", a model folder" if allow_paths else ""
+        if trained_only:
+            raise InvalidInput(f"'{spec[:80]}' is neither a finished run{paths} nor a Hugging Face model id.")
         raise InvalidInput(f"Model '{spec[:80]}' must be 'scratch', a Hub model id such as 'distilgpt2'{paths} "
                            "or the name of a finished run.")
 
@@ -76,7 +80,7 @@ def find_run(text: object, runs_dir: Path | str, *, allow_paths: bool = False) -
         path = Path(spec).expanduser()
         if path.name == "best" and (path.parent / "config.json").is_file():
             path = path.parent
-        if (path / "config.json").is_file():
+        if is_run_folder(path):
             return Run(path)
     return resolve_run(runs_dir, spec)
 
@@ -94,7 +98,7 @@ def base_model(run: Run) -> str | None:
         return str(run.base_dir)
     rec = run.record()
     model = rec.model.strip()
-    if not model or model.lower() == SCRATCH_MODEL or looks_like_run_id(model):
+    if not model or is_scratch(model) or looks_like_run_id(model):
         return None
     if not rec.imported_from:
         return model  # trained here, from a Hub id or a folder this machine's user chose
@@ -117,9 +121,7 @@ class GenerationTarget:
 
 
 def generation_target(choice: object, runs_dir: Path | str, *, allow_paths: bool = False) -> GenerationTarget:
-    spec = ModelSpec.parse(choice, runs_dir, allow_paths=allow_paths)
-    if spec.is_scratch:
-        raise InvalidInput("'scratch' is an untrained starting point: pick a finished run or a Hub model id.")
+    spec = ModelSpec.parse(choice, runs_dir, allow_paths=allow_paths, trained_only=True)
     run = Run(spec.path.parent) if spec.kind == "run" and spec.path is not None else None
     return GenerationTarget(spec.target, base_model(run) if run is not None else None, run)
 

@@ -1,6 +1,7 @@
 """Command line: ``python -m symptomgen train|generate|evaluate|runs|export|import|push``.
 
-Errors a user can fix print one line on stderr and exit with status 2.
+Errors a user can fix (``errors.UserError``) print one line on stderr and exit with status 2; a file or disk
+problem prints one line and exits 1; a bug prints an "internal error" line (the traceback goes to a log file).
 Under ``torchrun`` only rank 0 prints.
 """
 
@@ -13,19 +14,31 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import TrainingFailed, first_line
 from . import config as C
-from .hub import HubUnreachableError
-from .runs import DEFAULT_RUNS_DIR, Run, RunNotFoundError, list_runs, resolve_run, run_label
+from .catalog import find_run, generation_target
+from .errors import UserError, first_line, internal_error_line
+from .runs import Run, list_runs, run_label
+from .settings import current
 
 
+def _dest(s: C.Spec) -> str:
+    """The attribute argparse stores a setting's flag under (``--lr`` → ``lr``)."""
+    return s.cli_flag[2:].replace("-", "_")
+
+
+# Flags are built from the settings' metadata (config.Spec): a setting with a flag gets one, named after it.
+SAMPLING_FLAGS = tuple(s for s in C.settings_of(C.GenerationSettings) if s.flag is not None)
+TRAIN_FLAGS = tuple(s for s in C.settings_of(C.TrainConfig) if s.flag is not None)
+DATA_FLAGS = tuple(s for s in C.settings_of(C.DataConfig) if s.flag is not None)
 # Defaults of the train command's data flags (a resumed run names those that differ: they are not used).
-DATA_DEFAULTS = {"data": C.DEFAULT_DATASET, "prompt_column": "Name", "target_column": "Symptoms",
-                 "val_fraction": C.VAL_FRACTION_RANGE[2], "seed": 42}
+# The CLI trains on the real dataset by default; the library's default source is the bundled sample.
+DATA_DEFAULTS = {_dest(s): C.DEFAULT_DATASET if s.name == "source" else s.default for s in DATA_FLAGS}
+# Flags whose default is None/False: set on the command line, they would be silently unused by --resume.
+RESUME_IGNORES = ("preset", *(_dest(s) for s in TRAIN_FLAGS), "with_treatments")
 
 
-class CliError(Exception):
-    """A user-facing error: printed as one line."""
+class CliError(UserError):
+    """A user-facing error of the command line itself: printed as one line."""
 
 
 class OneLineErrors(argparse.ArgumentParser):
@@ -44,50 +57,48 @@ def say(*args, **kwargs) -> None:
         print(*args, **kwargs, flush=True)
 
 
+def _help(s: C.Spec, default, note: str = "") -> str:
+    """A flag's help: the setting's sentence, then its range (numbers) and its default."""
+    if s.kind == "switch":  # the flag flips the setting away from its default
+        text = f"turn {'off' if s.default else 'on'} '{s.label}' ({'on' if s.default else 'off'} by default): {s.help}"
+    else:
+        limits = f"Range {s.range_text}; d" if s.kind == "number" else "D"
+        text = f"{s.help}{note} {limits}efault {C.fmt_number(default) if s.kind == 'number' else default}."
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
+def _add_setting(p: argparse.ArgumentParser, s: C.Spec, default=None, *, shown=None, note: str = "") -> None:
+    """Add one setting's flag: its type or choices, and help with range and default (``shown``, if the flag's
+    own default is None so that only a given flag changes the setting)."""
+    if s.kind == "switch":
+        p.add_argument(s.cli_flag, action="store_true", help=_help(s, s.default))
+        return
+    typed = {"choice": {"choices": s.choices}, "number": {"type": int if s.integer else float}}.get(s.kind, {})
+    p.add_argument(s.cli_flag, default=default, help=_help(s, default if shown is None else shown, note), **typed)
+
+
 def _add_sampling(p: argparse.ArgumentParser) -> None:
-    g = C.GenerationSettings()
-    p.add_argument("--top-k", type=int, default=g.top_k, help=f"0-{C.TOP_K_RANGE[1]}, 0 = off (default {g.top_k})")
-    p.add_argument("--top-p", type=float, default=g.top_p, help=f"(0, 1] (default {g.top_p})")
-    p.add_argument("--temperature", type=float, default=g.temperature, help=f"0-2, 0 = greedy (default {g.temperature})")
-    p.add_argument("--repetition-penalty", type=float, default=g.repetition_penalty,
-                   help=f"1-2 (default {g.repetition_penalty})")
-    p.add_argument("--max-new-tokens", type=int, default=g.max_new_tokens, help=f"1-256 (default {g.max_new_tokens})")
-    p.add_argument("--num-return-sequences", type=int, default=g.num_return_sequences, help="1-5 (default 1)")
-    p.add_argument("--seed", type=int, default=g.seed, help="sampling seed (default 0)")
+    for s in SAMPLING_FLAGS:
+        _add_setting(p, s, s.default)
 
 
 def _sampling(a: argparse.Namespace) -> C.GenerationSettings:
-    return C.GenerationSettings(top_k=a.top_k, top_p=a.top_p, temperature=a.temperature,
-                                repetition_penalty=a.repetition_penalty, max_new_tokens=a.max_new_tokens,
-                                num_return_sequences=a.num_return_sequences, seed=a.seed)
+    return C.GenerationSettings(**{s.name: getattr(a, _dest(s)) for s in SAMPLING_FLAGS})
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrors(prog="python -m symptomgen", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="where run folders live (default runs/)")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="where run folders live (default runs/, or $SYMPTOMGEN_RUNS_DIR)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="fine-tune a model and save the run folder")
-    d = C.TrainConfig()
     t.add_argument("--preset", choices=sorted(C.TRAIN_PRESETS), help="start from named settings (flags override)")
-    t.add_argument("--data", default=DATA_DEFAULTS["data"],
-                   help=f"Hub dataset id, CSV/TSV/JSON/JSONL/Parquet file, or 'sample' (default {C.DEFAULT_DATASET})")
-    t.add_argument("--prompt-column", default=DATA_DEFAULTS["prompt_column"])
-    t.add_argument("--target-column", default=DATA_DEFAULTS["target_column"])
+    for s in DATA_FLAGS:
+        _add_setting(t, s, DATA_DEFAULTS[_dest(s)], note=" It seeds the training too." if s.name == "seed" else "")
     t.add_argument("--with-treatments", action="store_true", help="append the Treatments column to the target")
-    t.add_argument("--model", help=f"Hub id, saved folder, or 'scratch' (default {d.model})")
-    for flag, typ in (("epochs", int), ("batch-size", int), ("lr", float), ("max-length", int),
-                      ("warmup-ratio", float), ("weight-decay", float), ("grad-accum", int), ("patience", int)):
-        t.add_argument(f"--{flag}", type=typ)
-    t.add_argument("--scratch-layers", type=int, help=f"layers of the scratch model (default {d.scratch_layers})")
-    t.add_argument("--scratch-width", type=int, help=f"width of the scratch model (default {d.scratch_width})")
-    t.add_argument("--scratch-vocab", type=int, help=f"tokenizer size for scratch (default {d.scratch_vocab})")
-    t.add_argument("--val-fraction", type=float, default=DATA_DEFAULTS["val_fraction"])
-    t.add_argument("--seed", type=int, default=DATA_DEFAULTS["seed"])
-    t.add_argument("--loss-on", choices=C.LOSS_MODES, help="'target' (symptoms only) or 'full' text (seed)")
-    t.add_argument("--scheduler", choices=("constant", "linear", "cosine"))
-    t.add_argument("--no-length-grouping", action="store_true", help="shuffle plainly instead of length-grouped")
-    t.add_argument("--no-checkpoints", action="store_true", help="don't keep a resumable checkpoint")
+    for s in TRAIN_FLAGS:  # default None: only a flag given changes the (preset's) setting
+        _add_setting(t, s, shown=s.default)
     t.add_argument("--output-dir", type=Path, help="same as --runs-dir")
     t.add_argument("--resume", metavar="RUN", help="continue an interrupted or stopped run from its last checkpoint "
                    "(its id, or its folder)")
@@ -113,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, required=True, help="zip file to write (or a folder for <run_id>.zip)")
     i = sub.add_parser("import", help="add a run from an exported zip (or a Hub repo id owner/name)")
     i.add_argument("source", metavar="ZIP", help="exported zip file, or owner/name of a pushed run on the Hub")
-    u = sub.add_parser("push", help="upload a run to the Hugging Face Hub (token from HF_TOKEN)")
+    u = sub.add_parser("push", help="upload a run to the Hugging Face Hub (token from HF_TOKEN or a saved hf auth login)")
     u.add_argument("run", help="run id or run folder")
     u.add_argument("--repo-id", required=True, help="owner/name of the Hub model repo (created if missing)")
     u.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
@@ -122,27 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train_configs(a: argparse.Namespace) -> tuple[C.DataConfig, C.TrainConfig]:
     base = C.TRAIN_PRESETS[a.preset] if a.preset else C.TrainConfig()
-    changes = {k: v for k, v in {
-        "model": a.model, "epochs": a.epochs, "batch_size": a.batch_size, "learning_rate": a.lr,
-        "max_length": a.max_length, "warmup_ratio": a.warmup_ratio, "weight_decay": a.weight_decay,
-        "grad_accum": a.grad_accum, "patience": a.patience, "loss_on": a.loss_on, "scheduler": a.scheduler,
-        "scratch_layers": a.scratch_layers, "scratch_width": a.scratch_width, "scratch_vocab": a.scratch_vocab,
-    }.items() if v is not None}
-    changes["seed"] = a.seed
-    if a.no_length_grouping:
-        changes["group_by_length"] = False
-    if a.no_checkpoints:
-        changes["save_checkpoints"] = False
-    data = C.DataConfig(source=a.data, prompt_column=a.prompt_column, target_column=a.target_column,
-                        extra_target_column="Treatments" if a.with_treatments else None,
-                        val_fraction=a.val_fraction, seed=a.seed)
+    changes = {}
+    for s in TRAIN_FLAGS:
+        given = getattr(a, _dest(s))
+        if s.kind == "switch":
+            if given:
+                changes[s.name] = not s.default
+        elif given is not None:
+            changes[s.name] = given
+    changes["seed"] = a.seed  # one --seed for the split and the training
+    data = C.DataConfig(**{s.name: getattr(a, _dest(s)) for s in DATA_FLAGS},
+                        extra_target_column="Treatments" if a.with_treatments else None)
     return data, base.with_(**changes)
-
-
-# Flags whose default is None/False: set on the command line, they would be silently unused by --resume.
-RESUME_IGNORES = ("preset", "model", "epochs", "batch_size", "lr", "max_length", "warmup_ratio", "weight_decay",
-                  "grad_accum", "patience", "loss_on", "scheduler", "scratch_layers", "scratch_width",
-                  "scratch_vocab", "with_treatments", "no_length_grouping", "no_checkpoints")
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -214,39 +216,20 @@ def _end_distributed() -> None:
         dist.destroy_process_group()
 
 
-def _model_path(spec: str, runs_dir: Path) -> str:
-    """A run folder → its best/; a run id → runs_dir/<id>/best; otherwise as given."""
-    p = Path(spec).expanduser()
-    if (p / "config.json").is_file() and Run(p).has_best():  # has_best also repairs an interrupted save
-        return str(p / "best")
-    if (p / "config.json").is_file() and ((p / "val.csv").is_file() or (p / "metrics.csv").exists()):
-        raise CliError(f"Run {p.name} has no saved model yet (no epoch finished).")
-    if not p.exists():
-        try:
-            return str(resolve_run(runs_dir, spec).best_dir)
-        except RunNotFoundError:
-            pass
-    return spec
-
-
 def cmd_generate(a: argparse.Namespace) -> int:
     from .generation import generate
     from .modeling import load_pretrained
 
     settings = _sampling(a)
-    model, tok = load_pretrained(_model_path(a.model, a.runs_dir))
+    model, tok = load_pretrained(generation_target(a.model, a.runs_dir, allow_paths=True).model)
     for text in generate(model, tok, a.name, settings):
         print(f"{a.name} | {text}")
     return 0
 
 
 def _run_dir(spec: str, runs_dir: Path) -> Path:
-    p = Path(spec).expanduser()
-    if p.name == "best" and (p.parent / "config.json").is_file():
-        p = p.parent
-    if (p / "config.json").is_file() and (p / "val.csv").is_file():
-        return p
-    return resolve_run(runs_dir, spec).path
+    """A run by its folder (or its ``best/``) or by its name in ``runs_dir``."""
+    return find_run(spec, runs_dir, allow_paths=True).path
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
@@ -257,8 +240,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     run_dir = _run_dir(a.model, a.runs_dir)
     frame = None
     if a.data:
-        saved = Run(run_dir).read_config().get("data", {})
-        frame = prepare(C.DataConfig.from_dict({**saved, "source": a.data})).val
+        saved = Run(run_dir).record().data
+        if saved is None:
+            raise CliError(f"Run {run_dir.name} has no usable data settings to read {a.data} with.")
+        frame = prepare(saved.with_(source=a.data)).val
     sampling = _sampling(a)
     result = evaluate_run(run_dir, frame, sampling=None if sampling.greedy else sampling,
                           include_base=not a.no_base, limit=a.limit)
@@ -303,10 +288,26 @@ def cmd_push(a: argparse.Namespace) -> int:
     return 0
 
 
+def _log_traceback(exc: BaseException) -> str:
+    """Write ``exc``'s traceback to a log file in the temp folder; returns where it went."""
+    import tempfile
+    import traceback
+
+    path = Path(tempfile.gettempdir()) / "symptomgen-error.log"
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write("".join(traceback.format_exception(exc)) + "\n")
+    except OSError:
+        return "stderr (the log file could not be written)"
+    return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import quiet_libraries
 
     args = build_parser().parse_args(argv)
+    if args.runs_dir is None:
+        args.runs_dir = current().runs_dir
     if args.command not in ("runs", "export"):  # those two never load a model: no need to import transformers
         quiet_libraries()
     handler = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "runs": cmd_runs,
@@ -316,9 +317,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`runs | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second complaint at exit
         return 0
-    except (CliError, ValueError, HubUnreachableError, OSError, TrainingFailed) as exc:
+    except UserError as exc:
         print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a disk that is full, a folder that is not writable: the machine's, not a bug
+        print(f"error: could not read or write a file: {exc.strerror or first_line(exc)}"
+              f"{f' ({exc.filename})' if exc.filename else ''}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: one line here, the traceback in a log file for the report
+        print(f"error: {internal_error_line(exc).replace('the server log', _log_traceback(exc))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,59 +1,161 @@
 """Typed, validated settings for data, training and generation.
 
-Every range and default lives here so the UI sliders, the CLI flags and the tests
-read the same numbers and cannot drift apart.  Each dataclass is frozen and checks
-itself in ``__post_init__``, raising ``ValueError`` with one human sentence.
+Each setting is declared once, as a dataclass field whose metadata is a ``Spec``: its label, a one-sentence
+help, and its range or choices.  Validation, the CLI flags (``cli``) and the UI widgets
+(``ui.widgets.setting_widget``) are all built from that metadata, so a range or a choice list is written in
+this file only and the three cannot drift apart.  Each dataclass is frozen and checks itself in
+``__post_init__``, raising ``InvalidInput`` (a ``ValueError``) with one human sentence that names the setting.
 """
 
 from __future__ import annotations
 
-from .errors import InvalidInput
-
+import functools
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from .errors import InvalidInput
 
 DEFAULT_DATASET = "QuyenAnhDE/Diseases_Symptoms"
 DEFAULT_MODEL = "distilgpt2"
 SAMPLE_SOURCE = "sample"
 SCRATCH_MODEL = "scratch"
-
-# (min, max, default) — shared by UI sliders, CLI help and validation.
-TOP_K_RANGE = (0, 200, 8)
-TOP_P_RANGE = (0.01, 1.0, 0.95)
-TEMPERATURE_RANGE = (0.0, 2.0, 0.5)
-REPETITION_PENALTY_RANGE = (1.0, 2.0, 1.2)
-MAX_NEW_TOKENS_RANGE = (1, 256, 48)
-NUM_SEQUENCES_RANGE = (1, 5, 1)
 MAX_PROMPT_CHARS = 200
-
-EPOCHS_RANGE = (1, 100, 10)
-BATCH_SIZE_RANGE = (1, 256, 8)
-LEARNING_RATE_RANGE = (1e-6, 1e-1, 5e-4)
-MAX_LENGTH_RANGE = (8, 1024, 128)
-VAL_FRACTION_RANGE = (0.05, 0.5, 0.2)
-GRAD_ACCUM_RANGE = (1, 64, 1)
-PATIENCE_RANGE = (0, 100, 0)
+MAX_SEED = 2**32 - 1  # numpy's seed range
 LOSS_MODES = ("target", "full")
+SCHEDULERS = ("constant", "linear", "cosine")
 
 
-def _number(name: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> None:
-    """Raise ValueError unless ``value`` is a finite number (an int if asked) in [lo, hi]."""
+
+def is_scratch(model: object) -> bool:
+    """Whether a model name means the small from-scratch GPT-2 (however it is capitalised or spaced)."""
+    return str(model or "").strip().lower() == SCRATCH_MODEL
+
+
+_SPEC = "symptomgen"  # the key of a field's metadata that holds its Spec
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one setting accepts and how it is shown; ``name`` and ``default`` come from its field."""
+
+    label: str
+    """Shown next to the widget, and the subject of every error message about the setting."""
+    help: str
+    """One sentence: the widget's info line and the CLI flag's help."""
+    min: float | None = None
+    max: float | None = None
+    integer: bool = False
+    step: float | None = None
+    """Slider/number-box step in the UI."""
+    slider: bool = True
+    """False for numbers picked by typing (a seed, a learning rate spanning orders of magnitude)."""
+    choices: tuple[str, ...] | None = None
+    optional: bool = False
+    """``None`` is accepted (and means "none"/"fresh")."""
+    flag: str | None = ""
+    """CLI flag name without dashes: ``""`` = from the field name, ``None`` = no flag of its own."""
+    ui: bool = True
+    """In ``ui_fields``: a form widget built by ``setting_widget`` (False: the page shows it its own way, or not)."""
+    name: str = ""
+    default: Any = None
+
+    @property
+    def kind(self) -> str:
+        """``number``, ``choice``, ``switch`` (a bool) or ``text``."""
+        if self.choices is not None:
+            return "choice"
+        if self.min is not None:
+            return "number"
+        return "switch" if isinstance(self.default, bool) else "text"
+
+    @property
+    def range_text(self) -> str:
+        """``"1 to 100"``: the range as error messages and CLI help write it."""
+        return f"{fmt_number(self.min)} to {fmt_number(self.max)}"
+
+    @property
+    def cli_flag(self) -> str | None:
+        """The flag as typed on the command line (``--lr``), or None."""
+        return None if self.flag is None else "--" + (self.flag or self.name).replace("_", "-")
+
+    def check(self, value: Any) -> Any:
+        """``value`` as stored (ints for integer settings, floats for the others); InvalidInput when bad."""
+        if value is None and self.optional:
+            return None
+        kind = self.kind
+        if kind == "number":
+            _number(self.label, value, self.min, self.max, integer=self.integer)
+            # transformers rejects an int 2 where it expects a float, and a float 3.0 where it expects an int.
+            return int(value) if self.integer else float(value)
+        if kind == "choice":
+            if not isinstance(value, str) or value not in self.choices:
+                raise InvalidInput(f"{self.label} must be one of {', '.join(self.choices)}, got {value!r}.")
+            return value
+        if kind == "switch":
+            if not isinstance(value, (bool, int)) or value not in (0, 1):
+                raise InvalidInput(f"{self.label} must be true or false, got {value!r}.")
+            return bool(value)
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInput(f"{self.label} must be a non-empty text, got {value!r}.")
+        return value
+
+
+def _setting(default: Any, label: str, help: str, *, lo: float | None = None, hi: float | None = None,
+             **spec: Any) -> Any:
+    """A dataclass field carrying its ``Spec``; integer settings step by 1 unless told otherwise."""
+    if spec.get("integer") and "step" not in spec:
+        spec["step"] = 1
+    return field(default=default, metadata={_SPEC: Spec(label, help, lo, hi, **spec)})
+
+
+def fmt_number(x: float) -> str:
+    """Whole numbers in full (a seed's 4294967295, not 4.29497e+09), others short (1e-06, 0.05)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _number(label: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> None:
+    """Raise InvalidInput unless ``value`` is a finite number (an int if asked) in [lo, hi]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(f"{name} must be a number, got {value!r}.")
+        raise InvalidInput(f"{label} must be a number, got {value!r}.")
     if integer and not float(value).is_integer():
-        raise InvalidInput(f"{name} must be a whole number, got {value!r}.")
+        raise InvalidInput(f"{label} must be a whole number, got {value!r}.")
     if not math.isfinite(value) or not lo <= value <= hi:
-        raise InvalidInput(f"{name} must be between {lo:g} and {hi:g}, got {value!r}.")
+        raise InvalidInput(f"{label} must be between {fmt_number(lo)} and {fmt_number(hi)}, got {value!r}.")
 
 
-def _text(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{name} must be a non-empty text, got {value!r}.")
+@functools.cache
+def settings_of(cls: type) -> tuple[Spec, ...]:
+    """Every setting of a config class, in field order, with its name and default filled in."""
+    return tuple(replace(f.metadata[_SPEC], name=f.name, default=f.default) for f in fields(cls)
+                 if _SPEC in f.metadata)
+
+
+def setting(cls: type, name: str) -> Spec:
+    """The ``Spec`` of one field: label, help, min/max/step, choices and default."""
+    for s in settings_of(cls):
+        if s.name == name:
+            return s
+    raise KeyError(f"{cls.__name__} has no setting {name!r}")
+
+
+def range_of(cls: type, name: str) -> tuple[float, float, Any]:
+    """``(min, max, default)`` of a numeric setting."""
+    s = setting(cls, name)
+    return s.min, s.max, s.default
+
+
+def ui_fields(cls: type) -> tuple[str, ...]:
+    """Names of the settings shown as widgets, in field order (the order the UI handlers receive them)."""
+    return tuple(s.name for s in settings_of(cls) if s.ui)
 
 
 class _Settings:
-    """Shared helpers: dict round-trip and copy-with-changes."""
+    """Shared helpers: metadata-driven validation, dict round-trip and copy-with-changes."""
+
+    def __post_init__(self) -> None:
+        for s in settings_of(type(self)):
+            object.__setattr__(self, s.name, s.check(getattr(self, s.name)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
@@ -71,139 +173,108 @@ class _Settings:
 class DataConfig(_Settings):
     """Where the examples come from and how rows become (prompt, target) pairs."""
 
-    source: str = SAMPLE_SOURCE
-    """A Hub dataset id, a path to a CSV/JSON/JSONL/Parquet file, or ``"sample"``."""
-    prompt_column: str = "Name"
-    """Column holding the disease name (the prompt)."""
-    target_column: str = "Symptoms"
-    """Column holding the text to learn (the target)."""
-    extra_target_column: str | None = None
-    """Optional second target column appended as ``"; Treatments: ..."`` (e.g. ``"Treatments"``)."""
-    split: str = "train"
-    """Split to read from a Hub dataset."""
-    val_fraction: float = VAL_FRACTION_RANGE[2]
-    """Share of rows held out for validation."""
-    seed: int = 42
-    """Seed of the train/validation split: same seed, same split, on every machine."""
-
-    def __post_init__(self) -> None:
-        _text("Data source", self.source)
-        _text("Prompt column", self.prompt_column)
-        _text("Target column", self.target_column)
-        if self.extra_target_column is not None:
-            _text("Extra target column", self.extra_target_column)
-        _number("Validation fraction", self.val_fraction, *VAL_FRACTION_RANGE[:2])
-        _number("Split seed", self.seed, 0, 2**32 - 1, integer=True)
-        object.__setattr__(self, "seed", int(self.seed))
-        object.__setattr__(self, "val_fraction", float(self.val_fraction))
+    source: str = _setting(SAMPLE_SOURCE, "Data source", "A Hub dataset id, a CSV/TSV/JSON/JSONL/Parquet file, "
+                           "or 'sample' (the bundled rows).", flag="data", ui=False)
+    prompt_column: str = _setting("Name", "Prompt column", "Column holding the disease name (the prompt).",
+                                  ui=False)
+    target_column: str = _setting("Symptoms", "Target column", "Column holding the text to learn (the target).",
+                                  ui=False)
+    # The CLI offers this one as --with-treatments (the one extra column the bundled data has).
+    extra_target_column: str | None = _setting(None, "Extra target column", "Optional second target column, "
+                                               "appended as '; Treatments: ...'.", optional=True, flag=None,
+                                               ui=False)
+    split: str = _setting("train", "Hub split", "Split to read from a Hub dataset.", flag=None, ui=False)
+    val_fraction: float = _setting(0.2, "Validation fraction", "Share of rows held out for validation.",
+                                   lo=0.05, hi=0.5, step=0.01)
+    seed: int = _setting(42, "Split seed", "Seed of the train/validation split: same seed, same split, on every "
+                         "machine.", lo=0, hi=MAX_SEED, integer=True, slider=False)
 
 
 @dataclass(frozen=True)
 class TrainConfig(_Settings):
-    """Model and optimisation settings for one fine-tuning run."""
+    """Model and optimisation settings for one fine-tuning run.
 
-    model: str = DEFAULT_MODEL
-    """A Hub causal-LM id, a local ``save_pretrained`` folder, or ``"scratch"``."""
-    epochs: int = EPOCHS_RANGE[2]
-    """Passes over the training rows."""
-    batch_size: int = BATCH_SIZE_RANGE[2]
-    """Examples per device per step."""
-    learning_rate: float = LEARNING_RATE_RANGE[2]
-    """Peak learning rate of AdamW."""
-    max_length: int = MAX_LENGTH_RANGE[2]
-    """Longest example in tokens; longer ones are truncated (the EOS is kept)."""
-    seed: int = 42
-    """Seed for model init, shuffling and dropout."""
-    warmup_ratio: float = 0.0
-    """Fraction of steps with linearly rising learning rate."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    grad_accum: int = GRAD_ACCUM_RANGE[2]
-    """Micro-batches accumulated per optimizer step."""
-    scheduler: str = "constant"
-    """Learning-rate schedule: ``constant`` (as the seed) or ``linear``/``cosine``."""
-    loss_on: str = "target"
-    """``target``: loss on the symptoms (and EOS) only; ``full``: on the whole text (seed)."""
-    patience: int = PATIENCE_RANGE[2]
-    """Stop after this many epochs without validation improvement (0 = never)."""
-    group_by_length: bool = True
-    """Batch rows of similar length together so little compute goes to padding."""
-    save_checkpoints: bool = True
-    """Keep a resumable Trainer checkpoint of the last epoch (for resume after a crash)."""
-    scratch_layers: int = 4
-    """Layers of the ``scratch`` model."""
-    scratch_width: int = 256
-    """Hidden width of the ``scratch`` model."""
-    scratch_vocab: int = 4000
-    """Vocabulary size of the ``scratch`` tokenizer."""
+    Field order is the Train tab's widget order and the ``/train`` API's parameter order: append new fields.
+    """
+
+    model: str = _setting(DEFAULT_MODEL, "Model", "A Hub causal-LM id, a saved model folder, or 'scratch' "
+                          "(a small random-init GPT-2 that works offline).")
+    epochs: int = _setting(10, "Epochs", "Passes over the training rows.", lo=1, hi=100, integer=True)
+    batch_size: int = _setting(8, "Batch size", "Examples per device per step.", lo=1, hi=256, integer=True)
+    learning_rate: float = _setting(5e-4, "Learning rate", "Peak learning rate of AdamW.", lo=1e-6, hi=1e-1,
+                                    step=1e-4, slider=False, flag="lr")
+    max_length: int = _setting(128, "Max length", "Longest example in tokens; longer ones are truncated "
+                               "(the end-of-text token is kept).", lo=8, hi=1024, integer=True, step=8)
+    loss_on: str = _setting("target", "Loss mode", "target: loss on the symptoms and the end token only; "
+                            "full: on the whole text (as the seed notebook).", choices=LOSS_MODES)
+    scheduler: str = _setting("constant", "Learning-rate schedule", "constant (as the seed notebook), or a "
+                              "linear or cosine decay after the warmup.", choices=SCHEDULERS)
+    warmup_ratio: float = _setting(0.0, "Warmup ratio", "Fraction of steps with a linearly rising learning rate.",
+                                   lo=0.0, hi=0.5, step=0.01)
+    weight_decay: float = _setting(0.0, "Weight decay", "AdamW weight decay.", lo=0.0, hi=1.0, step=0.01)
+    grad_accum: int = _setting(1, "Gradient accumulation", "Micro-batches accumulated per optimizer step.",
+                               lo=1, hi=64, integer=True)
+    patience: int = _setting(0, "Early-stop patience", "Stop after this many epochs without validation "
+                             "improvement (0 = never).", lo=0, hi=100, integer=True)
+    group_by_length: bool = _setting(True, "Group rows of similar length", "Batch rows of similar length "
+                                     "together so little compute goes to padding.", flag="no-length-grouping")
+    # No flag of its own: the CLI's --seed seeds both the split (DataConfig.seed) and the training.
+    seed: int = _setting(42, "Seed", "Seed for model init, shuffling and dropout.", lo=0, hi=MAX_SEED,
+                         integer=True, slider=False, flag=None)
+    scratch_layers: int = _setting(4, "Scratch layers", "Layers of the scratch model.", lo=1, hi=24, integer=True)
+    scratch_width: int = _setting(256, "Scratch width", "Hidden width of the scratch model (a multiple of 4).",
+                                  lo=16, hi=2048, integer=True, step=16)
+    scratch_vocab: int = _setting(4000, "Scratch vocabulary", "Vocabulary size of the scratch model's tokenizer.",
+                                  lo=300, hi=60000, integer=True, step=100)
+    save_checkpoints: bool = _setting(True, "Keep a resumable checkpoint", "Keep a Trainer checkpoint of the last "
+                                      "epoch, so a crashed run can resume.", flag="no-checkpoints", ui=False)
 
     def __post_init__(self) -> None:
-        _text("Model", self.model)
-        _number("Epochs", self.epochs, *EPOCHS_RANGE[:2], integer=True)
-        _number("Batch size", self.batch_size, *BATCH_SIZE_RANGE[:2], integer=True)
-        _number("Learning rate", self.learning_rate, *LEARNING_RATE_RANGE[:2])
-        _number("Max length", self.max_length, *MAX_LENGTH_RANGE[:2], integer=True)
-        _number("Seed", self.seed, 0, 2**32 - 1, integer=True)
-        _number("Warmup ratio", self.warmup_ratio, 0.0, 0.5)
-        _number("Weight decay", self.weight_decay, 0.0, 1.0)
-        _number("Gradient accumulation", self.grad_accum, *GRAD_ACCUM_RANGE[:2], integer=True)
-        _number("Patience", self.patience, *PATIENCE_RANGE[:2], integer=True)
-        _number("Scratch layers", self.scratch_layers, 1, 24, integer=True)
-        _number("Scratch width", self.scratch_width, 16, 2048, integer=True)
-        _number("Scratch vocabulary", self.scratch_vocab, 300, 60000, integer=True)
+        super().__post_init__()
         if self.scratch_width % 4:
             raise InvalidInput("Scratch width must be a multiple of 4 (it is split over 4 heads).")
-        if self.loss_on not in LOSS_MODES:
-            raise InvalidInput(f"Loss mode must be one of {', '.join(LOSS_MODES)}, got {self.loss_on!r}.")
-        if self.scheduler not in ("constant", "linear", "cosine"):
-            raise InvalidInput(f"Scheduler must be constant, linear or cosine, got {self.scheduler!r}.")
-        for name in ("epochs", "batch_size", "max_length", "seed", "grad_accum", "patience",
-                     "scratch_layers", "scratch_width", "scratch_vocab"):
-            object.__setattr__(self, name, int(getattr(self, name)))
-        for name in ("learning_rate", "warmup_ratio", "weight_decay"):
-            object.__setattr__(self, name, float(getattr(self, name)))
 
 
 @dataclass(frozen=True)
 class GenerationSettings(_Settings):
-    """Sampling settings; defaults are the seed notebook's values."""
+    """Sampling settings; defaults are the seed notebook's values.
 
-    top_k: int = TOP_K_RANGE[2]
-    """Sample from the k most likely tokens (0 = no limit)."""
-    top_p: float = TOP_P_RANGE[2]
-    """Nucleus sampling: smallest token set with this much probability."""
-    temperature: float = TEMPERATURE_RANGE[2]
-    """Softmax temperature (0 = greedy, deterministic)."""
-    repetition_penalty: float = REPETITION_PENALTY_RANGE[2]
-    """Penalty on tokens already generated (1.0 = none)."""
-    max_new_tokens: int = MAX_NEW_TOKENS_RANGE[2]
-    """Upper bound on generated tokens (the prompt is not counted)."""
-    num_return_sequences: int = NUM_SEQUENCES_RANGE[2]
-    """Independent samples, produced in one batched call."""
-    seed: int | None = 0
-    """Seed for sampling; ``None`` draws a fresh one."""
+    Labels are the ``transformers.generate`` argument names, which is what people search for.
+    """
+
+    top_k: int = _setting(8, "top_k", "Sample from the k most likely tokens (0 = no limit).", lo=0, hi=200,
+                          integer=True)
+    top_p: float = _setting(0.95, "top_p", "Nucleus sampling: the smallest token set with this much probability.",
+                            lo=0.01, hi=1.0, step=0.01)
+    temperature: float = _setting(0.5, "temperature", "Softmax temperature (0 = greedy, deterministic).",
+                                  lo=0.0, hi=2.0, step=0.05)
+    repetition_penalty: float = _setting(1.2, "repetition_penalty", "Penalty on tokens already generated "
+                                         "(1.0 = none).", lo=1.0, hi=2.0, step=0.05)
+    max_new_tokens: int = _setting(48, "max_new_tokens", "Upper bound on generated tokens (the prompt is not "
+                                   "counted).", lo=1, hi=256, integer=True)
+    num_return_sequences: int = _setting(1, "num_return_sequences", "Independent samples, produced in one "
+                                         "batched call.", lo=1, hi=5, integer=True)
+    seed: int | None = _setting(0, "seed", "Seed for sampling: the same seed and settings give the same text.",
+                                lo=0, hi=MAX_SEED, integer=True, slider=False, optional=True)
 
     def __post_init__(self) -> None:
-        _number("top_k", self.top_k, *TOP_K_RANGE[:2], integer=True)
-        _number("top_p", self.top_p, *TOP_P_RANGE[:2])
-        _number("temperature", self.temperature, *TEMPERATURE_RANGE[:2])
-        _number("repetition_penalty", self.repetition_penalty, *REPETITION_PENALTY_RANGE[:2])
-        _number("max_new_tokens", self.max_new_tokens, *MAX_NEW_TOKENS_RANGE[:2], integer=True)
-        _number("num_return_sequences", self.num_return_sequences, *NUM_SEQUENCES_RANGE[:2], integer=True)
-        if self.seed is not None:
-            _number("seed", self.seed, 0, 2**32 - 1, integer=True)
-            object.__setattr__(self, "seed", int(self.seed))
-        for name in ("top_k", "max_new_tokens", "num_return_sequences"):
-            object.__setattr__(self, name, int(getattr(self, name)))
-        for name in ("top_p", "temperature", "repetition_penalty"):  # transformers rejects an int 2 here
-            object.__setattr__(self, name, float(getattr(self, name)))
+        super().__post_init__()
         if self.temperature == 0 and self.num_return_sequences > 1:
             raise InvalidInput("Greedy decoding (temperature 0) has only one answer: set the number of sequences "
-                             "to 1, or raise the temperature to sample several.")
+                               "to 1, or raise the temperature to sample several.")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class EvaluationSettings(_Settings):
+    """How much of a run's validation split the Evaluate tab scores (``evaluation.evaluate_run``'s ``limit``)."""
+
+    rows: int = _setting(20, "Validation rows to evaluate", "Fewer rows = faster on CPU (the sample's split has "
+                         "about 20, the real dataset's about 80).", lo=1, hi=500, integer=True, slider=False,
+                         flag=None)  # the CLI's --limit defaults to every row
 
 
 # Named presets.  "seed-notebook" reproduces the Colab notebook's choices.

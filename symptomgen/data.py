@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -80,11 +81,23 @@ def symptoms_only(text: str, extra_column: str | None) -> str:
     return text.split(extra_section(extra_column, ""), 1)[0] if extra_column else text
 
 
+def source_kind(source: str) -> Literal["sample", "file", "hub"]:
+    """What a data source names, decided in this one place: the bundled sample, a local file (a file suffix, an
+    existing path, or anything that is not a Hub id), or a Hub dataset id."""
+    source = str(source).strip()
+    if source == SAMPLE_SOURCE:
+        return "sample"
+    path = Path(source).expanduser()
+    if path.suffix.lower() in FILE_SUFFIXES or path.exists() or not looks_like_hub_id(source):
+        return "file"
+    return "hub"
+
+
 def public_source(source: str) -> str:
     """The data source as shown to people: a local file by its name only (an upload's server path is noise,
     and a model card must not publish a path)."""
     source = str(source)
-    return source if source == SAMPLE_SOURCE or looks_like_hub_id(source) else Path(source).name
+    return Path(source).name if source_kind(source) == "file" else source
 
 
 def _read_json(path: Path, head: bytes, suffix: str) -> pd.DataFrame:
@@ -154,11 +167,11 @@ def _read_hub(dataset_id: str, split: str) -> pd.DataFrame:
 def load_records(source: str = SAMPLE_SOURCE, split: str = "train") -> pd.DataFrame:
     """Read a raw table from ``"sample"``, a local file, or a Hub dataset id."""
     source = str(source).strip()
-    if source == SAMPLE_SOURCE:
+    kind = source_kind(source)
+    if kind == "sample":
         return _read_file(SAMPLE_PATH)
-    path = Path(source).expanduser()
-    if path.suffix.lower() in FILE_SUFFIXES or path.exists() or not looks_like_hub_id(source):
-        return _read_file(path)
+    if kind == "file":
+        return _read_file(Path(source).expanduser())
     return _read_hub(source, split)
 
 

@@ -15,8 +15,6 @@ The final ``[end]`` token is the model's decision to stop, so it is scored too.
 
 from __future__ import annotations
 
-from .errors import InvalidInput
-
 import math
 from dataclasses import dataclass
 
@@ -25,7 +23,9 @@ import torch
 
 from .config import GenerationSettings
 from .data import format_prompt, format_target
-from .generation import _decode, _encode, _generate_kwargs, _seed_lock, clean_name
+from .errors import InvalidInput
+from .generation import (clean_name, context_window, decode_continuation, encode_prompt, generation_kwargs,
+                         seeded)
 
 END = "[end]"
 TOP_N = 3
@@ -149,8 +149,7 @@ def explain_text(model, tokenizer, name: str, text: str, top_n: int = TOP_N,
     prompt = tokenizer(format_prompt(name), add_special_tokens=False)["input_ids"]
     target = tokenizer(format_target(str(text)), add_special_tokens=False)["input_ids"] if str(text).strip() else []
     target = target + ([tokenizer.eos_token_id] if include_end else [])
-    room = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 1024)
-    target = target[: max(0, room - len(prompt))]
+    target = target[: max(0, context_window(model) - len(prompt))]
     if not target:
         return Explanation(name=name, text="", tokens=())
     model.eval()
@@ -159,7 +158,7 @@ def explain_text(model, tokenizer, name: str, text: str, top_n: int = TOP_N,
     logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0]
     aligned = logits[len(prompt) - 1: len(prompt) - 1 + len(target)]
     tokens = _scores(tokenizer, target, aligned, None, top_n)
-    return Explanation(name=name, text=_decode(tokenizer, target), tokens=tokens)
+    return Explanation(name=name, text=decode_continuation(tokenizer, target), tokens=tokens)
 
 
 @torch.inference_mode()
@@ -171,15 +170,14 @@ def explain_generation(model, tokenizer, name: str, settings: GenerationSettings
     """
     settings = settings.with_(num_return_sequences=1)
     device = next(model.parameters()).device
-    inputs = _encode(tokenizer, name, device)
-    kwargs = _generate_kwargs(model, tokenizer, settings, inputs["input_ids"].shape[1])
+    inputs = encode_prompt(tokenizer, name, device)
+    kwargs = generation_kwargs(model, tokenizer, settings, inputs["input_ids"].shape[1])
     kwargs.update(output_logits=True, output_scores=True, return_dict_in_generate=True)
     model.eval()
     if settings.seed is None or settings.greedy:
         out = model.generate(**inputs, **kwargs)
     else:
-        with _seed_lock, torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
-            torch.manual_seed(settings.seed)
+        with seeded(settings.seed, device):
             out = model.generate(**inputs, **kwargs)
     ids = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
     if tokenizer.eos_token_id in ids:
@@ -187,4 +185,4 @@ def explain_generation(model, tokenizer, name: str, settings: GenerationSettings
     logits = torch.stack([step[0] for step in out.logits[: len(ids)]]) if ids else torch.empty(0)
     processed = torch.stack([step[0] for step in out.scores[: len(ids)]]) if ids else None
     tokens = _scores(tokenizer, ids, logits, processed, top_n) if ids else ()
-    return Explanation(name=clean_name(name), text=_decode(tokenizer, ids), tokens=tokens)
+    return Explanation(name=clean_name(name), text=decode_continuation(tokenizer, ids), tokens=tokens)

@@ -3,15 +3,17 @@
 Prompts come from ``data.format_prompt`` (the training template).  Results are the
 generated continuation only, cut at the first EOS.  ``stream`` yields the texts
 of all ``num_return_sequences`` samples as tokens arrive, from one batched call.
+
+The building blocks (``generation_kwargs``, ``encode_prompt``, ``decode_continuation``,
+``seeded``) are public so that ``explain`` generates exactly the same text.
 """
 
 from __future__ import annotations
 
-from .errors import InvalidInput
-
 import queue
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -20,9 +22,10 @@ from transformers.generation.streamers import BaseStreamer
 
 from .config import MAX_PROMPT_CHARS, GenerationSettings
 from .data import format_prompt, squash_spaces
+from .errors import InvalidInput
 from .modeling import load_pretrained, pick_device
 
-_seed_lock = threading.Lock()
+_seed_lock = threading.Lock()  # torch's global RNG is shared: one seeded call at a time
 
 
 def clean_name(name) -> str:
@@ -37,9 +40,14 @@ def clean_name(name) -> str:
     return text
 
 
-def _generate_kwargs(model, tokenizer, settings: GenerationSettings, prompt_len: int) -> dict:
-    room = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 1024)
-    max_new = min(settings.max_new_tokens, room - prompt_len)
+def context_window(model) -> int:
+    """How many tokens (prompt and continuation) the model can attend to."""
+    return getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 1024)
+
+
+def generation_kwargs(model, tokenizer, settings: GenerationSettings, prompt_len: int) -> dict:
+    """``model.generate`` keyword arguments for ``settings`` (new tokens capped by the context window)."""
+    max_new = min(settings.max_new_tokens, context_window(model) - prompt_len)
     if max_new < 1:
         raise InvalidInput("The disease name is too long for this model's context window.")
     kwargs = dict(max_new_tokens=max_new, num_return_sequences=settings.num_return_sequences,
@@ -53,17 +61,28 @@ def _generate_kwargs(model, tokenizer, settings: GenerationSettings, prompt_len:
     return kwargs
 
 
-def _encode(tokenizer, name: str, device) -> dict:
+def encode_prompt(tokenizer, name: str, device) -> dict:
+    """The training template's prompt for ``name`` (cleaned), as ``generate`` inputs on ``device``."""
     enc = tokenizer(format_prompt(clean_name(name)), return_tensors="pt", add_special_tokens=False)
     return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
 
-def _decode(tokenizer, ids: list[int]) -> str:
+def decode_continuation(tokenizer, ids: list[int]) -> str:
+    """The text of generated ``ids``, cut at the first EOS."""
     eos = tokenizer.eos_token_id
     if eos in ids:
         ids = ids[: ids.index(eos)]
     # Byte-level BPE can end mid-character (or, untrained, emit invalid UTF-8): drop the replacement marks.
     return tokenizer.decode(ids, skip_special_tokens=True).replace("\ufffd", "").strip()
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run the block with torch's RNG seeded, and restore the RNG afterwards (reproducible sampling)."""
+    # The global RNG is shared: hold the lock while this seeded call samples.
+    with _seed_lock, torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        torch.manual_seed(seed)
+        yield
 
 
 @torch.inference_mode()
@@ -87,7 +106,7 @@ class _BatchStreamer(BaseStreamer):
         tokens = value.reshape(len(self.ids), -1).tolist()
         for seq, new in zip(self.ids, tokens):
             seq.extend(new)
-        self.updates.put([_decode(self.tokenizer, s) for s in self.ids])
+        self.updates.put([decode_continuation(self.tokenizer, s) for s in self.ids])
 
     def end(self) -> None:
         self.updates.put(None)
@@ -96,8 +115,8 @@ class _BatchStreamer(BaseStreamer):
 def stream(model, tokenizer, name: str, settings: GenerationSettings = GenerationSettings()) -> Iterator[list[str]]:
     """Yield the list of texts so far after each new token; the last item is final."""
     device = next(model.parameters()).device
-    inputs = _encode(tokenizer, name, device)
-    kwargs = _generate_kwargs(model, tokenizer, settings, inputs["input_ids"].shape[1])
+    inputs = encode_prompt(tokenizer, name, device)
+    kwargs = generation_kwargs(model, tokenizer, settings, inputs["input_ids"].shape[1])
     streamer = _BatchStreamer(tokenizer, settings.num_return_sequences)
     failure: list[BaseException] = []
 
@@ -107,9 +126,7 @@ def stream(model, tokenizer, name: str, settings: GenerationSettings = Generatio
                 if settings.seed is None or settings.greedy:
                     model.generate(**inputs, **kwargs, streamer=streamer)
                 else:
-                    # The global RNG is shared; hold it while this seeded call samples.
-                    with _seed_lock, torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
-                        torch.manual_seed(settings.seed)
+                    with seeded(settings.seed, device):
                         model.generate(**inputs, **kwargs, streamer=streamer)
         except BaseException as exc:
             failure.append(exc)
@@ -164,9 +181,3 @@ class ModelCache:
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
         return model, tok
-
-    def forget(self, spec: str | Path) -> None:
-        path = str(Path(spec).resolve())
-        with self._lock:
-            for key in [k for k in self._items if k[0] == path]:
-                self._items.pop(key)

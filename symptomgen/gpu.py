@@ -7,9 +7,9 @@ On a ZeroGPU Space a GPU is attached only while a function decorated with
 a T4 Space, a laptop, CI) it returns the function unchanged.  ``spaces`` is
 preinstalled on Spaces and deliberately not in requirements.txt.
 
-``training_seconds``/``generation_seconds`` size the request: ZeroGPU schedules short
-requests first and refuses ones above the visitor's quota, so ask for what the epochs
-need, with headroom, capped at ``ZERO_GPU_MAX_SECONDS``.
+``generation_seconds`` sizes a generation request: ZeroGPU schedules short requests
+first and refuses ones above the visitor's quota, so ask for what the call needs, with
+headroom, capped at ``ZERO_GPU_MAX_SECONDS``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ Duration = Union[int, float, Callable[..., float]]
 
 ZERO_GPU_MAX_SECONDS = int(os.environ.get("SYMPTOMGEN_ZEROGPU_MAX_S", "300"))
 ZERO_GPU_MIN_SECONDS = 20
-# Per-epoch cost on a GPU, measured on the seed notebook's Colab run: ~7.5 s for 324 rows of
-# distilgpt2 at batch 8 (0.023 s/row); doubled for headroom (validation pass, slower cards).
-SECONDS_PER_ROW_EPOCH = 0.05
-STARTUP_SECONDS = 30  # model load, tokenizer, CUDA context
 
 
 def on_zero_gpu() -> bool:
@@ -44,15 +40,6 @@ def on_zero_gpu() -> bool:
 
 def _clamp(seconds: float) -> int:
     return int(min(ZERO_GPU_MAX_SECONDS, max(ZERO_GPU_MIN_SECONDS, math.ceil(seconds))))
-
-
-def training_seconds(epochs: int, train_rows: int, val_rows: int = 0, size_factor: float = 1.0) -> int:
-    """GPU seconds to request for a training job of ``epochs`` over ``train_rows`` (+ validation).
-
-    ``size_factor`` scales the per-row cost against distilgpt2 (e.g. 0.2 for a small scratch model).
-    """
-    per_epoch = SECONDS_PER_ROW_EPOCH * size_factor * (train_rows + val_rows / 3)
-    return _clamp(STARTUP_SECONDS + max(1, int(epochs)) * max(2.0, per_epoch))
 
 
 def generation_seconds(max_new_tokens: int = 48, num_sequences: int = 1) -> int:

@@ -4,9 +4,11 @@
 (two simultaneous starts yield exactly one job), prepares the data in the
 caller's thread (so bad input fails at once, with its message), then runs
 ``trainer.run_training`` in a background thread with a ``threading.Event`` as
-the stop flag.  Every record the trainer reports (``Progress``, ``EpochResult``,
-``RunSummary``) is kept, so a page that reconnects can re-attach: ``wait`` blocks
-on a condition variable until the job has news and returns a ``JobSnapshot``.
+the stop flag.  Of the records the trainer reports the job keeps what a page
+draws: the latest ``Progress``, every ``EpochResult`` and the ``RunSummary`` (so
+memory and snapshot cost do not grow with the steps), plus a version that grows
+by one per record.  A page that reconnects re-attaches: ``wait`` blocks on a
+condition variable until the version grows and returns a ``JobSnapshot``.
 No gradio here: the UI renders snapshots, tests drive the manager directly.
 """
 
@@ -18,20 +20,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
-from .errors import first_line as _one_line, TrainingBusyError
+from .catalog import ModelSpec
 from .config import DataConfig, TrainConfig
 from .data import prepare
+from .errors import TrainingBusyError, first_line as _one_line
+from .events import EpochResult, Event, Progress, RunSummary
 from .offline import with_offline_fallback
-from .runs import resolve_model_choice
-
-if TYPE_CHECKING:  # the trainer pulls in torch and transformers: imported when a job starts
-    from .trainer import EpochResult, Event, Progress, RunSummary
 
 log = logging.getLogger(__name__)
 _KEEP_JOBS = 8  # finished jobs remembered (for late followers); runs themselves live on disk
-
 
 
 @dataclass(frozen=True)
@@ -63,27 +62,40 @@ class JobSnapshot:
 
 @dataclass
 class _Job:
+    """One job's state, changed only under the manager's lock."""
+
     job_id: int
     data: DataConfig
     train: TrainConfig
     notices: tuple[str, ...]
     data_summary: str
     started: float = field(default_factory=time.time)
-    events: list[Event] = field(default_factory=list)
+    recorded: int = 0  # records received (a Progress replaces the previous one but still counts)
+    progress: Progress | None = None
+    epochs: tuple[EpochResult, ...] = ()  # a tuple: a snapshot shares it instead of copying
+    summary: RunSummary | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
     done: bool = False
     thread: threading.Thread | None = None
 
-    def snapshot(self) -> JobSnapshot:
-        from .trainer import EpochResult, Progress, RunSummary
+    @property
+    def version(self) -> int:
+        return self.recorded + int(self.done)
 
-        epochs = tuple(e for e in self.events if isinstance(e, EpochResult))
-        progress = next((e for e in reversed(self.events) if isinstance(e, Progress)), None)
-        summary = next((e for e in reversed(self.events) if isinstance(e, RunSummary)), None)
-        return JobSnapshot(self.job_id, len(self.events) + int(self.done), "done" if self.done else "running",
-                           self.data, self.train, self.notices, self.data_summary, self.started, epochs,
-                           progress, summary, self.error)
+    def record(self, event: Event) -> None:
+        if isinstance(event, Progress):
+            self.progress = event
+        elif isinstance(event, EpochResult):
+            self.epochs += (event,)  # one per epoch: tens, not one per step
+        elif isinstance(event, RunSummary):
+            self.summary = event
+        self.recorded += 1
+
+    def snapshot(self) -> JobSnapshot:
+        return JobSnapshot(self.job_id, self.version, "done" if self.done else "running", self.data, self.train,
+                           self.notices, self.data_summary, self.started, self.epochs, self.progress,
+                           self.summary, self.error)
 
 
 class JobManager:
@@ -120,7 +132,7 @@ class JobManager:
             self._reserved = True
         try:
             notices: list[str] = []
-            train = train.with_(model=resolve_model_choice(train.model, self.runs_dir))
+            train = train.with_(model=ModelSpec.parse(train.model, self.runs_dir).target)
             if fallback:
                 data, train, notices = with_offline_fallback(data, train)
             prepared = prepare(data)
@@ -141,7 +153,7 @@ class JobManager:
 
     def _record(self, job: _Job, event: Event) -> None:
         with self._cond:
-            job.events.append(event)
+            job.record(event)
             self._cond.notify_all()
 
     def _work(self, job: _Job, prepared) -> None:
@@ -177,19 +189,13 @@ class JobManager:
             job = self._latest if job_id is None else self._jobs.get(job_id)
             return None if job is None else job.snapshot()
 
-    def history(self, job_id: int | None = None) -> list[Event]:
-        """Every record the job reported so far, in order."""
-        with self._cond:
-            job = self._latest if job_id is None else self._jobs.get(job_id)
-            return [] if job is None else list(job.events)
-
     def wait(self, job_id: int, after: int, timeout: float = 1.0) -> JobSnapshot | None:
         """Block until the job's version exceeds ``after`` (or ``timeout``); return its snapshot."""
         with self._cond:
             job = self._jobs.get(job_id)
             if job is None:
                 return None
-            self._cond.wait_for(lambda: len(job.events) + int(job.done) > after, timeout)
+            self._cond.wait_for(lambda: job.version > after, timeout)
             return job.snapshot()
 
     def join(self, timeout: float | None = None) -> bool:

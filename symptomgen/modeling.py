@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 
 from .errors import first_line as _first_line, ModelLoadError
-from .config import SCRATCH_MODEL, TrainConfig
+from .config import TrainConfig, is_scratch
 from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def load_pretrained(name_or_path: str | Path):
 
 def load_for_training(cfg: TrainConfig, train_texts: list[str]):
     """(model, tokenizer) for a run: ``scratch`` builds both, anything else loads."""
-    if cfg.model.strip().lower() == SCRATCH_MODEL:
+    if is_scratch(cfg.model):
         tok = build_scratch_tokenizer(train_texts, cfg.scratch_vocab)
         return build_scratch_model(tok, cfg), tok
     return load_pretrained(cfg.model)

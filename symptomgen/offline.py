@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import SAMPLE_SOURCE, SCRATCH_MODEL, DataConfig, TrainConfig
+from .config import SAMPLE_SOURCE, SCRATCH_MODEL, DataConfig, TrainConfig, is_scratch
+from .data import source_kind
 from .hub import hub_reachable, looks_like_hub_id, offline_requested
 
 
@@ -24,12 +25,11 @@ def model_cached(model_id: str) -> bool:
 
 
 def needs_hub_for_data(source: str) -> bool:
-    p = Path(source).expanduser()
-    return source != SAMPLE_SOURCE and not p.exists() and p.suffix == "" and looks_like_hub_id(source)
+    return source_kind(source) == "hub"
 
 
 def needs_hub_for_model(model: str) -> bool:
-    return (model.lower() != SCRATCH_MODEL and not Path(model).expanduser().is_dir()
+    return (not is_scratch(model) and not Path(model).expanduser().is_dir()
             and looks_like_hub_id(model) and not model_cached(model))
 
 

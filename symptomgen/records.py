@@ -51,17 +51,8 @@ def _line(value: Any, limit: int = 500) -> str:
     return " ".join(str(value).split())[:limit] if value is not None else ""
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(number) if math.isfinite(number) and number.is_integer() else None
-
-
 def _float(value: Any) -> float | None:
+    """A finite number, or None (booleans, text and NaN are not numbers here)."""
     if isinstance(value, bool):
         return None
     try:
@@ -69,6 +60,11 @@ def _float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def _int(value: Any) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None and number.is_integer() else None
 
 
 def _settings(cls, value: Any):

@@ -226,6 +226,13 @@ def create_run(runs_dir: Path, run_id: str, record: RunRecord, train: pd.DataFra
     return run
 
 
+def is_run_folder(path: Path | str) -> bool:
+    """A folder laid out as a run (its record and split), as opposed to a model folder (whose config.json is a
+    model's)."""
+    path = Path(path)
+    return (path / "config.json").is_file() and ((path / "val.csv").is_file() or (path / "metrics.csv").is_file())
+
+
 def looks_like_run_id(text: str) -> bool:
     """A name in the shape ``new_run_id`` gives (``20261126-081847-scratch``)."""
     return bool(RUN_STAMP_RE.match(str(text).strip()))

@@ -13,7 +13,7 @@ works on either as is::
 Zips hold that layout under one ``<run_id>/`` folder.  Anything imported is treated as
 hostile: size caps, no absolute paths, ``..``, links or pickle files (.bin/.pt/.pkl),
 safetensors weights only, and the result must load as a run before it joins ``runs/``.
-The Hub token comes from the argument or ``HF_TOKEN`` only; it is never logged or saved.
+The Hub token comes from the argument, ``HF_TOKEN`` or a saved ``hf auth login``; it is never logged or saved.
 """
 
 from __future__ import annotations

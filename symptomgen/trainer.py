@@ -1,171 +1,80 @@
 """Fine-tuning with ``transformers.Trainer`` and a callback that reports each epoch.
 
-``run_training`` is synchronous and calls ``on_event`` with ``Progress`` (each
-optimizer step) and ``EpochResult`` (each epoch) records; ``iter_training`` runs
-the same thing in a worker thread and yields the records as they happen, for a
-UI to stream.  A ``threading.Event`` passed as ``stop`` is honoured within one
+``run_training`` is synchronous: it calls ``on_event`` with a ``Progress`` record
+after each optimizer step, an ``EpochResult`` after each epoch (``reporter.EpochReporter``
+measures it) and the ``RunSummary`` last; a UI that streams them runs it in a thread
+(``jobs.JobManager``).  A ``threading.Event`` passed as ``stop`` is honoured within one
 optimizer step.  The best-validation weights are saved to ``runs/<id>/best``.
-"""
 
+Under torchrun every rank trains and only the main process (``_is_main_process``)
+writes the run folder.  ``TrainingHooks`` are the explicit ways in for measurements
+and experiments (the benchmark), so nothing here needs monkeypatching.
+"""
 from __future__ import annotations
 
+import json
 import math
 import os
-import queue
 import threading
 import time
-from dataclasses import asdict, dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Mapping
 
+import pandas as pd
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from .errors import first_line as _first_line, TrainingFailed
 from . import cputune
 from . import runs as runs_mod
-from .batching import EncodedDataset, PadCollator, encode_frame, mean_token_loss
-from .config import SCRATCH_MODEL, DataConfig, TrainConfig
+from .batching import EncodedDataset, PadCollator, encode_frame
+from .config import DataConfig, TrainConfig, is_scratch
 from .data import PreparedData, format_example, prepare
+from .errors import TrainingFailed, first_line as _first_line
+from .events import EpochResult, Event, Progress, RunSummary
 from .modeling import count_parameters, load_for_training, load_pretrained
+from .records import RunRecord, RunStatus
+from .reporter import EpochReporter, device_name
+
+__all__ = ["EpochReporter", "EpochResult", "Event", "Progress", "RunSummary", "TrainingHooks", "run_training",
+           "training_arguments"]
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or the only process: the one that writes the run folder.
+
+    Read from ``RANK`` (set by torchrun and accelerate), not from torch.distributed: the resume
+    checks must know it before ``TrainingArguments`` initialises the process group.
+    """
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass(frozen=True)
-class Progress:
-    """Position within training, sent after every optimizer step."""
+class TrainingHooks:
+    """Explicit ways in for measurements and experiments; the defaults are what the app and CLI run."""
 
-    step: int
-    total_steps: int
-    epoch: float
-
-
-@dataclass(frozen=True)
-class EpochResult:
-    """What one finished epoch achieved (losses are per real token)."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    epoch_seconds: float
-    tokens_per_sec: float
-    learning_rate: float
-    is_best: bool
-
-    @property
-    def perplexity(self) -> float:
-        return math.exp(min(self.val_loss, 50.0))
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "perplexity": self.perplexity}
+    callbacks: tuple[TrainerCallback, ...] = ()
+    """Extra Trainer callbacks, called after ``EpochReporter`` for each Trainer event."""
+    args_overrides: Mapping[str, Any] = field(default_factory=dict)
+    """``TrainingArguments`` fields set on top of ``training_arguments()``."""
+    make_collator: Callable[[int], Callable[[list[dict]], dict]] = PadCollator
+    """Builds the training batches' collator from the pad token id (validation batches its own rows)."""
+    prepare_model: Callable[[Any], None] | None = None
+    """Called with the model right after it is loaded (e.g. to pick an attention implementation)."""
+    phase: Callable[[str], AbstractContextManager] = nullcontext
+    """Wraps the reporter's ``"eval"`` (validation pass) and ``"save_best"`` (best-model save), e.g. to time them."""
+    trainer_class: type[Trainer] = Trainer
+    """The Trainer to build (a subclass may change e.g. its sampler, for an experiment)."""
 
 
-@dataclass(frozen=True)
-class RunSummary:
-    """How a run ended."""
+def training_arguments(cfg: TrainConfig, output_dir: Path,
+                       overrides: Mapping[str, Any] | None = None) -> TrainingArguments:
+    """The Trainer settings for a run (mixed precision on CUDA, length grouping, epoch logging).
 
-    run_dir: Path
-    status: str  # finished | stopped | early-stopped | failed
-    epochs_done: int
-    best_epoch: int | None
-    best_val_loss: float | None
-    seconds: float
-    message: str = ""
-
-
-Event = Progress | EpochResult | RunSummary
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-class EpochReporter(TrainerCallback):
-    """Turns Trainer hooks into records; validates, keeps the best model, honours stop."""
-
-    def __init__(self, run: runs_mod.Run | None, tokenizer, val_rows: list[dict], train_tokens: int,
-                 cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Event | None,
-                 best_val: float = math.inf, best_epoch: int | None = None, bad_epochs: int = 0):
-        self.run, self.tokenizer, self.val_rows = run, tokenizer, val_rows
-        self.train_tokens, self.cfg, self.emit, self.stop = train_tokens, cfg, emit, stop
-        self.best_val, self.best_epoch = best_val, best_epoch
-        self.bad_epochs = bad_epochs
-        self.epochs_done = 0
-        self.stopped = self.early_stopped = False
-        self.error: str | None = None
-        self._epoch_start = self._train_end = 0.0
-        self._epoch_first_step = 0
-        self._epoch_complete = False
-
-    def on_epoch_begin(self, args, state, control, **kw):
-        self._epoch_start = time.perf_counter()
-        self._epoch_first_step = state.global_step
-        self._epoch_complete = False
-
-    def on_step_end(self, args, state, control, **kw):
-        self.emit(Progress(state.global_step, state.max_steps, float(state.epoch or 0.0)))
-        if self.stop is not None and self.stop.is_set():
-            self.stopped = True
-            control.should_training_stop = True
-
-    def on_epoch_end(self, args, state, control, **kw):
-        # A stop mid-epoch also ends the epoch loop; such a partial epoch is not reported.
-        self._epoch_complete = not self.stopped
-        self._train_end = time.perf_counter()
-
-    def on_log(self, args, state, control, logs=None, model=None, **kw):
-        if not logs or "loss" not in logs or not self._epoch_complete:
-            return
-        self._epoch_complete = False
-        epoch = int(round(state.epoch or 0))
-        train_loss = float(logs["loss"])
-        val_loss = mean_token_loss(model, self.val_rows, self.tokenizer.pad_token_id, self.cfg.batch_size)
-        model.train()
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            self.error = (f"Training diverged at epoch {epoch} (loss is not a number); try a lower learning "
-                          "rate. The best earlier epoch is kept.")
-            control.should_training_stop = True
-            control.should_save = False
-            return
-        is_best = val_loss < self.best_val
-        if is_best:
-            self.best_val, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
-            if self.run is not None and state.is_world_process_zero:
-                self.run.save_model(model, self.tokenizer)
-        else:
-            self.bad_epochs += 1
-        seconds = time.perf_counter() - self._epoch_start
-        train_seconds = max(self._train_end - self._epoch_start, 1e-9)
-        # A resumed epoch runs only its remaining steps: count only their share of the epoch's tokens.
-        steps_per_epoch = state.max_steps / max(args.num_train_epochs, 1)
-        share = min(1.0, (state.global_step - self._epoch_first_step) / steps_per_epoch) if steps_per_epoch else 1.0
-        result = EpochResult(epoch=epoch, train_loss=train_loss, val_loss=val_loss, epoch_seconds=seconds,
-                             tokens_per_sec=self.train_tokens * share / train_seconds,
-                             learning_rate=float(logs.get("learning_rate", self.cfg.learning_rate)),
-                             is_best=is_best)
-        self.epochs_done = epoch
-        if self.run is not None and state.is_world_process_zero:
-            self.run.append_metrics({
-                **result.to_dict(), "training_loss": train_loss, "validation_loss": val_loss,
-                "epoch_duration_sec": round(seconds, 3), "transformer": self.cfg.model,
-                "batch_size": self.cfg.batch_size, "gpu": _device_name(), "tokens_per_sec": round(result.tokens_per_sec, 1),
-            })
-            self.run.update_config(best_epoch=self.best_epoch, best_val_loss=self.best_val, epochs_done=epoch)
-        self.emit(result)
-        if self.cfg.patience and self.bad_epochs >= self.cfg.patience:
-            self.early_stopped = True
-            control.should_training_stop = True
-
-
-def _device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    mps = getattr(torch.backends, "mps", None)
-    return "Apple MPS" if mps is not None and mps.is_available() else "cpu"
-
-
-def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
-    """The Trainer settings for a run (mixed precision on CUDA, length grouping, epoch logging)."""
+    ``overrides`` (``TrainingHooks.args_overrides``) replaces fields on top, for experiments.
+    """
     cuda = torch.cuda.is_available()
     # CPUs with native bf16 (AVX512-BF16/AMX) train ~2x faster under bf16 autocast; fp32 master weights stay.
     cpu_bf16 = not cuda and cputune.native_bf16()
@@ -175,7 +84,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
     # Without CUDA, accelerate only goes data-parallel when told to use the CPU; otherwise every torchrun
     # rank trains alone, and each believes it is rank 0 (world size 1).  Single-process runs keep MPS.
     cpu_ddp = not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size,
@@ -205,6 +114,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path) -> TrainingArguments:
         ddp_backend="gloo" if cpu_ddp else None,
         ddp_find_unused_parameters=False,  # every GPT-2 weight is used; True costs an extra graph walk per step
     )
+    return replace(args, **overrides) if overrides else args
 
 
 def _shared_run_id(cfg: TrainConfig, runs_dir: Path) -> str:
@@ -217,115 +127,180 @@ def _shared_run_id(cfg: TrainConfig, runs_dir: Path) -> str:
     return run_id
 
 
+@dataclass(frozen=True)
+class _BestSoFar:
+    """The best validation so far and the epochs since it (a resumed run goes on counting patience)."""
+
+    val_loss: float = math.inf
+    epoch: int | None = None
+    bad_epochs: int = 0
+
+
+@dataclass
+class _Setup:
+    """Everything a run needs before its Trainer is built, new or resumed."""
+
+    run: runs_mod.Run
+    train_cfg: TrainConfig
+    model: Any
+    tokenizer: Any
+    train_df: pd.DataFrame
+    val_df: pd.DataFrame
+    args: TrainingArguments
+    checkpoint: Path | None = None
+    best: _BestSoFar = _BestSoFar()
+
+
 def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | str = runs_mod.DEFAULT_RUNS_DIR,
                  on_event: Callable[[Event], None] = lambda e: None, stop: threading.Event | None = None,
-                 prepared: PreparedData | None = None, resume: str | None = None) -> RunSummary:
-    """Train one run to the end (or stop/early stop) and return how it ended."""
+                 prepared: PreparedData | None = None, resume: str | None = None,
+                 hooks: TrainingHooks | None = None) -> RunSummary:
+    """Train one run to the end (or stop/early stop) and return how it ended.
+
+    ``resume`` names a run to continue from its last checkpoint (its saved settings replace
+    ``data_cfg``/``train_cfg``).  ``hooks`` are for measurements and experiments only.
+    """
     started = time.perf_counter()
-    runs_dir = Path(runs_dir)
-    best_val, best_epoch, checkpoint, bad_epochs = math.inf, None, None, 0
-    if resume:
-        run = runs_mod.resolve_run(runs_dir, resume)
-        status_now = run.status()
-        # Rank 0 only: under torchrun it marks the run "running" (its own pid) before slower ranks get here.
-        if _rank() == 0 and run.is_live():
-            raise TrainingFailed(f"Run {run.run_id} is still training (process {run.read_config().get('pid')}); "
-                                 "stop it first, or wait for it to end.")
-        if status_now in ("finished", "early-stopped"):
-            raise TrainingFailed(f"Run {run.run_id} has already {status_now.replace('-', ' ')}; nothing to resume "
-                                 "(start a new run to train longer).")
-        saved = run.read_config()
-        try:
-            data_cfg = DataConfig.from_dict(saved["data"])
-            train_cfg = TrainConfig.from_dict(saved["train"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TrainingFailed(f"Run {run.run_id} has no usable saved settings to resume from "
-                                 f"({_first_line(exc)}).") from None
-        checkpoint = run.last_checkpoint()
-        if checkpoint is None:
-            raise TrainingFailed(f"Run {run.run_id} has no checkpoint to resume from.")
-        train_df, val_df = run.split_frames()
-        model, tokenizer = load_pretrained(checkpoint)
-        done = int(round(_checkpoint_epoch(checkpoint)))
-        metrics = run.metrics()
-        metrics = metrics[metrics["epoch"] <= done] if len(metrics) else metrics
-        if len(metrics):
-            best_row = metrics.loc[metrics["validation_loss"].idxmin()]
-            best_val, best_epoch = float(best_row["validation_loss"]), int(best_row["epoch"])
-            bad_epochs = done - best_epoch  # epochs since the best one: patience goes on counting from there
-        if _rank() == 0:  # a resumed torchrun job too: only rank 0 writes the run folder
-            run.truncate_metrics(done)
-            run.update_config(status="running", pid=os.getpid())
-    else:
-        prepared = prepared or prepare(data_cfg)
-        train_df, val_df = prepared.train, prepared.val
-        texts = [format_example(p, t) for p, t in zip(train_df["prompt"], train_df["target"])]
-        try:
-            model, tokenizer = load_for_training(train_cfg, texts)
-        except (MemoryError, RuntimeError) as exc:
-            if not _is_oom(exc):
-                raise
-            raise TrainingFailed("Out of memory while building the model: choose a smaller model.") from None
-        # Continuing from an earlier run: record that run by name (a server path must not reach labels, model
-        # cards or pushed repos), and keep a copy of its weights as this run's base, so the run stays whole
-        # when the earlier one is deleted.
-        parent = runs_mod.parent_run_id(train_cfg.model)
-        if parent:
-            train_cfg = train_cfg.with_(model=parent)
-        args = training_arguments(train_cfg, runs_dir)  # initialises torch.distributed under torchrun
-        run_id = _shared_run_id(train_cfg, runs_dir)
-        run = None
-        if args.process_index == 0:
-            run = runs_mod.create_run(runs_dir, run_id, {
-                "data": data_cfg.to_dict(), "train": train_cfg.to_dict(),
-                "parameters": count_parameters(model), "world_size": args.world_size,
-                "train_rows": len(train_df), "val_rows": len(val_df), "device": _device_name(),
-                **({"parent_run": parent} if parent else {}),
-            }, train_df, val_df, unique=args.world_size == 1)
-            if train_cfg.model.lower() == SCRATCH_MODEL or parent:
-                run.save_model(model, tokenizer, "base")  # the starting model, for before/after comparisons
-        else:
-            run = runs_mod.Run(runs_dir / run_id)
-    is_main = _rank() == 0
-    train_ds = EncodedDataset(encode_frame(tokenizer, train_df, train_cfg.max_length, train_cfg.loss_on))
+    hooks = hooks or TrainingHooks()
+    setup = (_resume_run(Path(runs_dir), resume, hooks) if resume
+             else _start_new_run(data_cfg, train_cfg, Path(runs_dir), prepared, hooks))
+    cfg = setup.train_cfg
+    train_ds = EncodedDataset(encode_frame(setup.tokenizer, setup.train_df, cfg.max_length, cfg.loss_on))
     # Sorted by length, validation batches carry almost no padding (the loss is a sum over tokens: order-free).
-    val_rows = sorted(encode_frame(tokenizer, val_df, train_cfg.max_length, train_cfg.loss_on),
+    val_rows = sorted(encode_frame(setup.tokenizer, setup.val_df, cfg.max_length, cfg.loss_on),
                       key=lambda r: len(r["input_ids"]))
-    if resume:
-        args = training_arguments(train_cfg, run.checkpoints_dir)
-    args.output_dir = str(run.checkpoints_dir)  # known only now: the run id is shared across ranks first
-    reporter = EpochReporter(run if is_main else None, tokenizer, val_rows, train_ds.real_tokens, train_cfg,
-                             on_event, stop, best_val, best_epoch, bad_epochs)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
-                      data_collator=PadCollator(tokenizer.pad_token_id), callbacks=[reporter])
+    reporter = EpochReporter(setup.run if _is_main_process() else None, setup.tokenizer, val_rows,
+                             train_ds.real_tokens, cfg, on_event, stop, setup.best.val_loss, setup.best.epoch,
+                             setup.best.bad_epochs, phase=hooks.phase)
+    # The Trainer is built inside the call, so its optimizer state is freed as soon as training ends.
+    oom = _train(_build_trainer(setup, train_ds, reporter, hooks), setup)
+    return _finish(setup, reporter, oom, started, on_event)
+
+
+def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path, prepared: PreparedData | None,
+                   hooks: TrainingHooks) -> _Setup:
+    """Load the starting model and make the run folder (the main process; the other ranks share its id)."""
+    prepared = prepared or prepare(data_cfg)
+    train_df, val_df = prepared.train, prepared.val
+    texts = [format_example(p, t) for p, t in zip(train_df["prompt"], train_df["target"])]
+    try:
+        model, tokenizer = load_for_training(train_cfg, texts)
+    except (MemoryError, RuntimeError) as exc:
+        if not _is_oom(exc):
+            raise
+        raise TrainingFailed("Out of memory while building the model: choose a smaller model.") from None
+    if hooks.prepare_model:
+        hooks.prepare_model(model)
+    # Continuing from an earlier run: record that run by name (a server path must not reach labels, model
+    # cards or pushed repos), and keep a copy of its weights as this run's base, so the run stays whole
+    # when the earlier one is deleted.
+    parent = runs_mod.parent_run_id(train_cfg.model)
+    if parent:
+        train_cfg = train_cfg.with_(model=parent)
+    # Initialises torch.distributed under torchrun; the output folder is known only once the id is shared.
+    args = training_arguments(train_cfg, runs_dir, hooks.args_overrides)
+    run_id = _shared_run_id(train_cfg, runs_dir)
+    if _is_main_process():
+        run = runs_mod.create_run(runs_dir, run_id, RunRecord(
+            data=data_cfg, train=train_cfg, parameters=count_parameters(model), world_size=args.world_size,
+            train_rows=len(train_df), val_rows=len(val_df), device=device_name(), parent_run=parent,
+        ), train_df, val_df, unique=args.world_size == 1)
+        if is_scratch(train_cfg.model) or parent:
+            run.save_model(model, tokenizer, "base")  # the starting model, for before/after comparisons
+    else:
+        run = runs_mod.Run(runs_dir / run_id)
+    args.output_dir = str(run.checkpoints_dir)
+    return _Setup(run, train_cfg, model, tokenizer, train_df, val_df, args)
+
+
+def _resume_run(runs_dir: Path, resume: str, hooks: TrainingHooks) -> _Setup:
+    """Reload a stopped or interrupted run from its last checkpoint, with its saved settings and best epoch."""
+    run = runs_mod.resolve_run(runs_dir, resume)
+    status_now = run.status()
+    saved = run.record()
+    # Main process only: under torchrun it marks the run "running" (its own pid) before slower ranks get here.
+    if _is_main_process() and run.is_live():
+        raise TrainingFailed(f"Run {run.run_id} is still training (process {saved.pid}); "
+                             "stop it first, or wait for it to end.")
+    if status_now.completed:
+        raise TrainingFailed(f"Run {run.run_id} has already {status_now.value.replace('-', ' ')}; nothing to "
+                             "resume (start a new run to train longer).")
+    if saved.data is None or saved.train is None:
+        raise TrainingFailed(f"Run {run.run_id} has no usable saved settings to resume from "
+                             "(its config.json is missing or damaged).")
+    checkpoint = run.last_checkpoint()
+    if checkpoint is None:
+        raise TrainingFailed(f"Run {run.run_id} has no checkpoint to resume from.")
+    train_df, val_df = run.split_frames()
+    model, tokenizer = load_pretrained(checkpoint)
+    if hooks.prepare_model:
+        hooks.prepare_model(model)
+    done = int(round(_checkpoint_epoch(checkpoint)))
+    metrics = run.metrics()
+    metrics = metrics[metrics["epoch"] <= done] if len(metrics) else metrics
+    best = _BestSoFar()
+    if len(metrics):
+        row = metrics.loc[metrics["validation_loss"].idxmin()]
+        # Epochs since the best one: patience goes on counting from there.
+        best = _BestSoFar(float(row["validation_loss"]), int(row["epoch"]), done - int(row["epoch"]))
+    if _is_main_process():
+        run.truncate_metrics(done)
+        run.update(status=RunStatus.RUNNING, pid=os.getpid())
+    args = training_arguments(saved.train, run.checkpoints_dir, hooks.args_overrides)
+    return _Setup(run, saved.train, model, tokenizer, train_df, val_df, args, checkpoint, best)
+
+
+def _build_trainer(setup: _Setup, train_ds: EncodedDataset, reporter: EpochReporter,
+                   hooks: TrainingHooks) -> Trainer:
+    """The Trainer for this run: the reporter first, then any extra callbacks."""
+    trainer = hooks.trainer_class(model=setup.model, args=setup.args, train_dataset=train_ds,
+                                  processing_class=setup.tokenizer,
+                                  data_collator=hooks.make_collator(setup.tokenizer.pad_token_id),
+                                  callbacks=[reporter, *hooks.callbacks])
     # Records are reported through on_event; the Trainer's own printing would duplicate them.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    status, message = "finished", ""
+    return trainer
+
+
+def _train(trainer: Trainer, setup: _Setup) -> bool:
+    """Run the Trainer; True when it ran out of memory (the best finished epoch is kept).
+
+    Any other error marks the run failed and is raised as ``TrainingFailed``.
+    """
     try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        trainer.train(resume_from_checkpoint=str(setup.checkpoint) if setup.checkpoint else None)
     except (MemoryError, RuntimeError) as exc:
         if not _is_oom(exc):
-            if is_main:
-                run.update_config(status="failed", message=_first_line(exc))
+            if _is_main_process():
+                setup.run.update(status=RunStatus.FAILED, message=_first_line(exc))
             raise TrainingFailed(f"Training failed: {_first_line(exc)}") from exc
-        status, message = "failed", OOM_MESSAGE
-    finally:
-        del trainer
+        return True
+    return False
+
+
+def _finish(setup: _Setup, reporter: EpochReporter, oom: bool, started: float,
+            on_event: Callable[[Event], None]) -> RunSummary:
+    """How the run ended, recorded in its folder (main process) and reported as the last event."""
+    status, message = RunStatus.FINISHED, ""
+    if oom:
+        status, message = RunStatus.FAILED, OOM_MESSAGE
     if reporter.error:
-        status, message = "failed", reporter.error
+        status, message = RunStatus.FAILED, reporter.error
     elif reporter.stopped:
-        status, message = "stopped", ("Stopped on request; the best finished epoch is kept."
-                                      if reporter.best_epoch is not None
-                                      else "Stopped on request before the first epoch finished; nothing to keep.")
+        status, message = RunStatus.STOPPED, ("Stopped on request; the best finished epoch is kept."
+                                              if reporter.best_epoch is not None
+                                              else "Stopped on request before the first epoch finished; "
+                                                   "nothing to keep.")
     elif reporter.early_stopped:
-        status, message = "early-stopped", f"No validation improvement for {train_cfg.patience} epoch(s)."
-    summary = RunSummary(run_dir=run.path, status=status, epochs_done=reporter.epochs_done,
+        status, message = RunStatus.EARLY_STOPPED, \
+            f"No validation improvement for {setup.train_cfg.patience} epoch(s)."
+    summary = RunSummary(run_dir=setup.run.path, status=status, epochs_done=reporter.epochs_done,
                          best_epoch=reporter.best_epoch,
                          best_val_loss=None if reporter.best_epoch is None else reporter.best_val,
                          seconds=time.perf_counter() - started, message=message)
-    if is_main:
-        run.update_config(status=status, message=message, seconds=round(summary.seconds, 2))
+    if _is_main_process():
+        setup.run.update(status=status, message=message, seconds=round(summary.seconds, 2))
     on_event(summary)
     return summary
 
@@ -340,36 +315,6 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _checkpoint_epoch(checkpoint: Path) -> float:
-    import json
-
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     return float(state.get("epoch", 0.0))
 
-
-_DONE = object()
-
-
-def iter_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | str = runs_mod.DEFAULT_RUNS_DIR,
-                  stop: threading.Event | None = None, **kwargs) -> Iterator[Event]:
-    """Yield ``Progress``/``EpochResult`` records as training runs, then the ``RunSummary``.
-
-    Errors raised by training are re-raised here, in the consumer's thread.
-    """
-    events: queue.Queue = queue.Queue()
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            run_training(data_cfg, train_cfg, runs_dir, events.put, stop, **kwargs)
-        except BaseException as exc:  # handed to the consumer
-            failure.append(exc)
-        finally:
-            events.put(_DONE)
-
-    worker = threading.Thread(target=work, name="symptomgen-train", daemon=True)
-    worker.start()
-    while (item := events.get()) is not _DONE:
-        yield item
-    worker.join()
-    if failure:
-        raise failure[0]

@@ -1,4 +1,4 @@
-"""The server's training slot: one job at a time, stop flag, history, re-attach, offline fallback."""
+"""The server's training slot: one job at a time, stop flag, re-attach, bounded state, offline fallback."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_simultaneous_starts_make_exactly_one_job(tmp_path):
     assert len(fake.calls) == 1 and not manager.busy()
 
 
-def test_stop_history_and_wait(tmp_path):
+def test_stop_and_wait(tmp_path):
     manager = JobManager(tmp_path, train_fn=FakeTrainer(epochs=50))
     snap = manager.start(DataConfig(), TrainConfig(model="scratch"))
     first = manager.wait(snap.job_id, after=0, timeout=5)
@@ -77,8 +77,11 @@ def test_stop_history_and_wait(tmp_path):
     final = manager.wait(snap.job_id, after=first.version, timeout=5)
     assert final.done and final.summary.status == "stopped"
     assert len(final.epochs) < 50  # the stop flag ended it early
-    history = manager.history(snap.job_id)
-    assert isinstance(history[-1], RunSummary) and any(isinstance(e, EpochResult) for e in history)
+    assert final.epochs and [e.epoch for e in final.epochs] == list(range(1, len(final.epochs) + 1))
+    assert final.progress.step == len(final.epochs)
+    # Every record counts once (a Progress and an EpochResult per epoch, the summary), and the end once more.
+    assert final.version == 2 * len(final.epochs) + 1 + 1
+    assert manager.wait(snap.job_id, after=final.version, timeout=0.05).version == final.version
     # A follower that arrives late (a reloaded page) sees the whole history at once.
     assert manager.snapshot().epochs == final.epochs
     assert manager.stop() == "No training is running."
@@ -112,3 +115,40 @@ def test_offline_falls_back_with_notices(tmp_path, monkeypatch):
     data, train = fake.calls[0]
     assert data.source == "sample" and train.model == "scratch"
     assert len(snap.notices) == 2 and all("offline" in n for n in snap.notices)
+
+
+def _steps_then_end(steps: int, epochs: int = 2):
+    """A ``run_training`` stand-in that reports ``steps`` optimizer steps over ``epochs`` epochs at once."""
+
+    def train(data, train, runs_dir, on_event, stop, prepared=None):
+        per_epoch = steps // epochs
+        for step in range(1, steps + 1):
+            on_event(Progress(step=step, total_steps=steps, epoch=step / per_epoch))
+            if step % per_epoch == 0:
+                on_event(EpochResult(step // per_epoch, 1.0, 1.5, 0.1, 100.0, 1e-3, True))
+        summary = RunSummary(Path(runs_dir) / "fake", "finished", epochs, epochs, 1.5, 0.5)
+        on_event(summary)
+        return summary
+
+    return train
+
+
+def _held(job) -> dict[str, int]:
+    """The length of every container a job holds (attributes only: what stays in memory per job)."""
+    return {name: len(value) for name, value in vars(job).items() if isinstance(value, (list, tuple, dict, set))}
+
+
+def test_job_state_does_not_grow_with_the_steps(tmp_path):
+    """Snapshots are O(1): a job keeps the latest Progress, not one record per optimizer step."""
+    held, snaps = {}, {}
+    for steps in (10, 10_000):
+        manager = JobManager(tmp_path, train_fn=_steps_then_end(steps))
+        snap = manager.start(DataConfig(), TrainConfig(model="scratch"))
+        assert manager.join(30)
+        job = manager._jobs[snap.job_id]  # the recording path's own state, not a copy
+        held[steps], snaps[steps] = _held(job), manager.snapshot(snap.job_id)
+    assert held[10] == held[10_000]  # same containers, same lengths, whatever the step count
+    assert all(n <= 2 for n in held[10_000].values())  # at most the two epochs
+    big = snaps[10_000]
+    assert big.done and big.progress == Progress(10_000, 10_000, 2.0) and len(big.epochs) == 2
+    assert big.version == 10_000 + 2 + 1 + 1  # steps, epochs, summary, end: still one per record

@@ -177,16 +177,16 @@ def test_model_allow_list(monkeypatch):
 
 # ---------------------------------------------------------------- faults
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_model(tmp_path, sample_data, tiny_cfg, monkeypatch):
-    from symptomgen import trainer
+    from symptomgen import reporter, trainer
 
-    real = trainer.mean_token_loss
+    real = reporter.mean_token_loss
     calls = []
 
     def flaky(*args, **kwargs):  # the second validation "diverges"
         calls.append(1)
         return math.nan if len(calls) == 2 else real(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "mean_token_loss", flaky)
+    monkeypatch.setattr(reporter, "mean_token_loss", flaky)  # the validation pass EpochReporter runs
     summary = trainer.run_training(sample_data, tiny_cfg.with_(epochs=5), tmp_path)
     assert summary.status == "failed" and "not a number" in summary.message
     assert summary.best_epoch == 1 and Run(summary.run_dir).has_best()

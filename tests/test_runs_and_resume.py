@@ -110,6 +110,7 @@ def test_evaluate_needs_at_least_one_row(trained_run, capsys):
 def test_generate_from_a_run_without_a_finished_epoch_says_so(tmp_path, capsys):
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
     run = create_run(tmp_path, "20260102-030405-scratch", RunRecord(), frame, frame)  # killed before epoch 1 ended
+    run.update(pid=2**22 + 12345)  # its trainer is gone (no such pid)
     assert cli_main(["--runs-dir", str(tmp_path), "generate", "--model", str(run.path), "Asthma"]) == 2
     assert "has no saved model yet" in capsys.readouterr().err
 

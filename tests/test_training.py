@@ -15,7 +15,7 @@ from symptomgen.config import TRAIN_PRESETS, DataConfig, TrainConfig
 from symptomgen.data import prepare
 from symptomgen.modeling import build_scratch_model, build_scratch_tokenizer, load_pretrained
 from symptomgen.runs import METRIC_COLUMNS, Run
-from symptomgen.trainer import EpochResult, Progress, RunSummary, iter_training, run_training
+from symptomgen.trainer import EpochResult, Progress, RunSummary, run_training
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +96,10 @@ def test_run_streams_epochs_and_keeps_the_best_checkpoint(trained_run):
     assert mean_token_loss(model, rows, tok.pad_token_id) == pytest.approx(float(best["validation_loss"]), rel=1e-4)
 
 
-def test_iter_training_yields_records_as_they_happen(tmp_path, sample_data, tiny_cfg):
-    events = list(iter_training(sample_data, tiny_cfg, tmp_path))
+def test_run_training_reports_records_as_they_happen(tmp_path, sample_data, tiny_cfg):
+    events = []
+    summary = run_training(sample_data, tiny_cfg, tmp_path, on_event=events.append)
+    assert events[-1] is summary
     epochs = [e for e in events if isinstance(e, EpochResult)]
     assert [e.epoch for e in epochs] == [1, 2]
     assert isinstance(events[-1], RunSummary) and events[-1].status == "finished"

@@ -7,18 +7,19 @@ training read the data the same way.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from ..config import DEFAULT_DATASET, SAMPLE_SOURCE, SCRATCH_MODEL, VAL_FRACTION_RANGE, DataConfig, TrainConfig
+from ..config import DEFAULT_DATASET, SAMPLE_SOURCE, SCRATCH_MODEL, DataConfig, TrainConfig
 from ..data import FILE_SUFFIXES, load_records, prepare
 from ..hub import looks_like_hub_id
 from ..offline import with_offline_fallback
 from ..errors import first_line, InvalidInput
-from .widgets import NamedNumber, slider, user_errors
+from .widgets import setting_widget, user_errors
 
 SOURCES = [("Bundled sample (offline)", "sample"), ("Hugging Face dataset", "hub"), ("Uploaded file", "upload")]
 NO_COLUMN = "(none)"
@@ -49,6 +50,10 @@ def data_config(source: str, hub_dataset: str, hub_split: str, upload, prompt_co
                       seed=0 if split_seed is None else split_seed)
 
 
+# The data widgets' names, in ``data_config``'s order: ``DataTab.inputs`` and the first parameters of /train.
+DATA_INPUTS = tuple(inspect.signature(data_config).parameters)
+
+
 @dataclass
 class DataTab:
     source: gr.Radio
@@ -63,8 +68,7 @@ class DataTab:
 
     @property
     def inputs(self) -> list:
-        return [self.source, self.hub_dataset, self.hub_split, self.upload, self.prompt_column,
-                self.target_column, self.extra_target_column, self.val_fraction, self.split_seed]
+        return [getattr(self, n) for n in DATA_INPUTS]
 
 
 @user_errors
@@ -151,8 +155,8 @@ def build_data_tab(offline: bool) -> DataTab:
         extra_target_column = gr.Dropdown([NO_COLUMN, "Treatments"], value=NO_COLUMN,
                                           label="Also learn (optional column)", allow_custom_value=True)
     with gr.Row():
-        val_fraction = slider(VAL_FRACTION_RANGE, "Validation fraction", step=0.01)
-        split_seed = NamedNumber(42, label="Split seed", precision=0, minimum=0, maximum=2**32 - 1)
+        val_fraction = setting_widget(DataConfig, "val_fraction")
+        split_seed = setting_widget(DataConfig, "seed")
     preview_btn = gr.Button("Preview data", elem_id="preview-button")
     summary = gr.Markdown(elem_id="data-summary")
     table = gr.Dataframe(label="First rows (as the model will see them)", interactive=False, wrap=True)

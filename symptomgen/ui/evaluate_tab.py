@@ -27,9 +27,8 @@ from ..phrases import phrase_pieces
 from ..catalog import finished_run, model_choices, run_choices, runs_with_curves
 from ..runs import Run, resolve_run
 from .share_panel import build_share_section
-from .widgets import NamedNumber, user_errors
+from .widgets import setting_widget, user_errors
 
-ROWS_RANGE = (1, 500, 20)  # validation rows evaluated (the sample's split has ~20, the real dataset's ~80)
 SAMPLING_CHOICES = [("Greedy only (fastest)", "none"), ("Greedy + seed-notebook sampling", "seed-notebook"),
                     ("Greedy + creative sampling", "creative")]
 SUMMARY_COLUMNS = ["metric", "fine-tuned", "base model", "change"]
@@ -129,9 +128,7 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
                           scale=3)
         refresh = gr.Button("Refresh runs", scale=1)
     with gr.Row():
-        lo, hi, default = ROWS_RANGE
-        rows = NamedNumber(default, label="Validation rows to evaluate", minimum=lo, maximum=hi, precision=0,
-                           info="fewer rows = faster on CPU", elem_id="eval-rows")
+        rows = setting_widget(C.EvaluationSettings, "rows", elem_id="eval-rows")
         sampling = gr.Dropdown(SAMPLING_CHOICES, value="none", label="Decoding",
                                info="sampling presets as on the Generate tab (fixed seed)")
         go = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button")

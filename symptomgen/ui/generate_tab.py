@@ -15,93 +15,20 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from ..errors import first_line, InvalidInput
 from .. import NOT_MEDICAL_ADVICE
 from .. import config as C
-from ..data import load_records, squash_spaces
+from ..catalog import BASE_LABEL, RUNS_COLUMNS, generation_target, model_choices, reference_for, runs_frame
+from ..errors import first_line
 from ..gpu import generation_seconds, gpu
-from ..hub import check_model_allowed, looks_like_hub_id
-from ..runs import Run, RunNotFoundError, list_runs, looks_like_run_id, resolve_run
-from .widgets import NamedNumber, slider, user_errors
+from .widgets import setting_widget, user_errors
 from .explain_panel import build_explain_section
 
 EXAMPLES = ["Kidney Failure", "Asthma", "Influenza", "Migraine", "Common Cold", "Pneumonia"]
 GEN_PRESET_CHOICES = [("Seed notebook", "seed-notebook"), ("Greedy (deterministic)", "greedy"),
                       ("Creative", "creative")]
-GEN_FIELDS = ("top_k", "top_p", "temperature", "repetition_penalty", "max_new_tokens", "num_return_sequences", "seed")
-RUNS_COLUMNS = ["run", "status", "model", "epochs", "best epoch", "best val loss", "model saved"]
-BASE_LABEL = f"Base model: {C.DEFAULT_MODEL} (not fine-tuned)"
-
-
-def usable_runs(runs_dir: Path) -> list[Run]:
-    """Runs that finished at least one epoch and are not training now."""
-    return [r for r in list_runs(runs_dir) if r.has_best() and r.status() != "running"]
-
-
-def run_choices(runs_dir: Path) -> list[tuple[str, str]]:
-    """(label, run id) for every finished run, newest first."""
-    out = []
-    for r in usable_runs(runs_dir):
-        cfg = r.read_config()
-        best = cfg.get("best_val_loss")
-        loss = f", val loss {best:.3f}" if isinstance(best, (int, float)) else ""
-        out.append((f"{r.run_id} ({r.status()}, {cfg.get('train', {}).get('model', '?')}{loss})", r.run_id))
-    return out
-
-
-def runs_choices(runs_dir: Path) -> list[tuple[str, str]]:
-    """Finished runs, then the base model: the Generate tab's model choices."""
-    return run_choices(runs_dir) + [(BASE_LABEL, C.DEFAULT_MODEL)]
-
-
-def runs_table(runs_dir: Path) -> pd.DataFrame:
-    rows = []
-    for r in list_runs(runs_dir):
-        cfg = r.read_config()
-        best = cfg.get("best_val_loss")
-        rows.append([r.run_id, r.status(), cfg.get("train", {}).get("model", ""), cfg.get("epochs_done", 0),
-                     cfg.get("best_epoch"), round(best, 4) if isinstance(best, (int, float)) else None,
-                     "yes" if r.has_best() else "no"])
-    return pd.DataFrame(rows, columns=RUNS_COLUMNS)
-
-
-def resolve_model(choice: str, runs_dir: Path) -> tuple[str, str | None, Run | None]:
-    """(model to load, its base model or None, the run or None) for a dropdown value."""
-    choice = choice.strip() if isinstance(choice, str) else ""
-    if not choice:
-        raise InvalidInput("Pick a finished run or the base model first.")
-    try:
-        run = resolve_run(runs_dir, choice)
-    except RunNotFoundError:
-        if looks_like_run_id(choice):  # a run listed when the page loaded, deleted since
-            raise
-        run = None
-    if run is not None:
-        if run.status() == "running":
-            raise InvalidInput(f"Run {run.run_id} is still training; pick a finished run.")
-        if not run.has_best():
-            raise InvalidInput(f"Run {run.run_id} has no saved model (no epoch finished).")
-        return str(run.best_dir), run.base_model(), run
-    # Hub ids only: a path typed into the box must not load folders from the server's disk.
-    if looks_like_hub_id(choice) and not Path(choice).exists():
-        check_model_allowed(choice)
-        return choice, None, None
-    raise InvalidInput(f"'{choice[:80]}' is neither a finished run nor a Hugging Face model id.")
-
-
-def reference_for(run: Run | None, name: str) -> tuple[str, str] | None:
-    """(reference text, where it comes from) for the name, from the run's data or the bundled sample."""
-    key = squash_spaces(name).lower()  # spacing as format_prompt normalises it
-    if run is not None:
-        train, val = run.split_frames()
-        for frame, where in ((train, "the run's training split"), (val, "the run's validation split (unseen)")):
-            hit = frame[frame["prompt"].map(lambda p: squash_spaces(p).lower()) == key]
-            if len(hit):
-                return str(hit["target"].iloc[0]), where
-        return None
-    sample = load_records(C.SAMPLE_SOURCE)
-    hit = sample[sample["Name"].str.strip().str.lower() == key]
-    return (str(hit["Symptoms"].iloc[0]), "the bundled sample") if len(hit) else None
+GEN_FIELDS = C.ui_fields(C.GenerationSettings)  # the sampling widgets' order (and the presets' values)
+# The page words two labels for people; the API and error messages use the transformers names.
+GEN_OVERRIDES = {"num_return_sequences": {"label": "number of sequences"}, "seed": {"label": "seed (blank = random)"}}
 
 
 EMPTY = "(no text: the model ended at once; try another seed or train longer)"
@@ -113,7 +40,7 @@ def _as_text(texts: list[str], final: bool = False) -> str:
 
 
 def _reference_md(name: str, ref, outputs: dict[str, list[str]], extra_column: str | None = None) -> str:
-    from ..evaluation import overlap
+    from ..phrases import overlap
 
     if ref is None:
         return f"*{name} is not in this model's data, so there is no reference to compare with.*"
@@ -166,17 +93,13 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
         compare = gr.Checkbox(True, label="Side by side with the run's base model", scale=1)
     name = gr.Textbox("Kidney Failure", label="Disease name", max_length=C.MAX_PROMPT_CHARS, elem_id="gen-name")
     gr.Examples([[e] for e in EXAMPLES], inputs=[name], label="Examples")
-    g = C.GenerationSettings()
     preset = gr.Dropdown(GEN_PRESET_CHOICES, value="seed-notebook", label="Sampling preset")
-    with gr.Row():
-        top_k = slider(C.TOP_K_RANGE, "top_k", step=1, info="0 = no limit")
-        top_p = slider(C.TOP_P_RANGE, "top_p", step=0.01)
-        temperature = slider(C.TEMPERATURE_RANGE, "temperature", step=0.05, info="0 = greedy")
-        repetition_penalty = slider(C.REPETITION_PENALTY_RANGE, "repetition_penalty", step=0.05)
-    with gr.Row():
-        max_new_tokens = slider(C.MAX_NEW_TOKENS_RANGE, "max_new_tokens", step=1)
-        num_sequences = slider(C.NUM_SEQUENCES_RANGE, "number of sequences", step=1)
-        seed = NamedNumber(g.seed, label="seed (blank = random)", precision=0, minimum=0, maximum=2**32 - 1)
+    sampling = {}
+    for row in (GEN_FIELDS[:4], GEN_FIELDS[4:]):  # knobs of the distribution, then of the output
+        with gr.Row():
+            for n in row:
+                sampling[n] = setting_widget(C.GenerationSettings, n, **GEN_OVERRIDES.get(n, {}))
+    top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed = sampling.values()
     go = gr.Button("Generate", variant="primary", elem_id="generate-button")
     with gr.Row():
         output = gr.Textbox("", label="Selected model", lines=6, interactive=False, elem_id="gen-output")
@@ -193,9 +116,9 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
 
     def list_runs_(current: str | None = None):
         """The runs table, and the model choices (finished runs first, then the base model)."""
-        choices = runs_choices(runs_dir)
+        choices = model_choices(runs_dir)
         values = [v for _, v in choices]
-        return runs_table(runs_dir), gr.update(choices=choices, value=current if current in values else values[0])
+        return runs_frame(runs_dir), gr.update(choices=choices, value=current if current in values else values[0])
 
     @user_errors
     @gpu(_generate_seconds)  # ZeroGPU: a GPU for this call only, sized to the tokens asked for; no-op elsewhere
@@ -208,8 +131,9 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
                                         repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
                                         num_return_sequences=num_sequences, seed=seed)
         name = clean_name(name)
-        spec, base_spec, run = resolve_model(model, runs_dir)
-        m, tok = cache.get(spec)
+        target = generation_target(model, runs_dir)  # run names and Hub ids only: never a server path
+        base_spec, run = target.base, target.run
+        m, tok = cache.get(target.model)
         texts: list[str] = []
         for texts in stream(m, tok, name, settings):
             yield _as_text(texts), "", "Generating…"
@@ -226,7 +150,7 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
                     yield _as_text(texts), _as_text(btexts), "Generating the base model's text…"
                 outputs["Base model"] = btexts
                 base_text = _as_text(btexts, final=True)
-        extra = (run.read_config().get("data") or {}).get("extra_target_column") if run is not None else None
+        extra = run.record().extra_target_column if run is not None else None
         yield _as_text(texts, final=True), base_text, _reference_md(name, reference_for(run, name), outputs, extra)
 
     refresh.click(list_runs_, inputs=model, outputs=[runs, model], api_name="list_runs")

@@ -37,8 +37,9 @@ def _card_body(text: str) -> str:
 
 def token_note() -> str:
     state = "is set" if hub_token() else "is **not** set"
-    return (f"The Hub token is read from the server's `HF_TOKEN` environment variable (it {state}); "
-            "it is never typed into this page. Repos are created private unless you untick *Private*.")
+    return (f"The Hub token is read from the server's `HF_TOKEN` environment variable or its saved "
+            f"`hf auth login` (a token {state}); it is never typed into this page. Repos are created private "
+            "unless you untick *Private*.")
 
 
 def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,

@@ -22,36 +22,45 @@ import pandas as pd
 from .. import config as C
 from ..jobs import JobManager, JobSnapshot
 from ..runs import Run, parent_run_id
-from .widgets import NamedNumber, slider, user_errors
-from .data_tab import DataTab, data_config
+from .widgets import named_parameters, setting_widget, user_errors
+from .data_tab import DATA_INPUTS, DataTab, data_config
 
 PRESETS: dict[str, C.TrainConfig] = {"defaults": C.TrainConfig(), **C.TRAIN_PRESETS}
 PRESET_CHOICES = [("Defaults (distilgpt2, loss on the symptoms)", "defaults"),
                   ("Seed notebook (its exact settings)", "seed-notebook"),
                   ("Quick CPU demo (small scratch model)", "quick-cpu")]
 MODEL_CHOICES = [C.DEFAULT_MODEL, "gpt2", "gpt2-medium", C.SCRATCH_MODEL]
-# TrainConfig fields shown as widgets, in the order the Start handler receives them.
-FIELDS = ("model", "epochs", "batch_size", "learning_rate", "max_length", "loss_on", "scheduler", "warmup_ratio",
-          "weight_decay", "grad_accum", "patience", "group_by_length", "seed", "scratch_layers", "scratch_width",
-          "scratch_vocab")
+# TrainConfig fields shown as widgets, in field order: the order of ``TrainTab.widgets``, of the presets'
+# values and of the Start handler's (and so the /train API's) parameters after the data tab's.
+TRAIN_FIELDS = C.ui_fields(C.TrainConfig)
+# Layout only: a new row of widgets starts at each of these fields; from MORE_FROM on, under "More settings".
+ROW_STARTS = ("learning_rate", "scheduler", "grad_accum", "scratch_layers")
+MORE_FROM = "scheduler"
+WIDGET_OVERRIDES = {"model": {"choices": MODEL_CHOICES}}  # suggestions; any Hub id or scratch is accepted
 TABLE_COLUMNS = ["epoch", "train loss", "val loss", "perplexity", "seconds", "tokens/s", "learning rate", "best"]
 STREAM_INTERVAL_S = 0.4  # at most this often for step progress; epoch rows are sent at once
 
 
-def train_config(model, epochs, batch_size, learning_rate, max_length, loss_on, scheduler, warmup_ratio,
-                 weight_decay, grad_accum, patience, group_by_length, seed, scratch_layers, scratch_width,
-                 scratch_vocab) -> C.TrainConfig:
-    """Widget values → ``TrainConfig`` (its ``__post_init__`` raises ``ValueError`` on bad values)."""
-    values = dict(locals())
-    values["model"] = (model or "").strip()
-    return C.TrainConfig(**values)
+def train_config(**values) -> C.TrainConfig:
+    """Widget values by field name → ``TrainConfig`` (its ``__post_init__`` raises ``InvalidInput`` on bad values)."""
+    return C.TrainConfig(**{**values, "model": (values.get("model") or "").strip()})
 
 
 def preset_values(name: str) -> list:
     cfg = PRESETS.get(name)
     if cfg is None:
         raise gr.Error(f"Unknown preset {name!r}.", print_exception=False)
-    return [getattr(cfg, f) for f in FIELDS]
+    return [getattr(cfg, f) for f in TRAIN_FIELDS]
+
+
+def _rows(names: tuple[str, ...]) -> list[list[str]]:
+    """``names`` cut into rows before each of ``ROW_STARTS`` (a new field joins the row before it)."""
+    rows: list[list[str]] = []
+    for n in names:
+        if not rows or n in ROW_STARTS:
+            rows.append([])
+        rows[-1].append(n)
+    return rows
 
 
 @dataclass
@@ -76,31 +85,19 @@ def build_train_tab(offline: bool) -> TrainTab:
     start_preset = "quick-cpu" if offline else "defaults"
     d = PRESETS[start_preset]
     preset = gr.Dropdown(PRESET_CHOICES, value=start_preset, label="Preset", elem_id="train-preset")
-    with gr.Row():
-        model = gr.Dropdown(MODEL_CHOICES, value=d.model, label="Model (Hub id, or scratch: a small random-init "
-                            "GPT-2 that works offline)", allow_custom_value=True, elem_id="train-model")
-        epochs = slider(C.EPOCHS_RANGE, "Epochs", step=1, value=d.epochs, elem_id="train-epochs")
-        batch_size = slider(C.BATCH_SIZE_RANGE, "Batch size", step=1, value=d.batch_size)
-    with gr.Row():
-        lo, hi, _ = C.LEARNING_RATE_RANGE
-        learning_rate = NamedNumber(d.learning_rate, label="Learning rate", minimum=lo, maximum=hi, step=1e-4)
-        max_length = slider(C.MAX_LENGTH_RANGE, "Max length (tokens)", step=8, value=d.max_length)
-        loss_on = gr.Radio(list(C.LOSS_MODES), value=d.loss_on, label="Loss on",
-                           info="target: symptoms + end only; full: whole text (seed notebook)")
+    built: dict[str, gr.components.Component] = {}
+
+    def place(names: tuple[str, ...]) -> None:
+        for row in _rows(names):
+            with gr.Row():
+                for n in row:
+                    built[n] = setting_widget(C.TrainConfig, n, value=getattr(d, n),
+                                              elem_id=f"train-{n.replace('_', '-')}", **WIDGET_OVERRIDES.get(n, {}))
+
+    split = TRAIN_FIELDS.index(MORE_FROM)
+    place(TRAIN_FIELDS[:split])
     with gr.Accordion("More settings", open=False):
-        with gr.Row():
-            scheduler = gr.Dropdown(["constant", "linear", "cosine"], value=d.scheduler, label="LR schedule")
-            warmup_ratio = slider((0.0, 0.5, 0.0), "Warmup ratio", step=0.01, value=d.warmup_ratio)
-            weight_decay = slider((0.0, 1.0, 0.0), "Weight decay", step=0.01, value=d.weight_decay)
-        with gr.Row():
-            grad_accum = slider(C.GRAD_ACCUM_RANGE, "Gradient accumulation", step=1, value=d.grad_accum)
-            patience = slider(C.PATIENCE_RANGE, "Early-stop patience (0 = off)", step=1, value=d.patience)
-            group_by_length = gr.Checkbox(d.group_by_length, label="Group rows of similar length")
-            seed = NamedNumber(d.seed, label="Seed", precision=0, minimum=0, maximum=2**32 - 1)
-        with gr.Row():
-            scratch_layers = slider((1, 24, 4), "Scratch layers", step=1, value=d.scratch_layers)
-            scratch_width = slider((16, 2048, 256), "Scratch width", step=16, value=d.scratch_width)
-            scratch_vocab = slider((300, 60000, 4000), "Scratch vocabulary", step=100, value=d.scratch_vocab)
+        place(TRAIN_FIELDS[split:])
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="start-button")
         stop = gr.Button("Stop", variant="stop", elem_id="stop-button")
@@ -113,8 +110,7 @@ def build_train_tab(offline: bool) -> TrainTab:
                            x_title="epoch", y_title="loss", x_axis_format=".3~r", elem_id="loss-plot", scale=2)
     summary = gr.Markdown(elem_id="train-summary")
     metrics_file = gr.File(label="Metrics CSV", interactive=False, height=90, elem_id="metrics-file")
-    widgets = [model, epochs, batch_size, learning_rate, max_length, loss_on, scheduler, warmup_ratio, weight_decay,
-               grad_accum, patience, group_by_length, seed, scratch_layers, scratch_width, scratch_vocab]
+    widgets = [built[n] for n in TRAIN_FIELDS]
     preset.change(preset_values, inputs=preset, outputs=widgets, api_visibility="private")
     return TrainTab(preset, widgets, start, stop, notice, progress, table, plot, summary, metrics_file)
 
@@ -228,17 +224,15 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
         choices = runs_choices()
         return gr.update(choices=choices, value=run_id) if run_id else gr.update(choices=choices)
 
+    params = (*DATA_INPUTS, *TRAIN_FIELDS)  # the /train API's parameter names: clients call it by keyword
+
     @user_errors
-    def train(source, hub_dataset, hub_split, upload, prompt_column, target_column, extra_target_column,
-              val_fraction, split_seed, model, epochs, batch_size, learning_rate, max_length, loss_on, scheduler,
-              warmup_ratio, weight_decay, grad_accum, patience, group_by_length, seed, scratch_layers, scratch_width,
-              scratch_vocab):
+    @named_parameters(params)
+    def train(*values):
         """Start a training run and stream its progress (per-epoch rows, loss plot, summary)."""
-        dcfg = data_config(source, hub_dataset, hub_split, upload, prompt_column, target_column,
-                           extra_target_column, val_fraction, split_seed)
-        tcfg = train_config(model, epochs, batch_size, learning_rate, max_length, loss_on, scheduler, warmup_ratio,
-                            weight_decay, grad_accum, patience, group_by_length, seed, scratch_layers,
-                            scratch_width, scratch_vocab)
+        given = dict(zip(params, values, strict=True))
+        dcfg = data_config(**{n: given[n] for n in DATA_INPUTS})
+        tcfg = train_config(**{n: given[n] for n in TRAIN_FIELDS})
         snap = manager.start(dcfg, tcfg)
         yield from follow(manager, snap.job_id, runs_update)
 

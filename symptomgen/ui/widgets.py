@@ -1,9 +1,11 @@
-"""Small pieces shared by the UI tabs: error translation and range-checked inputs.
+"""Small pieces shared by the UI tabs: error translation, range-checked inputs and the settings' widgets.
 
 Handlers raise ``errors.UserError`` subclasses (config validation, data, model
 loading, run lookups) and the UI shows each as a ``gr.Error`` carrying that one
-sentence, never a traceback; anything else is logged and shown as an internal error.  ``NamedSlider``/``NamedNumber`` reject out-of-range values sent
-through the API with a message that names the field.
+sentence, never a traceback; anything else is logged and shown as an internal error.
+``NamedSlider``/``NamedNumber`` reject out-of-range values sent through the API
+with a message that names the field.  ``setting_widget`` builds the widget of a
+config setting from its metadata (``config.Spec``), so no range is restated here.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 
 import gradio as gr
 
+from ..config import setting
 from ..errors import UserError, first_line, internal_error_line
 
 log = logging.getLogger(__name__)
@@ -87,9 +90,37 @@ class NamedNumber(gr.Number):
         return _preprocess_naming_field(self, super().preprocess, payload)
 
 
-def slider(rng: tuple, label: str, *, step: float | None = None, value=None, info: str | None = None,
-           elem_id: str | None = None) -> NamedSlider:
-    """A slider over a ``(min, max, default)`` range from ``config``."""
-    lo, hi, default = rng
-    return NamedSlider(minimum=lo, maximum=hi, value=default if value is None else value, step=step, label=label,
-                       info=info, elem_id=elem_id)
+def setting_widget(cls: type, name: str, **overrides):
+    """The widget of one setting of a config class, from its metadata: label, help (as ``info``), default,
+    and range and step (numbers) or choices.  ``overrides`` go to the component as given (``value`` for a
+    preset's value, ``elem_id``, a page-worded ``label``; ``choices`` turns a text setting into a dropdown of
+    suggestions that still takes any text)."""
+    s = setting(cls, name)
+    kw = {"label": s.label, "info": s.help, "value": s.default, **overrides}
+    if s.kind == "number":
+        bounds = {"minimum": s.min, "maximum": s.max, "step": s.step}
+        if s.slider:
+            return NamedSlider(**bounds, **kw)
+        return NamedNumber(**bounds, precision=0 if s.integer else None, **kw)
+    if s.kind == "choice":  # two choices read best as buttons, more as a list
+        return (gr.Radio if len(s.choices) <= 2 else gr.Dropdown)(list(s.choices), **kw)
+    if s.kind == "switch":
+        return gr.Checkbox(**kw)
+    if "choices" in kw:
+        return gr.Dropdown(allow_custom_value=True, **kw)
+    return gr.Textbox(**kw)
+
+
+def named_parameters(names):
+    """Give a ``*values`` handler the parameter names ``names`` as its signature.
+
+    Gradio names an endpoint's API parameters after ``inspect.signature(fn)`` (``utils.get_function_params``),
+    and clients call them by keyword, so a handler over a field list built at run time needs these names.
+    Apply it below ``user_errors``: ``functools.wraps`` copies ``__signature__`` onto the wrapper.
+    """
+    signature = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+
+    def decorate(fn):
+        fn.__signature__ = signature
+        return fn
+    return decorate
