@@ -12,10 +12,13 @@ import math
 from pathlib import Path
 
 from . import NOT_MEDICAL_ADVICE, __version__
+from .catalog import target_kind
 from .config import is_scratch
 from .data import public_source
 from .hub import looks_like_hub_id
 from .runs import Run, atomic_write_text, looks_like_run_id
+from .scoring import KIND_WORDS, SCORE_WORDS
+from .splits import BY_NAME, MODE_WORDS
 
 
 def _fmt(value) -> str:
@@ -41,22 +44,34 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None) -> str
                     and not rec.parent_run and not looks_like_run_id(model) else None),
         datasets=[source] if source != "sample" and looks_like_hub_id(source) and "/" in source else None)
     metrics = run.metrics()
-    best_epoch, best_val = rec.best_epoch, rec.best_val_loss
+    kind = target_kind(run)
+    # best/symptomgen.json is written with the weights (Run.save_model): right even when a kill came between
+    # their swap and the record's update.  Unless keep=last, the weights in best/ are the best epoch's.
+    info = run.best_info()
+    best_epoch, best_val = ((info.epoch, info.val_loss) if info.epoch and rec.kept_epoch in (None, rec.best_epoch)
+                            else (rec.best_epoch, rec.best_val_loss))
+    kept_epoch = info.epoch or rec.kept_epoch or best_epoch
+    kept = ("the weights here are from the best validation epoch, not the last."
+            if kept_epoch == best_epoch or kept_epoch is None
+            else f"the weights here are from epoch {kept_epoch}, the last finished one (keep=last), not the best.")
     data_dict, train_dict = (data.to_dict() if data else {}), (train.to_dict() if train else {})
     lines = [f"---\n{card.to_yaml()}\n---", "", f"# SymptomGen run `{run.run_id}`", "",
              f"> **Not medical advice.** {NOT_MEDICAL_ADVICE}", "",
              f"A causal language model fine-tuned with SymptomGen {__version__} to continue "
-             "`\"<disease name> |\"` with a comma-separated list of symptoms.", "", "## Data", "",
+             f"`\"<name> |\"` with {KIND_WORDS[kind]} (learned from the data's target column).", "", "## Data", "",
              f"- Source: `{source}`" + (" (SymptomGen's bundled sample)" if source == "sample" else ""),
              f"- Prompt column `{data_dict.get('prompt_column', '?')}` → target column "
              f"`{data_dict.get('target_column', '?')}`"
              + (f" + `{rec.extra_target_column}`" if rec.extra_target_column else ""),
              f"- Split: {_fmt(rec.train_rows)} training rows, {_fmt(rec.val_rows)} validation rows "
              f"(validation fraction {data_dict.get('val_fraction', '?')}, split seed {data_dict.get('seed', '?')}, "
-             "split by disease name); the split is in `symptomgen/train.csv` and `symptomgen/val.csv`.",
+             f"split {MODE_WORDS[rec.split_by or BY_NAME]}); the split is in `symptomgen/train.csv` and "
+             "`symptomgen/val.csv`.",
+             f"- Target: {KIND_WORDS[kind]}; generations are scored with {SCORE_WORDS[kind]} against the "
+             "validation rows (`python -m symptomgen evaluate`).",
              "", "## Training settings", "", "| setting | value |", "|---|---|"]
     shown = ["model", "epochs", "batch_size", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
-             "grad_accum", "max_length", "loss_on", "patience", "seed"]
+             "grad_accum", "max_length", "loss_on", "patience", "seed", "keep", "max_minutes"]
     if is_scratch(model):
         shown += ["scratch_layers", "scratch_width", "scratch_vocab"]
     lines += [f"| {k} | {_fmt(train_dict[k])} |" for k in shown if k in train_dict]
@@ -67,8 +82,7 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None) -> str
               (f"- Best epoch: {best_epoch} (validation loss {best_val:.4f} per real token, perplexity "
                f"{math.exp(min(best_val, 50.0)):.2f})" if best_val is not None
                else "- Best epoch: none finished"),
-              "- Losses are averaged over real target tokens (padding excluded); the weights here are from "
-              "the best validation epoch, not the last.", ""]
+              "- Losses are averaged over real target tokens (padding excluded); " + kept, ""]
     if len(metrics):
         lines += ["| epoch | training loss | validation loss | perplexity | seconds |", "|---|---|---|---|---|"]
         for _, r in metrics.iterrows():

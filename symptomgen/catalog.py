@@ -7,6 +7,8 @@ so nothing a visitor types reaches the server's filesystem; the CLI, run by the 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,12 +17,14 @@ import pandas as pd
 
 from .config import DEFAULT_MODEL, SAMPLE_SOURCE, SCRATCH_MODEL, is_scratch
 from .data import load_records, squash_spaces
-from .errors import InvalidInput, RunNotFoundError
-from .hub import check_model_allowed, looks_like_hub_id
+from .errors import HubUnreachableError, InvalidInput, RunNotFoundError
+from .hub import check_model_allowed, hub_reachable, looks_like_hub_id, model_cached, unreachable_reason
 from .records import RunStatus
-from .runs import RUN_ID_RE, Run, is_run_folder, list_runs, looks_like_run_id, resolve_run
+from .scoring import LIST, detect_target_kind
+from .runs import RUN_ID_RE, Run, is_run_folder, list_runs, looks_like_run_id, parent_run_id, resolve_run
 
 BASE_LABEL = f"Base model: {DEFAULT_MODEL} (not fine-tuned)"
+UNTRAINED_LABEL = "Untrained scratch model (random weights: gibberish until you train a run)"
 RUNS_COLUMNS = ["run", "status", "model", "epochs", "best epoch", "best val loss", "model saved"]
 
 
@@ -87,6 +91,8 @@ def find_run(text: object, runs_dir: Path | str, *, allow_paths: bool = False) -
 
 def finished_run(runs_dir: Path | str, run_id: object) -> Run:
     """The named run inside ``runs_dir``, with a saved model and no training going on, or an error saying why."""
+    if not str(run_id or "").strip():
+        raise InvalidInput("No run is selected: pick a finished run, or train one first (none is listed yet).")
     return resolve_run(runs_dir, str(run_id or "")).require_model()
 
 
@@ -121,7 +127,11 @@ class GenerationTarget:
 
 
 def generation_target(choice: object, runs_dir: Path | str, *, allow_paths: bool = False) -> GenerationTarget:
+    if is_scratch(choice):  # the untrained starting point (offline, the one model there is before a run)
+        return GenerationTarget(SCRATCH_MODEL, None, None)
     spec = ModelSpec.parse(choice, runs_dir, allow_paths=allow_paths, trained_only=True)
+    if spec.kind == "hub" and not allow_paths:
+        check_loadable(spec.name)
     run = Run(spec.path.parent) if spec.kind == "run" and spec.path is not None else None
     return GenerationTarget(spec.target, base_model(run) if run is not None else None, run)
 
@@ -131,19 +141,62 @@ def usable_runs(runs_dir: Path | str) -> list[Run]:
     return [r for r in list_runs(runs_dir) if r.status() is not RunStatus.RUNNING and r.has_best()]
 
 
+def resumable_choices(runs_dir: Path | str) -> list[tuple[str, str]]:
+    """(label, run id) for every run that can continue from its last checkpoint now (stopped, failed or
+    interrupted, with settings and a checkpoint, not training), newest first."""
+    out = []
+    for r in list_runs(runs_dir):
+        if r.resume_problem() is None:
+            rec = r.record()
+            out.append((f"{r.run_id} ({r.status()}, {rec.epochs_done} of {rec.train.epochs} epochs)", r.run_id))
+    return out
+
+
 def run_choices(runs_dir: Path | str) -> list[tuple[str, str]]:
     """(label, run id) for every usable run, newest first."""
     out = []
     for r in usable_runs(runs_dir):
-        rec = r.record()
-        loss = f", val loss {rec.best_val_loss:.3f}" if rec.best_val_loss is not None else ""
+        rec, kept = r.record(), r.best_info()  # the loss of the weights in best/, recorded with them
+        loss = f", val loss {kept.val_loss:.3f}" if kept.val_loss is not None else ""
         out.append((f"{r.run_id} ({r.status()}, {rec.model or '?'}{loss})", r.run_id))
     return out
 
 
+def check_loadable(model_id: str) -> None:
+    """Raise ``HubUnreachableError``, in the page's words, when a Hub model is neither cached nor downloadable
+    (the page takes finished runs and Hub ids, never folders, so that is what the sentence offers)."""
+    if model_cached(model_id) or hub_reachable():
+        return
+    raise HubUnreachableError(f"{model_id[:80]!r} cannot be loaded here: it is not downloaded yet and "
+                              f"{unreachable_reason()}. Pick a finished run (train one first) or the untrained "
+                              "scratch model.")
+
+
+def base_choice() -> tuple[str, str]:
+    """(label, model) of the base model generation offers: ``distilgpt2`` when it can load (the Hub answers, or
+    it is in the local cache), else the untrained ``scratch`` model, which needs neither (a fresh offline
+    server's page then preselects something that works)."""
+    if model_cached(DEFAULT_MODEL) or hub_reachable():
+        return BASE_LABEL, DEFAULT_MODEL
+    return UNTRAINED_LABEL, SCRATCH_MODEL
+
+
 def model_choices(runs_dir: Path | str) -> list[tuple[str, str]]:
     """Usable runs, then the base model: what generation can pick from."""
-    return run_choices(runs_dir) + [(BASE_LABEL, DEFAULT_MODEL)]
+    return run_choices(runs_dir) + [base_choice()]
+
+
+def base_description(run: Run | None) -> str:
+    """What a run's base model is, in words (the label of the "base model" output next to the run's)."""
+    if run is None:
+        return "Base model"
+    model = run.record().model.strip()
+    if is_scratch(model):
+        return "Base model: the untrained starting point (scratch, random weights: expect gibberish)"
+    parent = parent_run_id(model)
+    if parent:
+        return f"Base model: run {parent}, which this run continued from"
+    return f"Base model: {model[:80]} (not fine-tuned)"
 
 
 def runs_frame(runs_dir: Path | str) -> pd.DataFrame:
@@ -162,16 +215,61 @@ def runs_with_curves(runs_dir: Path | str) -> list[str]:
     return [r.run_id for r in list_runs(runs_dir) if r.metrics_path.is_file()]
 
 
+def target_kind(run: Run | None) -> str:
+    """``list`` or ``text`` (``scoring``): how a run's generations are scored.  Recorded when the run was trained;
+    runs from before that (or imported without it) get the same rule applied to their own split.  ``list`` when
+    there is no run (the base model on the bundled sample)."""
+    if run is None:
+        return LIST
+    rec = run.record()
+    if rec.target_kind is not None:
+        return rec.target_kind
+    try:
+        train, val = run.split_frames()
+        targets = pd.concat([train["target"], val["target"]])
+    except (OSError, ValueError, KeyError):  # no split files, or not ours
+        return LIST
+    return detect_target_kind(targets, rec.extra_target_column)
+
+
 def reference_for(run: Run | None, name: str) -> tuple[str, str] | None:
     """(reference text, where it comes from) for ``name``: the run's own split, or the bundled sample."""
-    key = squash_spaces(name).lower()  # spacing as format_prompt normalises it
+    return _reference_index(run).get(squash_spaces(name).lower())  # spacing as format_prompt normalises it
+
+
+_REFERENCE_RUNS = 4  # indexes kept: the runs people are generating with now
+_references: OrderedDict[tuple, dict[str, tuple[str, str]]] = OrderedDict()
+_references_lock = threading.Lock()
+
+
+def _version(path: Path) -> tuple:
+    st = path.stat()
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _reference_index(run: Run | None) -> dict[str, tuple[str, str]]:
+    """Name (spaces squashed, lower case) → (reference, where) for a run's split or the sample: read once per
+    version of the files (inode, mtime, size), so a Generate click never re-reads a large split."""
+    files = (run.path / "train.csv", run.path / "val.csv") if run is not None else ()
+    key = (str(run.path) if run is not None else SAMPLE_SOURCE, *(_version(f) for f in files if f.is_file()))
+    with _references_lock:
+        if key in _references:
+            _references.move_to_end(key)
+            return _references[key]
+    index: dict[str, tuple[str, str]] = {}
     if run is not None:
         train, val = run.split_frames()
-        for frame, where in ((train, "the run's training split"), (val, "the run's validation split (unseen)")):
-            hit = frame[frame["prompt"].map(lambda p: squash_spaces(p).lower()) == key]
-            if len(hit):
-                return str(hit["target"].iloc[0]), where
-        return None
-    sample = load_records(SAMPLE_SOURCE)
-    hit = sample[sample["Name"].map(lambda p: squash_spaces(p).lower()) == key]
-    return (str(hit["Symptoms"].iloc[0]), "the bundled sample") if len(hit) else None
+        pairs = [(train, "prompt", "target", "the run's training split"),
+                 (val, "prompt", "target", "the run's validation split (unseen)")]
+    else:
+        pairs = [(load_records(SAMPLE_SOURCE), "Name", "Symptoms", "the bundled sample")]
+    for frame, names, targets, where in pairs:
+        for name, target in zip(frame[names], frame[targets]):
+            index.setdefault(squash_spaces(str(name)).lower(), (str(target), where))  # the first row wins
+    with _references_lock:
+        for stale in [k for k in _references if k[0] == key[0]]:
+            _references.pop(stale)  # the same run's older files
+        _references[key] = index
+        while len(_references) > _REFERENCE_RUNS:
+            _references.popitem(last=False)
+    return index

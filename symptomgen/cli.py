@@ -110,24 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", required=True, help="run folder, run id, saved folder or Hub id")
     _add_sampling(g)
 
-    e = sub.add_parser("evaluate", help="loss, perplexity and symptom overlap of a run (JSON)")
+    e = sub.add_parser("evaluate", help="loss, perplexity and overlap scores of a run (JSON): phrase P/R/F1 for "
+                       "comma lists, ROUGE-L/ROUGE-1 for free text")
     e.add_argument("--model", required=True, help="run folder or run id")
     e.add_argument("--data", help="evaluate on this source's validation split instead of the run's own")
-    e.add_argument("--limit", type=int, help="only the first N validation rows")
+    e.add_argument("--limit", type=int, help="only N validation rows, spread across names (a seeded sample: "
+                   "each name's first row, then each name's second, ...)")
     e.add_argument("--no-base", action="store_true", help="skip the base-model comparison")
     _add_sampling(e)
 
     sub.add_parser("runs", help="list run folders")
+    d = sub.add_parser("delete", help="delete a run that is not training (its folder, model and checkpoints)")
+    d.add_argument("run", help="run id")
 
     x = sub.add_parser("export", help="zip a run: model, tokenizer, config, metrics, split, model card")
     x.add_argument("run", help="run id or run folder")
     x.add_argument("--out", type=Path, required=True, help="zip file to write (or a folder for <run_id>.zip)")
+    x.add_argument("--merged", action="store_true", help="a LoRA run: its adapter merged into the base, as whole "
+                   "weights that load without peft (default: the adapter only)")
     i = sub.add_parser("import", help="add a run from an exported zip (or a Hub repo id owner/name)")
     i.add_argument("source", metavar="ZIP", help="exported zip file, or owner/name of a pushed run on the Hub")
     u = sub.add_parser("push", help="upload a run to the Hugging Face Hub (token from HF_TOKEN or a saved hf auth login)")
     u.add_argument("run", help="run id or run folder")
     u.add_argument("--repo-id", required=True, help="owner/name of the Hub model repo (created if missing)")
     u.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
+    u.add_argument("--merged", action="store_true", help="a LoRA run: push whole merged weights, not the adapter")
     return parser
 
 
@@ -197,6 +204,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         say(summary.message, file=sys.stderr)
     best = (f"best epoch {summary.best_epoch} (val_loss {summary.best_val_loss:.4f})"
             if summary.best_epoch else "no finished epoch")
+    if summary.kept_epoch is not None and summary.kept_epoch != summary.best_epoch:
+        best += f"; best/ holds epoch {summary.kept_epoch}"
     say(f"run {summary.status}: {best}; {summary.seconds:.1f}s")
     say(f"run folder: {summary.run_dir}")
     return 0 if summary.status != "failed" else 1
@@ -218,10 +227,11 @@ def _end_distributed() -> None:
 
 def cmd_generate(a: argparse.Namespace) -> int:
     from .generation import generate
-    from .modeling import load_pretrained
+    from .modeling import load_pretrained, place
 
     settings = _sampling(a)
     model, tok = load_pretrained(generation_target(a.model, a.runs_dir, allow_paths=True).model)
+    place(model)  # CUDA (half precision), MPS or CPU
     for text in generate(model, tok, a.name, settings):
         print(f"{a.name} | {text}")
     return 0
@@ -252,6 +262,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_delete(a: argparse.Namespace) -> int:
+    from .storage import delete_run
+
+    print(delete_run(a.runs_dir, a.run))
+    return 0
+
+
 def cmd_runs(a: argparse.Namespace) -> int:
     runs = list_runs(a.runs_dir)
     for r in runs:
@@ -264,7 +281,7 @@ def cmd_runs(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from .share import export_run_zip
 
-    print(f"exported: {export_run_zip(_run_dir(a.run, a.runs_dir), a.out)}")
+    print(f"exported: {export_run_zip(_run_dir(a.run, a.runs_dir), a.out, merged=a.merged)}")
     return 0
 
 
@@ -283,7 +300,7 @@ def cmd_import(a: argparse.Namespace) -> int:
 def cmd_push(a: argparse.Namespace) -> int:
     from .share import push_run_to_hub
 
-    url = push_run_to_hub(_run_dir(a.run, a.runs_dir), a.repo_id, private=not a.public)
+    url = push_run_to_hub(_run_dir(a.run, a.runs_dir), a.repo_id, private=not a.public, merged=a.merged)
     print(f"pushed to {url}")
     return 0
 
@@ -311,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in ("runs", "export"):  # those two never load a model: no need to import transformers
         quiet_libraries()
     handler = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "runs": cmd_runs,
-               "export": cmd_export, "import": cmd_import, "push": cmd_push}
+               "export": cmd_export, "import": cmd_import, "push": cmd_push, "delete": cmd_delete}
     try:
         return handler[args.command](args)
     except BrokenPipeError:  # the reader went away (`runs | head`): not an error of ours

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -24,6 +25,11 @@ MAX_PROMPT_CHARS = 200
 MAX_SEED = 2**32 - 1  # numpy's seed range
 LOSS_MODES = ("target", "full")
 SCHEDULERS = ("constant", "linear", "cosine")
+# How rows are split (``splits``): auto picks by-row when names repeat, else by-name.
+SPLIT_MODES = ("auto", "by-row", "by-name")
+KEEP_MODES = ("best", "last")  # which epoch's model best/ holds
+TRACKERS = ("none", "tensorboard", "trackio")  # experiment trackers the Trainer can report to
+LORA_TARGETS_GPT2 = "c_attn,c_proj"  # GPT-2's attention (c_attn, attn.c_proj) and MLP output (mlp.c_proj) Conv1Ds
 
 
 
@@ -32,6 +38,7 @@ def is_scratch(model: object) -> bool:
     return str(model or "").strip().lower() == SCRATCH_MODEL
 
 
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,99}$")  # a module name as peft matches it
 _SPEC = "symptomgen"  # the key of a field's metadata that holds its Spec
 
 
@@ -188,6 +195,9 @@ class DataConfig(_Settings):
                                    lo=0.05, hi=0.5, step=0.01)
     seed: int = _setting(42, "Split seed", "Seed of the train/validation split: same seed, same split, on every "
                          "machine.", lo=0, hi=MAX_SEED, integer=True, slider=False)
+    split_by: str = _setting("auto", "Split by", "by-row: each name's rows go to both sides (stratified); by-name: "
+                             "validate on unseen names; auto: by-row when names repeat, else by-name.",
+                             choices=SPLIT_MODES)
 
 
 @dataclass(frozen=True)
@@ -228,11 +238,37 @@ class TrainConfig(_Settings):
                                   lo=300, hi=60000, integer=True, step=100)
     save_checkpoints: bool = _setting(True, "Keep a resumable checkpoint", "Keep a Trainer checkpoint of the last "
                                       "epoch, so a crashed run can resume.", flag="no-checkpoints", ui=False)
+    # LoRA (peft): train small low-rank adapters instead of every weight; best/ then holds the adapter only.
+    lora_rank: int = _setting(0, "LoRA rank", "Rank of the LoRA adapters (0 = fine-tune every weight).", lo=0,
+                              hi=256, integer=True)
+    lora_alpha: int = _setting(16, "LoRA alpha", "LoRA scaling numerator: the adapters' update is scaled by "
+                               "alpha / rank.", lo=1, hi=1024, integer=True)
+    lora_dropout: float = _setting(0.05, "LoRA dropout", "Dropout on the LoRA adapters' input.", lo=0.0, hi=0.5,
+                                   step=0.01)
+    lora_targets: str = _setting(LORA_TARGETS_GPT2, "LoRA target modules", "Comma-separated layer names that get "
+                                 "adapters (GPT-2: c_attn,c_proj).")
+    report_to: str = _setting("none", "Experiment tracking", "Also log the Trainer's metrics to TensorBoard "
+                              "(event files in the run's logs/ folder) or Trackio.", choices=TRACKERS)
+    keep: str = _setting("best", "Model to keep", "best: the epoch with the lowest validation loss; last: the last "
+                         "finished epoch, whatever its validation loss.", choices=KEEP_MODES)
+    max_minutes: float = _setting(0.0, "Time budget (minutes)", "Stop at the next optimizer step once training has "
+                                  "run this long, keeping the best finished epoch (0 = no budget).", lo=0.0,
+                                  hi=1440.0, step=0.5, slider=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.scratch_width % 4:
             raise InvalidInput("Scratch width must be a multiple of 4 (it is split over 4 heads).")
+        targets = [t.strip() for t in self.lora_targets.split(",")]
+        if not all(_MODULE_NAME.match(t) for t in targets):
+            raise InvalidInput(f"LoRA target modules must be comma-separated layer names such as "
+                               f"{LORA_TARGETS_GPT2}, got {self.lora_targets[:80]!r}.")
+        object.__setattr__(self, "lora_targets", ",".join(targets))
+
+    @property
+    def lora(self) -> bool:
+        """Whether this run trains LoRA adapters (``lora_rank`` > 0) instead of every weight."""
+        return self.lora_rank > 0
 
 
 @dataclass(frozen=True)
@@ -256,6 +292,9 @@ class GenerationSettings(_Settings):
                                          "batched call.", lo=1, hi=5, integer=True)
     seed: int | None = _setting(0, "seed", "Seed for sampling: the same seed and settings give the same text.",
                                 lo=0, hi=MAX_SEED, integer=True, slider=False, optional=True)
+    no_repeat_ngram_size: int = _setting(0, "no_repeat_ngram_size", "Never repeat a run of this many tokens in the "
+                                         "output (0 = off; 2 or 3 stops lists repeating themselves).", lo=0, hi=10,
+                                         integer=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -283,7 +322,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                                  max_length=128, loss_on="full", scheduler="constant"),
     # Measured on the bundled sample: smaller scratch models or fewer epochs only learn to emit commas.
     "quick-cpu": TrainConfig(model=SCRATCH_MODEL, epochs=10, batch_size=8, learning_rate=1e-3,
-                             max_length=96, scheduler="linear", warmup_ratio=0.05, save_checkpoints=False),
+                             max_length=96, scheduler="linear", warmup_ratio=0.05, save_checkpoints=False,
+                             max_minutes=2.0),  # quick on any table: a larger one gets fewer epochs, not more time
 }
 GENERATION_PRESETS: dict[str, GenerationSettings] = {
     "seed-notebook": GenerationSettings(),

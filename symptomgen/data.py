@@ -20,6 +20,9 @@ from .errors import DataError, first_line
 from .config import SAMPLE_SOURCE, DataConfig
 from .settings import current
 from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
+from .phrases import extra_section, symptoms_only  # noqa: F401 (public here too: part of the target's format)
+from .scoring import KIND_WORDS, LIST, SCORE_WORDS, detect_target_kind
+from .splits import SplitStats, split_rows
 
 SAMPLE_PATH = Path(__file__).parent / "sample_data" / "diseases_sample.csv"
 SEPARATOR = " |"
@@ -59,6 +62,10 @@ class PreparedData:
     rows_read: int
     dropped: dict[str, int] = field(default_factory=dict)
     notices: tuple[str, ...] = ()
+    split_stats: SplitStats | None = None
+    """How the rows were split (mode, names, rows per name, overlap) and why."""
+    target_kind: str = LIST
+    """``list`` or ``text`` (``scoring.detect_target_kind``): how generations of this data are scored."""
 
     @property
     def kept(self) -> int:
@@ -66,19 +73,12 @@ class PreparedData:
 
     def summary(self) -> str:
         drop = ", ".join(f"{n} {why}" for why, n in self.dropped.items() if n) or "none"
-        return (f"{self.rows_read} rows read from {public_source(self.source)}; kept {self.kept} "
+        text = (f"{self.rows_read} rows read from {public_source(self.source)}; kept {self.kept} "
                 f"(dropped: {drop}); train {len(self.train)}, validation {len(self.val)}.")
-
-
-def extra_section(column: str, text):
-    """How an optional column is appended to the target: ``"; Treatments: rest, fluids"``."""
-    return f"; {column}: " + text
-
-
-def symptoms_only(text: str, extra_column: str | None) -> str:
-    """A target (or generated text) without the ``"; <extra_column>: ..."`` section a run appended to it."""
-    text = str(text)
-    return text.split(extra_section(extra_column, ""), 1)[0] if extra_column else text
+        if self.split_stats is not None:
+            text += " " + self.split_stats.describe()
+        return text + (f" Targets read as {KIND_WORDS[self.target_kind]}, so generations are scored with "
+                       f"{SCORE_WORDS[self.target_kind]}.")
 
 
 def source_kind(source: str) -> Literal["sample", "file", "hub"]:
@@ -211,20 +211,14 @@ def select_columns(df: pd.DataFrame, cfg: DataConfig, label: str) -> tuple[pd.Da
     return out, dropped
 
 
-def split(df: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded train/validation split by prompt, so a name never sits on both sides.
+def split(df: pd.DataFrame, val_fraction: float, seed: int, mode: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded train/validation split (``splits.split_rows``): ``auto`` splits by row, stratified by name, when names
+    repeat, and by name (a name never on both sides) when each name has one row; ``by-row``/``by-name`` force one.
 
     Uses NumPy's PCG64 generator, whose stream is fixed across platforms and versions.
     """
-    keys = df["prompt"].str.lower()
-    names = np.array(sorted(keys.unique()))
-    if len(names) < 2:
-        raise DataError(f"Need at least 2 distinct prompts to split into train and validation, got {len(names)}.")
-    order = np.random.default_rng(seed).permutation(len(names))
-    n_val = min(len(names) - 1, max(1, int(round(len(names) * val_fraction))))
-    val_names = set(names[order[:n_val]])
-    is_val = keys.isin(val_names)
-    return df[~is_val].reset_index(drop=True), df[is_val].reset_index(drop=True)
+    train, val, _ = split_rows(df, val_fraction, seed, mode)
+    return train, val
 
 
 def prepare(cfg: DataConfig, frame: pd.DataFrame | None = None) -> PreparedData:
@@ -236,5 +230,6 @@ def prepare(cfg: DataConfig, frame: pd.DataFrame | None = None) -> PreparedData:
     rows, dropped = select_columns(raw, cfg, label)
     if len(rows) < 2:
         raise DataError(f"{label} has {len(rows)} usable row(s) after dropping empty cells; at least 2 are needed.")
-    train, val = split(rows, cfg.val_fraction, cfg.seed)
-    return PreparedData(train=train, val=val, source=cfg.source, rows_read=len(raw), dropped=dropped)
+    train, val, stats = split_rows(rows, cfg.val_fraction, cfg.seed, cfg.split_by)
+    return PreparedData(train=train, val=val, source=cfg.source, rows_read=len(raw), dropped=dropped,
+                        split_stats=stats, target_kind=detect_target_kind(rows["target"], cfg.extra_target_column))

@@ -7,6 +7,13 @@ subclasses keep the built-in base their callers already expect (a bad value is s
 
 from __future__ import annotations
 
+import errno
+import re
+
+# An absolute path (POSIX, or Windows with a drive): at least two components, so "a/b" or "1/2" stay.
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/:,;()]+){2,}[\\/]?")
+_DISK_FULL = ("no space left on device", "storagefull", "disk quota exceeded")
+
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type name when the message is empty."""
@@ -46,6 +53,10 @@ class TrainingFailed(UserError, RuntimeError):
     """Training stopped on an error the user can act on (the message says which)."""
 
 
+class QuotaExceeded(UserError, RuntimeError):
+    """The runs folder is at its limit (runs or bytes); the message says how to free space."""
+
+
 class TrainingBusyError(UserError, RuntimeError):
     """A training job is already running; the message says so in one sentence."""
 
@@ -61,3 +72,34 @@ class EvaluationCancelled(UserError, RuntimeError):
 def internal_error_line(exc: BaseException) -> str:
     """What a person sees for an error that is not theirs (the traceback goes to the log)."""
     return f"Internal error ({type(exc).__name__}): {first_line(exc)[:200]}. Details are in the server log."
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute path replaced by its last component: a message shown to a visitor must not
+    reveal where this server keeps its files (temp folders, the runs folder)."""
+    return _PATH.sub(lambda m: m.group(0).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1], text)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """The disk (or the user's quota) is full, however the library that hit it reported it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(mark in str(exc).lower() for mark in _DISK_FULL)
+
+
+DISK_FULL = "The disk is full (no space left on device): delete old runs to free space, then resume the run."
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One sentence saying why a job failed, for its run record and the person who started it: a ``UserError``'s
+    own sentence; a full disk or another file error in words; anything else as its type and first line.  Never a
+    path of this machine."""
+    if is_disk_full(exc):
+        return DISK_FULL
+    if isinstance(exc, UserError):
+        return without_paths(first_line(exc))
+    if isinstance(exc, OSError):
+        return f"A file could not be read or written ({exc.strerror or type(exc).__name__})."
+    if isinstance(exc, MemoryError):
+        return "Out of memory: lower the batch size or max length, or choose a smaller model."
+    return without_paths(f"{type(exc).__name__}: {first_line(exc)}")[:300]

@@ -1,4 +1,5 @@
-"""What training reports as it goes: ``Progress`` per optimizer step, ``EpochResult`` per epoch, then ``RunSummary``.
+"""What training reports as it goes: ``RunStarted`` once its folder exists, ``Progress`` per optimizer step,
+``EpochResult`` per epoch, then ``RunSummary``.
 
 Plain records without torch, so followers (``jobs``, the UI) can import them before a job starts.
 """
@@ -13,12 +14,26 @@ from .records import RunStatus
 
 
 @dataclass(frozen=True)
+class RunStarted:
+    """The run's folder exists and is marked running: sent first, so whoever follows a training process can mark
+    the run if that process dies before it reports how the run ended."""
+
+    run_dir: Path
+
+
+@dataclass(frozen=True)
 class Progress:
-    """Position within training, sent after every optimizer step."""
+    """Position within training, sent after every optimizer step, with what a page needs to show time left."""
 
     step: int
     total_steps: int
     epoch: float
+    elapsed: float | None = None
+    """Seconds since this training session's first step began (validation passes and saves included)."""
+    seconds_per_step: float | None = None
+    """``elapsed`` over the steps this session has done: validation and saves are spread over the steps."""
+    seconds_left: float | None = None
+    """Estimated seconds to the end: the steps left × ``seconds_per_step``, capped by the time budget's rest."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,8 @@ class RunSummary:
     best_val_loss: float | None
     seconds: float
     message: str = ""
+    kept_epoch: int | None = None
+    """The epoch whose model ``best/`` holds (``best_epoch``, or with ``keep=last`` the last finished one)."""
 
 
-Event = Progress | EpochResult | RunSummary
+Event = RunStarted | Progress | EpochResult | RunSummary

@@ -20,10 +20,11 @@ from typing import Iterator
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from .config import MAX_PROMPT_CHARS, GenerationSettings
+from .config import MAX_PROMPT_CHARS, SAMPLE_SOURCE, SCRATCH_MODEL, DataConfig, GenerationSettings, TrainConfig, \
+    is_scratch
 from .data import format_prompt, squash_spaces
 from .errors import InvalidInput
-from .modeling import load_pretrained, pick_device
+from .modeling import MODEL_BUILD_LOCK, load_pretrained, place
 
 _seed_lock = threading.Lock()  # torch's global RNG is shared: one seeded call at a time
 
@@ -53,6 +54,8 @@ def generation_kwargs(model, tokenizer, settings: GenerationSettings, prompt_len
     kwargs = dict(max_new_tokens=max_new, num_return_sequences=settings.num_return_sequences,
                   repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id,
                   eos_token_id=tokenizer.eos_token_id, use_cache=True)
+    if settings.no_repeat_ngram_size:  # 0 = off (transformers treats 0 as off too; left out, defaults stay clean)
+        kwargs["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
     if settings.greedy:
         kwargs.update(do_sample=False, top_k=None, top_p=None, temperature=None)
     else:
@@ -146,6 +149,20 @@ def stream(model, tokenizer, name: str, settings: GenerationSettings = Generatio
         yield [""] * settings.num_return_sequences
 
 
+def untrained_scratch():
+    """(model, tokenizer) of ``scratch`` before any training: the tokenizer trained on the bundled sample's
+    training rows and the default-size GPT-2 with seeded random weights, as a scratch run starts.  It needs no
+    download, so an offline page has a model to show before the first run (its text is gibberish, and says so)."""
+    from .data import format_example, prepare
+    from .modeling import build_scratch_model, build_scratch_tokenizer
+
+    train = prepare(DataConfig(source=SAMPLE_SOURCE)).train
+    cfg = TrainConfig(model=SCRATCH_MODEL)
+    tok = build_scratch_tokenizer([format_example(p, t) for p, t in zip(train["prompt"], train["target"])],
+                                  cfg.scratch_vocab)
+    return build_scratch_model(tok, cfg), tok
+
+
 class ModelCache:
     """A few loaded models, most recently used kept; keyed by resolved path or id."""
 
@@ -159,10 +176,11 @@ class ModelCache:
         path = Path(str(spec))
         if not path.exists():
             return (str(spec),)
+        weights = [path / n for n in ("model.safetensors", "adapter_model.safetensors") if (path / n).exists()]
         try:
-            st = (path / "model.safetensors").stat()
+            st = weights[0].stat()  # a LoRA run's best/ holds its adapter's weights
             version = (st.st_ino, st.st_mtime_ns)
-        except OSError:
+        except (OSError, IndexError):
             version = ()
         return (str(path.resolve()), *version)
 
@@ -172,8 +190,9 @@ class ModelCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        model, tok = load_pretrained(spec)
-        model.to(pick_device()).eval()
+        with MODEL_BUILD_LOCK:  # one build at a time in this process (see modeling.MODEL_BUILD_LOCK)
+            model, tok = untrained_scratch() if is_scratch(spec) else load_pretrained(spec)
+        place(model)
         with self._lock:
             for stale in [k for k in self._items if k[0] == key[0] and k != key]:
                 self._items.pop(stale)  # the same folder's older weights: replaced, not kept

@@ -62,11 +62,26 @@ def hub_reachable(timeout: float | None = None) -> bool:
     return ok
 
 
+def unreachable_reason() -> str:
+    """Why the Hub cannot be used, in a few words: ``offline mode is on (HF_HUB_OFFLINE=1)`` or the host."""
+    return ("offline mode is on (HF_HUB_OFFLINE=1)" if offline_requested()
+            else f"{urlparse(hub_endpoint()).hostname} could not be reached")
+
+
 def unreachable_message(what: str) -> str:
-    reason = ("offline mode is on (HF_HUB_OFFLINE=1)" if offline_requested()
-              else f"{urlparse(hub_endpoint()).hostname} could not be reached")
+    reason = unreachable_reason()
     return (f"Could not download {what} from the Hugging Face Hub: {reason}. "
             "Use the bundled sample data and the 'scratch' model, or a local folder.")
+
+
+def model_cached(model_id: str) -> bool:
+    """Whether a Hub model's config is in the local Hugging Face cache (so it may load without the network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - not a valid id, no cache folder: not cached
+        return False
 
 
 def looks_like_hub_id(text: str) -> bool:

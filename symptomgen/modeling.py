@@ -7,7 +7,9 @@ Loading never uses ``trust_remote_code`` and only reads safetensors weights.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from pathlib import Path
 from typing import Iterable
 
@@ -15,6 +17,7 @@ import torch
 
 from .errors import first_line as _first_line, ModelLoadError
 from .config import TrainConfig, is_scratch
+from .lora import is_adapter_folder, load_adapter
 from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,20 @@ def pick_device() -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def place(model, device: torch.device | None = None):
+    """Put a loaded model where inference runs (``pick_device``: CUDA, then MPS, then CPU) in eval mode.
+
+    On CUDA the weights become bf16 where the GPU supports it, else fp16 (half the memory, tensor cores);
+    elsewhere they stay fp32.  Callers move their inputs to ``next(model.parameters()).device``.
+    """
+    device = device or pick_device()
+    if device.type == "cuda":
+        model.to(device=device, dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    else:
+        model.to(device)
+    return model.eval()
 
 
 def build_scratch_tokenizer(texts: Iterable[str], vocab_size: int = 4000):
@@ -69,14 +86,35 @@ def _with_pad(tokenizer, model=None):
     return tokenizer
 
 
+MODEL_BUILD_LOCK = threading.RLock()
+"""Held while a model is built in this process.  transformers builds models under a process-wide default-device
+context (the meta device, then the weights): two threads building at once corrupt each other's models ("Cannot
+copy out of meta tensor"), so the server's concurrent requests build one model at a time."""
+
+
+def _one_build_at_a_time(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with MODEL_BUILD_LOCK:
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@_one_build_at_a_time
 def load_pretrained(name_or_path: str | Path):
-    """Load (model, tokenizer) from a local folder or a Hub id; fail fast when offline."""
+    """Load (model, tokenizer) from a local folder or a Hub id; fail fast when offline.
+
+    A LoRA adapter folder (``adapter_config.json``) loads its base and returns the two merged (``lora``).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = str(name_or_path).strip()
     path = Path(spec).expanduser()
     kwargs = {"trust_remote_code": False, "use_safetensors": True}
     if path.is_dir():
+        if is_adapter_folder(path):  # a LoRA run's best/: its base with the adapter merged in
+            model, tok = load_adapter(path, load_pretrained)
+            return model, _with_pad(tok, model)
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is not a saved model folder (no config.json).")
         source, local = str(path), True

@@ -2,7 +2,9 @@
 
 A text is cut on commas, semicolons and the word "and"; each piece is lower-cased, its spaces collapsed and its
 end punctuation trimmed.  ``overlap`` scores two texts by the phrases they share; ``phrase_pieces`` keeps the
-separators so a page can highlight the matched phrases in the original text.
+separators so a page can highlight the matched phrases in the original text.  How an extra column is appended
+to a target (``extra_section``) and cut off again (``symptoms_only``) lives here too, so this module imports
+nothing of the package (``data`` builds on it).
 """
 
 from __future__ import annotations
@@ -10,9 +12,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .data import symptoms_only
-
 _SEPARATORS = re.compile(r"([,;]|\band\b)", re.IGNORECASE)
+
+
+def extra_section(column: str, text):
+    """How an optional column is appended to the target: ``"; Treatments: rest, fluids"``."""
+    return f"; {column}: " + text
+
+
+def symptoms_only(text: str, extra_column: str | None) -> str:
+    """A target (or generated text) without the ``"; <extra_column>: ..."`` section a run appended to it."""
+    text = str(text)
+    return text.split(extra_section(extra_column, ""), 1)[0] if extra_column else text
 
 
 def normalise_phrase(part: str) -> str:

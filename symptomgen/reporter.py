@@ -32,8 +32,13 @@ class EpochReporter(TrainerCallback):
     def __init__(self, run: runs_mod.Run | None, tokenizer, val_rows: list[dict], train_tokens: int,
                  cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Event | None,
                  best_val: float = math.inf, best_epoch: int | None = None, bad_epochs: int = 0,
-                 phase: Callable[[str], AbstractContextManager] = nullcontext):
+                 phase: Callable[[str], AbstractContextManager] = nullcontext,
+                 clock: Callable[[], float] = time.monotonic):
         self.run, self.tokenizer, self.val_rows = run, tokenizer, val_rows
+        # The time budget and the time-left estimate read ``clock`` once per step (and once at the start).
+        self.clock, self.out_of_time = clock, False
+        self._t0, self._first_step, self._deadline = 0.0, 0, None
+        self.kept_epoch: int | None = best_epoch
         self.train_tokens, self.cfg, self.emit, self.stop = train_tokens, cfg, emit, stop
         self.best_val, self.best_epoch = best_val, best_epoch
         self.bad_epochs, self.phase = bad_epochs, phase
@@ -44,20 +49,34 @@ class EpochReporter(TrainerCallback):
         self._epoch_first_step = 0
         self._epoch_complete = False
 
+    def on_train_begin(self, args, state, control, **kw):
+        self._t0, self._first_step = self.clock(), state.global_step
+        self._deadline = self._t0 + 60 * self.cfg.max_minutes if self.cfg.max_minutes else None
+
     def on_epoch_begin(self, args, state, control, **kw):
         self._epoch_start = time.perf_counter()
         self._epoch_first_step = state.global_step
         self._epoch_complete = False
 
     def on_step_end(self, args, state, control, **kw):
-        self.emit(Progress(state.global_step, state.max_steps, float(state.epoch or 0.0)))
+        now = self.clock()
+        elapsed = now - self._t0
+        per_step = elapsed / max(1, state.global_step - self._first_step)
+        left = per_step * max(0, state.max_steps - state.global_step)
+        if self._deadline is not None:
+            left = min(left, max(0.0, self._deadline - now))
+        self.emit(Progress(state.global_step, state.max_steps, float(state.epoch or 0.0), elapsed, per_step, left))
         if self.stop is not None and self.stop.is_set():
             self.stopped = True
             control.should_training_stop = True
+        elif self._deadline is not None and now >= self._deadline:
+            self.out_of_time = True  # the time budget is spent: end at this step, as Stop does
+            control.should_training_stop = True
 
     def on_epoch_end(self, args, state, control, **kw):
-        # A stop mid-epoch also ends the epoch loop; such a partial epoch is not reported.
-        self._epoch_complete = not self.stopped
+        # A stop (or the time budget) mid-epoch also ends the epoch loop; such a partial epoch is not reported.
+        # One that came at the epoch's last step ends a whole epoch (the Trainer's epoch is then a whole number).
+        self._epoch_complete = abs(float(state.epoch or 0.0) - round(float(state.epoch or 0.0))) < 1e-9
         self._train_end = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, model=None, **kw):
@@ -78,11 +97,13 @@ class EpochReporter(TrainerCallback):
         is_best = val_loss < self.best_val
         if is_best:
             self.best_val, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
-            if self.run is not None:
-                with self.phase("save_best"):
-                    self.run.save_model(model, self.tokenizer)
         else:
             self.bad_epochs += 1
+        if is_best or self.cfg.keep == "last":  # keep=last: best/ holds each epoch's model in turn
+            self.kept_epoch = epoch
+            if self.run is not None:
+                with self.phase("save_best"):
+                    self.run.save_model(model, self.tokenizer, info=runs_mod.ModelInfo(epoch, val_loss))
         seconds = time.perf_counter() - self._epoch_start
         train_seconds = max(self._train_end - self._epoch_start, 1e-9)
         # A resumed epoch runs only its remaining steps: count only their share of the epoch's tokens.
@@ -100,11 +121,39 @@ class EpochReporter(TrainerCallback):
                 "batch_size": self.cfg.batch_size, "gpu": device_name(),
                 "tokens_per_sec": round(result.tokens_per_sec, 1),
             })
-            self.run.update(best_epoch=self.best_epoch, best_val_loss=self.best_val, epochs_done=epoch)
+            self.run.update(best_epoch=self.best_epoch, best_val_loss=self.best_val, epochs_done=epoch,
+                            kept_epoch=self.kept_epoch)
         self.emit(result)
         if self.cfg.patience and self.bad_epochs >= self.cfg.patience:
             self.early_stopped = True
             control.should_training_stop = True
+
+
+def kept_model_note(best_epoch: int | None, epochs_done: int, kept_epoch: int | None, cfg: TrainConfig,
+                    train_rows: int | None, split_by: str | None) -> str:
+    """What the run summary says about the model ``best/`` holds, when it needs saying ("" otherwise): with
+    ``keep=last``, that it is not the best epoch's; when validation was best at epoch 1 (or 2) of several, that the
+    early model is kept, and the likely causes — unseen names in validation, the learning rate, too few rows."""
+    if best_epoch is None or epochs_done < 2:
+        return ""
+    parts = []
+    if cfg.keep == "last" and kept_epoch is not None and kept_epoch != best_epoch:
+        parts.append(f"best/ holds the last epoch's model (epoch {kept_epoch}) as asked (keep=last); validation "
+                     f"loss was lowest at epoch {best_epoch}.")
+    if best_epoch > 2 or epochs_done <= best_epoch:
+        return " ".join(parts)
+    if cfg.keep == "best":
+        parts.append(f"Validation loss was lowest at epoch {best_epoch} of {epochs_done} and never improved after it, "
+                     f"so the epoch-{best_epoch} model is kept.")
+    causes = []
+    if split_by in (None, "by-name"):  # runs from before the choice were split by name
+        causes.append("validation names are unseen in training, so later epochs learn the training names' texts "
+                      "rather than anything that carries over (split by row if names repeat)")
+    if train_rows is not None and train_rows < 1000:
+        causes.append(f"{train_rows} training rows are few enough to memorise in an epoch or two")
+    causes.append(f"the learning rate ({cfg.learning_rate:g}) may be too high: try a lower one or a decaying schedule")
+    parts.append("Likely causes: " + "; ".join(causes) + ".")
+    return " ".join(parts)
 
 
 def device_name() -> str:

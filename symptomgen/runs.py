@@ -12,6 +12,7 @@ from .records import RunRecord, RunStatus
 import csv
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ METRIC_COLUMNS = ["epoch", "transformer", "batch_size", "gpu", "training_loss", 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 RUN_STAMP_RE = re.compile(r"^\d{8}-\d{6}(-|$)")  # how new_run_id names runs
 DEFAULT_RUNS_DIR = Path("runs")  # the doors use settings.current().runs_dir ($SYMPTOMGEN_RUNS_DIR)
+MODEL_INFO = "symptomgen.json"  # inside best/: which epoch those weights are and their validation loss
 
 
 
@@ -64,6 +66,26 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a saved model folder is: the epoch its weights come from and their validation loss (None: unknown)."""
+
+    epoch: int | None = None
+    val_loss: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "val_loss": self.val_loss}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> ModelInfo:
+        """Typed from anything (an imported file too): a positive whole epoch and a finite loss, or None."""
+        raw = raw if isinstance(raw, dict) else {}
+        epoch, loss = raw.get("epoch"), raw.get("val_loss")
+        epoch = epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch > 0 else None
+        loss = float(loss) if isinstance(loss, (int, float)) and not isinstance(loss, bool) else None
+        return cls(epoch, loss if loss is not None and math.isfinite(loss) else None)
 
 
 @dataclass(frozen=True)
@@ -158,34 +180,68 @@ class Run:
             atomic_write_text(self.metrics_path, df[df["epoch"] <= last_epoch].to_csv(index=False))
 
     def has_best(self) -> bool:
-        if not (self.best_dir / "config.json").is_file():
+        if not is_model_folder(self.best_dir):
             self._restore_saved("best")
-        return (self.best_dir / "config.json").is_file()
+        return is_model_folder(self.best_dir)
 
     def _restore_saved(self, folder: str) -> None:
         """A kill between ``save_model``'s two renames leaves the previous copy as ``.<folder>.old``: put it back
         (it is the one the metrics and config describe; the newer one was never recorded)."""
         old, final = self.path / f".{folder}.old", self.path / folder
         # Never while its trainer lives: between save_model's renames the folder is briefly absent.
-        if not final.exists() and (old / "config.json").is_file() and not self.is_live():
+        if not final.exists() and is_model_folder(old) and not self.is_live():
             try:
                 os.replace(old, final)
             except OSError:
                 pass
 
-    def save_model(self, model, tokenizer, folder: str = "best") -> None:
-        """Write to ``.<folder>.tmp`` then swap it in, so the old copy survives a crash."""
+    def save_model(self, model, tokenizer, folder: str = "best", info: ModelInfo | None = None) -> None:
+        """Write to ``.<folder>.tmp`` then swap it in, so the old copy survives a crash.  ``info`` (which epoch
+        these weights are, their validation loss) is written inside the folder: it is swapped in with them, so a
+        kill between the swap and the metrics row cannot leave the record describing other weights."""
         final = self.path / folder
         tmp = self.path / f".{folder}.tmp"
         old = self.path / f".{folder}.old"
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if info is not None:
+            atomic_write_json(tmp / MODEL_INFO, info.to_json())
         if final.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
+
+    def best_info(self) -> ModelInfo:
+        """The epoch and validation loss of the weights in ``best/``: from ``best/symptomgen.json`` (written with
+        them), else (runs saved before that file existed) from the record."""
+        try:
+            raw = json.loads((self.best_dir / MODEL_INFO).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raw = None
+        info = ModelInfo.from_json(raw)
+        if info.epoch is None:
+            rec = self.record()
+            return ModelInfo(rec.best_epoch, rec.best_val_loss)
+        return info
+
+    def resume_problem(self, check_live: bool = True) -> str | None:
+        """Why this run cannot be resumed now (one sentence), or None.  ``check_live``: refuse a run whose
+        trainer is alive on this host (under torchrun only rank 0 asks, before it marks the run itself)."""
+        saved = self.record()
+        if check_live and self.is_live():
+            return f"Run {self.run_id} is still training (process {saved.pid}); stop it first, or wait for it to end."
+        status = self.status()
+        if status.completed:
+            return (f"Run {self.run_id} has already {status.value.replace('-', ' ')}; nothing to resume (start a new "
+                    "run to train longer).")
+        if saved.data is None or saved.train is None:
+            return (f"Run {self.run_id} has no usable saved settings to resume from (its config.json is missing or "
+                    "damaged).")
+        if self.last_checkpoint() is None:
+            return f"Run {self.run_id} has no checkpoint to resume from."
+        return None
 
     def last_checkpoint(self) -> Path | None:
         """The newest complete Trainer checkpoint (its trainer_state.json, written last, parses)."""
@@ -226,6 +282,12 @@ def create_run(runs_dir: Path, run_id: str, record: RunRecord, train: pd.DataFra
     return run
 
 
+def is_model_folder(path: Path | str) -> bool:
+    """A ``save_pretrained`` folder: a whole model (``config.json``) or a LoRA adapter (``adapter_config.json``)."""
+    path = Path(path)
+    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+
+
 def is_run_folder(path: Path | str) -> bool:
     """A folder laid out as a run (its record and split), as opposed to a model folder (whose config.json is a
     model's)."""
@@ -261,7 +323,7 @@ def list_runs(runs_dir: Path) -> list[Run]:
 
 
 def run_label(run: Run) -> str:
-    best = run.record().best_val_loss
+    best = run.best_info().val_loss
     best_txt = f", best val {best:.3f}" if best is not None else ""
     return f"{run.run_id} ({run.status()}{best_txt})"
 
@@ -269,7 +331,7 @@ def run_label(run: Run) -> str:
 def parent_run_id(model: str) -> str | None:
     """The run's name when ``model`` is a run folder's ``best/`` (training continues from that run), else None."""
     path = Path(str(model)).expanduser()
-    if path.name != "best" or not (path / "config.json").is_file():
+    if path.name != "best" or not is_model_folder(path):
         return None
     rec = Run(path.parent).record()
     return path.parent.name if rec.run_id and rec.train is not None else None

@@ -53,6 +53,19 @@ class Settings:
     """Most rows a data table may have (``SYMPTOMGEN_MAX_ROWS``)."""
     max_import_bytes: int = 2048 * _MB
     """Largest run zip or Hub run imported, packed or unpacked (``SYMPTOMGEN_MAX_IMPORT_MB``)."""
+    max_import_parameters: int = 400_000_000
+    """Most parameters an imported model may have, read from its config.json before anything is built
+    (``SYMPTOMGEN_MAX_IMPORT_PARAMS_M``, in millions).  400 M (gpt2-medium is 355 M) is 1.6 GB per loaded copy in
+    fp32: a few fit in a 16 GB CPU Space next to a training job."""
+    max_runs: int = 40
+    """Most run folders the server keeps; at the limit Start and import are refused until runs are deleted
+    (``SYMPTOMGEN_MAX_RUNS``)."""
+    max_runs_bytes: int = 20 * 1024 * _MB
+    """Most bytes the runs folder may hold before Start and import are refused (``SYMPTOMGEN_MAX_RUNS_GB``); a
+    free Space has 50 GB of disk, and a distilgpt2 run with its checkpoint takes about 1.5 GB."""
+    stop_grace_s: float = 60.0
+    """How long a training process may take to honour Stop (it stops after the current step, validation or save)
+    before it is ended (``SYMPTOMGEN_STOP_GRACE_S``)."""
     hub_timeout_s: float = 3.0
     """How long the Hub reachability check waits (``SYMPTOMGEN_HUB_TIMEOUT``)."""
     hub_endpoint: str = "https://huggingface.co"
@@ -75,6 +88,8 @@ class Settings:
     """Also serve on a public share link (``SYMPTOMGEN_SHARE``)."""
     auth: str = ""
     """``user:password`` pairs, comma-separated (``SYMPTOMGEN_AUTH``); empty = no login."""
+    mcp: bool = False
+    """Also serve generation and the run list as MCP tools at ``/gradio_api/mcp/`` (``SYMPTOMGEN_MCP``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +100,12 @@ class Settings:
             max_file_bytes=int(_number(env, "SYMPTOMGEN_MAX_FILE_MB", d.max_file_bytes / _MB, float) * _MB),
             max_rows=_number(env, "SYMPTOMGEN_MAX_ROWS", d.max_rows),
             max_import_bytes=int(_number(env, "SYMPTOMGEN_MAX_IMPORT_MB", d.max_import_bytes / _MB, float) * _MB),
+            max_import_parameters=int(_number(env, "SYMPTOMGEN_MAX_IMPORT_PARAMS_M", d.max_import_parameters / 1e6,
+                                              float) * 1e6),
+            max_runs=_number(env, "SYMPTOMGEN_MAX_RUNS", d.max_runs),
+            max_runs_bytes=int(_number(env, "SYMPTOMGEN_MAX_RUNS_GB", d.max_runs_bytes / (1024 * _MB), float)
+                               * 1024 * _MB),
+            stop_grace_s=_number(env, "SYMPTOMGEN_STOP_GRACE_S", d.stop_grace_s, float),
             hub_timeout_s=_number(env, "SYMPTOMGEN_HUB_TIMEOUT", d.hub_timeout_s, float),
             hub_endpoint=(env.get("HF_ENDPOINT") or d.hub_endpoint).strip(),
             offline=env_flag(env.get("HF_HUB_OFFLINE")),
@@ -97,6 +118,7 @@ class Settings:
             port=_number(env, "SYMPTOMGEN_PORT", 0) or _number(env, "GRADIO_SERVER_PORT", d.port),
             share=env_flag(env.get("SYMPTOMGEN_SHARE")),
             auth=env.get("SYMPTOMGEN_AUTH") or "",
+            mcp=env_flag(env.get("SYMPTOMGEN_MCP")),
         )
 
 

@@ -5,6 +5,7 @@ works on either as is::
 
     README.md                   model card (YAML front matter read by the Hub)
     config.json, model.safetensors, tokenizer*.json, ...   the best model (from best/)
+                                (a LoRA run: adapter_config.json, adapter_model.safetensors; merged on request)
     symptomgen/run.json         the run's settings and results (its config.json)
     symptomgen/metrics.csv      one row per epoch
     symptomgen/train.csv, val.csv   the exact split, so evaluation after import stays honest
@@ -30,14 +31,16 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from .errors import first_line, ShareError
+from .errors import ShareError, UserError, failure_reason, first_line, without_paths
+from . import importcheck as IC
 from . import __version__
 from .card import public_source, write_model_card
-from .config import DataConfig, TrainConfig
 from .hub import HubUnreachableError, hub_endpoint, hub_reachable, looks_like_hub_id, offline_requested
+from .lora import is_adapter_folder
 from .records import RunRecord, RunStatus
 from .settings import current
 from .runs import METRIC_COLUMNS, RUN_ID_RE, Run, atomic_write_json
+from .storage import check_room, folder_bytes
 
 META = "symptomgen"
 ALLOWED_SUFFIXES = {".json", ".safetensors", ".txt", ".md", ".csv", ".jinja", ".model"}
@@ -60,16 +63,32 @@ def _copy_model(src: Path, dest: Path) -> None:
             shutil.copy2(f, dest / f.name)
 
 
-def _stage(run: Run, dest: Path) -> None:
-    """Write the share layout of ``run`` into the empty folder ``dest``."""
+def _save_merged(run: Run, dest: Path) -> None:
+    """A LoRA run's best model as whole weights: base and adapter merged (loads without peft)."""
+    from .modeling import load_pretrained
+
+    model, tokenizer = load_pretrained(run.best_dir)  # an adapter folder loads merged
+    model.save_pretrained(dest, safe_serialization=True)
+    tokenizer.save_pretrained(dest)
+
+
+def _stage(run: Run, dest: Path, merged: bool = False) -> None:
+    """Write the share layout of ``run`` into the empty folder ``dest`` (``merged``: a LoRA run's adapter
+    merged into its base, as whole weights)."""
     if not run.config_path.is_file() or not (run.path / "val.csv").is_file():
         raise ShareError(f"{run.path} is not a SymptomGen run folder (no config.json/val.csv).")
     if not run.has_best():
         raise ShareError(f"Run {run.run_id} has no saved model yet (no epoch finished), so there is nothing to share.")
-    _copy_model(run.best_dir, dest)
+    merged = merged and is_adapter_folder(run.best_dir)
+    if merged:
+        _save_merged(run, dest)
+    else:
+        _copy_model(run.best_dir, dest)
     meta = dest / META
     meta.mkdir()
     rec = run.record()
+    if merged:
+        rec = rec.with_(lora_base=None)  # whole weights now: nothing to apply them to
     if rec.data is not None:
         rec = rec.with_(data=rec.data.with_(source=public_source(rec.data.source)))
     shared = {k: v for k, v in rec.to_json().items() if k not in ("pid", "host")}  # this machine's, not theirs
@@ -82,10 +101,11 @@ def _stage(run: Run, dest: Path) -> None:
     write_model_card(run.path, dest / "README.md")
 
 
-def export_run_zip(run_dir: Path | str, dest: Path | str) -> Path:
+def export_run_zip(run_dir: Path | str, dest: Path | str, merged: bool = False) -> Path:
     """Zip a run (best model, tokenizer, config, metrics, split, model card); returns the zip's path.
 
-    ``dest`` is the zip file, or a folder to put ``<run_id>.zip`` in.
+    ``dest`` is the zip file, or a folder to put ``<run_id>.zip`` in.  ``merged``: a LoRA run's model as
+    whole weights (its adapter merged into the base) instead of the adapter.
     """
     run = Run(Path(run_dir))
     dest = Path(dest)
@@ -94,7 +114,7 @@ def export_run_zip(run_dir: Path | str, dest: Path | str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
     with tempfile.TemporaryDirectory(prefix="symptomgen-export-") as stage:
-        _stage(run, Path(stage))
+        _stage(run, Path(stage), merged)
         try:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
                 for f in sorted(Path(stage).rglob("*")):
@@ -133,7 +153,7 @@ def _check_name(name: str, label: str, is_link: bool = False, is_dir: bool = Fal
 def _extract_zip(zip_path: Path, dest: Path) -> None:
     label = zip_path.name
     if not zip_path.is_file():
-        raise ShareError(f"{zip_path} does not exist.")
+        raise ShareError(f"{label} does not exist.")
     if zip_path.stat().st_size > current().max_import_bytes:
         raise ShareError(f"{label} is larger than the {current().max_import_bytes >> 20} MB import limit.")
     if not zipfile.is_zipfile(zip_path):
@@ -147,21 +167,32 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
         checked = [(i, _check_name(i.filename, label, stat.S_ISLNK(i.external_attr >> 16))) for i in infos]
         if len({str(p).lower() for _, p in checked}) != len(checked):
             raise ShareError(f"{label} holds the same file name twice.")
+        for info, rel in checked:
+            if info.file_size > IC.member_limit(rel):
+                raise _member_too_big(label, rel)
         written = 0
         try:
             for info, rel in checked:
                 target = dest.joinpath(*rel.parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "xb") as out:
-                    # Declared sizes can lie (zip bombs): count what is really written.
+                    # Declared sizes can lie (zip bombs): count what is really written, per file and in all.
+                    this, limit = 0, IC.member_limit(rel)
                     while chunk := src.read(_CHUNK):
-                        written += len(chunk)
+                        written, this = written + len(chunk), this + len(chunk)
+                        if this > limit:
+                            raise _member_too_big(label, rel)
                         if written > current().max_import_bytes:
                             raise ShareError(f"{label} unpacks to more than the {current().max_import_bytes >> 20} MB "
                                              "import limit.")
                         out.write(chunk)
         except (RuntimeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # encrypted, truncated, corrupt
             raise ShareError(f"{label} could not be unpacked: {first_line(exc)}") from None
+
+
+def _member_too_big(label: str, rel: PurePosixPath) -> ShareError:
+    return ShareError(f"{label}: {'/'.join(rel.parts[-2:])} unpacks to more than the "
+                      f"{IC.member_limit(rel) >> 20} MB allowed for such a file.")
 
 
 def _find_root(folder: Path, label: str) -> Path:
@@ -182,6 +213,7 @@ def _check_tree(root: Path, label: str) -> None:
             total += p.stat().st_size
     if total > current().max_import_bytes:
         raise ShareError(f"{label} is larger than the {current().max_import_bytes >> 20} MB import limit.")
+    IC.check_sizes(root, label)
 
 
 def _free_run_id(runs_dir: Path, wanted: str) -> str:
@@ -195,33 +227,26 @@ def _free_run_id(runs_dir: Path, wanted: str) -> str:
 
 def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) -> Run:
     """Validate the share layout under ``root`` and turn it into a run folder in ``runs_dir``."""
-    from .modeling import ModelLoadError, load_pretrained
+    from .modeling import load_pretrained
 
     _check_tree(root, label)
     meta = root / META
-    try:
-        raw = json.loads((meta / "run.json").read_text(encoding="utf-8"))
-        DataConfig.from_dict(raw["data"])
-        TrainConfig.from_dict(raw["train"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ShareError(f"{label}: {META}/run.json is not a valid run configuration ({first_line(exc)}).") from None
-    rec = RunRecord.from_json(raw)  # every field typed: a forged value cannot reach a label or a printed line
-    if not (root / "config.json").is_file() or not list(root.glob("*.safetensors")):
-        raise ShareError(f"{label} holds no model in safetensors format (config.json + *.safetensors).")
+    # Every field checked (records.RunRecord.problems): a forged value cannot reach a label or a printed line.
+    rec = IC.check_record(IC.read_json(meta / "run.json", label, f"{META}/run.json"), label, META)
+    if not ((root / "config.json").is_file() or is_adapter_folder(root)) or not list(root.glob("*.safetensors")):
+        raise ShareError(f"{label} holds no model in safetensors format (config.json or a LoRA "
+                         "adapter_config.json, + *.safetensors).")
+    # Sizes from config.json and the weights' headers, before anything is built or loaded.
+    if is_adapter_folder(root):
+        IC.check_adapter(root, label)
+    else:
+        IC.check_weights(root, label, "model")
+    if (meta / "base" / "config.json").is_file():
+        IC.check_weights(meta / "base", label, "base model")
     for name in ("train.csv", "val.csv"):
-        try:
-            frame = pd.read_csv(meta / name, dtype=str, keep_default_na=False, nrows=5)
-        except (OSError, ValueError) as exc:
-            raise ShareError(f"{label}: {META}/{name} is missing or unreadable ({type(exc).__name__}).") from None
-        if not {"prompt", "target"} <= set(frame.columns):
-            raise ShareError(f"{label}: {META}/{name} lacks the prompt/target columns of a run split.")
+        IC.check_split(meta / name, label, META)
     if (meta / "metrics.csv").is_file():
-        try:
-            columns = set(pd.read_csv(meta / "metrics.csv").columns)
-        except (OSError, ValueError):
-            columns = set()
-        if not {"epoch", "validation_loss"} <= columns:
-            raise ShareError(f"{label}: {META}/metrics.csv is not a run's per-epoch metrics table.")
+        IC.check_metrics(meta / "metrics.csv", label, META)
     run_dir = work / "run"
     run_dir.mkdir()
     if (meta / "metrics.csv").is_file():  # every column the app reads, present (empty where the zip had none)
@@ -237,13 +262,16 @@ def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) ->
     for f in root.iterdir():
         if f.is_file() and f.name != "README.md":
             shutil.move(str(f), best / f.name)
-    for folder in (best, run_dir / "base"):
+    for folder, what in ((best, "model"), (run_dir / "base", "base model")):
         if folder.is_dir():
             try:
-                load_pretrained(folder)
-            except ModelLoadError as exc:
-                raise ShareError(f"{label}: the model does not load ({first_line(exc)}).") from None
+                model, tokenizer = load_pretrained(folder)
+            except Exception as exc:  # ModelLoadError, or whatever a forged tokenizer makes a library raise
+                raise ShareError(f"{label}: the {what} does not load ({failure_reason(exc)}).") from None
+            IC.check_tokenizer(model, tokenizer, label, what)
+            del model, tokenizer
     runs_dir.mkdir(parents=True, exist_ok=True)
+    check_room(runs_dir, folder_bytes(run_dir))
     run_id = _free_run_id(runs_dir, rec.run_id)
     status = RunStatus.INTERRUPTED if rec.status is RunStatus.RUNNING else rec.status
     rec = rec.with_(run_id=run_id, imported_from=origin, status=status, pid=None, host="")
@@ -256,14 +284,25 @@ def import_run_zip(zip_path: Path | str, runs_dir: Path | str) -> Run:
     """Unpack an exported run zip (safely) into ``runs_dir`` and return the new run."""
     zip_path, runs_dir = Path(zip_path), Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
+    check_room(runs_dir)
     work = runs_dir / f".importing-{uuid.uuid4().hex[:12]}"  # dot name: never listed as a run
     work.mkdir()
     try:
         _extract_zip(zip_path, work / "unpacked")
         root = _find_root(work / "unpacked", zip_path.name)
         return _install(root, runs_dir, work, zip_path.name, f"zip:{zip_path.name}")
+    except Exception as exc:
+        raise _import_failure(zip_path.name, exc) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _import_failure(label: str, exc: Exception) -> Exception:
+    """What an import that failed says: its own sentence, or the failure in words; never a path of this server
+    (the upload's temporary folder, the runs folder)."""
+    if isinstance(exc, UserError):
+        return type(exc)(without_paths(first_line(exc)))
+    return ShareError(f"{label} could not be imported: {failure_reason(exc)}")
 
 
 # ----------------------------------------------------------------------------- Hub
@@ -305,12 +344,14 @@ def _check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def push_run_to_hub(run_dir: Path | str, repo_id: str, token: str | None = None, private: bool = True) -> str:
-    """Upload a run (share layout, model card) to a Hub model repo; returns the repo URL."""
+def push_run_to_hub(run_dir: Path | str, repo_id: str, token: str | None = None, private: bool = True,
+                    merged: bool = False) -> str:
+    """Upload a run (share layout, model card) to a Hub model repo; returns the repo URL (``merged``: as for
+    ``export_run_zip``)."""
     run, repo_id = Run(Path(run_dir)), _check_repo_id(repo_id)
     action = f"push run {run.run_id} to the Hugging Face Hub"
     with tempfile.TemporaryDirectory(prefix="symptomgen-push-") as stage:
-        _stage(run, Path(stage))  # local problems first: they need no token and no network
+        _stage(run, Path(stage), merged)  # local problems first: they need no token and no network
         secret = _token(token)
         if not hub_reachable():
             raise _unreachable(action, "the run is still here, and `export` makes a zip you can share instead")
@@ -336,6 +377,7 @@ def import_run_from_hub(repo_id: str, runs_dir: Path | str, revision: str | None
 
     secret = hub_token()
     runs_dir.mkdir(parents=True, exist_ok=True)
+    check_room(runs_dir)
     work = runs_dir / f".importing-{uuid.uuid4().hex[:12]}"
     work.mkdir()
     try:
@@ -345,6 +387,10 @@ def import_run_from_hub(repo_id: str, runs_dir: Path | str, revision: str | None
                        if PurePosixPath(s.rfilename).suffix in ALLOWED_SUFFIXES)
             if size > current().max_import_bytes:
                 raise ShareError(f"{repo_id} is larger than the {current().max_import_bytes >> 20} MB import limit.")
+            for s in info.siblings or []:  # each file within its kind's cap, before downloading it
+                rel = PurePosixPath(s.rfilename)
+                if rel.suffix in ALLOWED_SUFFIXES and (s.size or 0) > IC.member_limit(rel):
+                    raise _member_too_big(repo_id, rel)
             folder = Path(snapshot_download(repo_id, revision=info.sha, local_dir=work / "download",
                                             token=secret or False,
                                             allow_patterns=[f"*{s}" for s in sorted(ALLOWED_SUFFIXES)]))
@@ -354,5 +400,7 @@ def import_run_from_hub(repo_id: str, runs_dir: Path | str, revision: str | None
             raise _hub_failure(action, exc, secret) from None
         shutil.rmtree(folder / ".cache", ignore_errors=True)  # huggingface_hub's own bookkeeping
         return _install(_find_root(folder, repo_id), runs_dir, work, repo_id, f"hub:{repo_id}@{info.sha}")
+    except Exception as exc:
+        raise _import_failure(repo_id, exc) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)

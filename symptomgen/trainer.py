@@ -1,10 +1,11 @@
 """Fine-tuning with ``transformers.Trainer`` and a callback that reports each epoch.
 
-``run_training`` is synchronous: it calls ``on_event`` with a ``Progress`` record
-after each optimizer step, an ``EpochResult`` after each epoch (``reporter.EpochReporter``
-measures it) and the ``RunSummary`` last; a UI that streams them runs it in a thread
-(``jobs.JobManager``).  A ``threading.Event`` passed as ``stop`` is honoured within one
-optimizer step.  The best-validation weights are saved to ``runs/<id>/best``.
+``run_training`` is synchronous: it calls ``on_event`` with ``RunStarted`` once the run
+folder exists, a ``Progress`` record after each optimizer step, an ``EpochResult`` after
+each epoch (``reporter.EpochReporter`` measures it) and the ``RunSummary`` last; the server
+runs it in a child process (``jobs.JobManager``).  An event passed as ``stop`` (anything with
+``is_set()``) is honoured within one optimizer step.  The best-validation weights are saved
+to ``runs/<id>/best``.  Whatever exception ends a run, its record says "failed" and why.
 
 Under torchrun every rank trains and only the main process (``_is_main_process``)
 writes the run folder.  ``TrainingHooks`` are the explicit ways in for measurements
@@ -32,11 +33,13 @@ from . import runs as runs_mod
 from .batching import EncodedDataset, PadCollator, encode_frame
 from .config import DataConfig, TrainConfig, is_scratch
 from .data import PreparedData, format_example, prepare
-from .errors import TrainingFailed, first_line as _first_line
-from .events import EpochResult, Event, Progress, RunSummary
+from .errors import InvalidInput, TrainingFailed, UserError, failure_reason, first_line as _first_line, is_disk_full
+from .events import EpochResult, Event, Progress, RunStarted, RunSummary
 from .modeling import count_parameters, load_for_training, load_pretrained
+from . import lora as lora_mod
+from .hub import looks_like_hub_id
 from .records import RunRecord, RunStatus
-from .reporter import EpochReporter, device_name
+from .reporter import EpochReporter, device_name, kept_model_note
 
 __all__ = ["EpochReporter", "EpochResult", "Event", "Progress", "RunSummary", "TrainingHooks", "run_training",
            "training_arguments"]
@@ -67,6 +70,8 @@ class TrainingHooks:
     """Wraps the reporter's ``"eval"`` (validation pass) and ``"save_best"`` (best-model save), e.g. to time them."""
     trainer_class: type[Trainer] = Trainer
     """The Trainer to build (a subclass may change e.g. its sampler, for an experiment)."""
+    clock: Callable[[], float] = time.monotonic
+    """Seconds, read once per optimizer step for the time budget (``max_minutes``) and the time-left estimate."""
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path,
@@ -75,6 +80,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path,
 
     ``overrides`` (``TrainingHooks.args_overrides``) replaces fields on top, for experiments.
     """
+    check_tracker(cfg.report_to)
     cuda = torch.cuda.is_available()
     # CPUs with native bf16 (AVX512-BF16/AMX) train ~2x faster under bf16 autocast; fp32 master weights stay.
     cpu_bf16 = not cuda and cputune.native_bf16()
@@ -104,7 +110,9 @@ def training_arguments(cfg: TrainConfig, output_dir: Path,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         bf16=bf16,
         fp16=cuda and not bf16,
-        report_to="none",
+        report_to=cfg.report_to,  # "none", or a tracker checked by check_tracker (event files: the run's logs/)
+        **({"project": "symptomgen"} if cfg.report_to == "trackio" else {}),  # trackio's project name
+        label_names=["labels"],  # a PeftModel's forward(**kwargs) hides it from the Trainer's own detection
         disable_tqdm=True,
         remove_unused_columns=False,
         dataloader_pin_memory=cuda,
@@ -115,6 +123,19 @@ def training_arguments(cfg: TrainConfig, output_dir: Path,
         ddp_find_unused_parameters=False,  # every GPT-2 weight is used; True costs an extra graph walk per step
     )
     return replace(args, **overrides) if overrides else args
+
+
+TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "trackio": ("trackio",)}
+
+
+def check_tracker(report_to: str) -> None:
+    """Refuse, in one sentence, a tracker whose package is not installed (before any run folder exists)."""
+    import importlib.util
+
+    packages = TRACKER_PACKAGES.get(report_to, ())
+    if packages and not any(importlib.util.find_spec(p) is not None for p in packages):
+        raise InvalidInput(f"Experiment tracking with {report_to} needs the {' or '.join(packages)} package, which "
+                           f"is not installed here (pip install {packages[-1]}); choose 'none' to train without it.")
 
 
 def _shared_run_id(cfg: TrainConfig, runs_dir: Path) -> str:
@@ -162,8 +183,46 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
     """
     started = time.perf_counter()
     hooks = hooks or TrainingHooks()
-    setup = (_resume_run(Path(runs_dir), resume, hooks) if resume
-             else _start_new_run(data_cfg, train_cfg, Path(runs_dir), prepared, hooks))
+    marked: list[runs_mod.Run] = []  # the run folder, once this call has marked it running
+
+    def running(run: runs_mod.Run) -> None:
+        marked.append(run)
+        on_event(RunStarted(run.path))  # first: a follower can mark the run should this process die
+
+    try:
+        setup = (_resume_run(Path(runs_dir), resume, hooks, running) if resume
+                 else _start_new_run(data_cfg, train_cfg, Path(runs_dir), prepared, hooks, running))
+        return _run_setup(setup, hooks, started, on_event, stop)
+    except BaseException as exc:
+        failure = _failed(marked[0] if marked else None, exc)
+        if failure is exc:
+            raise
+        raise failure from exc
+
+
+def _failed(run: runs_mod.Run | None, exc: BaseException) -> BaseException:
+    """Record why the run ended on ``exc`` (a run never stays "running" after an exception), and return what to
+    raise: a user's error as is, a full disk or another file or memory problem as ``TrainingFailed`` (one sentence,
+    no path), anything else (a bug) as is, for its traceback."""
+    interrupted = not isinstance(exc, Exception)  # KeyboardInterrupt, SystemExit
+    if run is not None and _is_main_process():
+        try:
+            if run.record().status is RunStatus.RUNNING:
+                run.update(status=RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED,
+                           message="Interrupted; resume the run to continue." if interrupted
+                           else failure_reason(exc))
+        except OSError:
+            pass  # e.g. the disk is still full: the record keeps this process's id, which reads as interrupted
+    if interrupted or isinstance(exc, UserError):
+        return exc
+    if is_disk_full(exc) or isinstance(exc, (OSError, MemoryError)):
+        return TrainingFailed(failure_reason(exc))
+    return exc
+
+
+def _run_setup(setup: _Setup, hooks: TrainingHooks, started: float, on_event: Callable[[Event], None],
+               stop: threading.Event | None) -> RunSummary:
+    """Train a run whose folder is ready, from its setup to its summary."""
     cfg = setup.train_cfg
     train_ds = EncodedDataset(encode_frame(setup.tokenizer, setup.train_df, cfg.max_length, cfg.loss_on))
     # Sorted by length, validation batches carry almost no padding (the loss is a sum over tokens: order-free).
@@ -171,14 +230,16 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
                       key=lambda r: len(r["input_ids"]))
     reporter = EpochReporter(setup.run if _is_main_process() else None, setup.tokenizer, val_rows,
                              train_ds.real_tokens, cfg, on_event, stop, setup.best.val_loss, setup.best.epoch,
-                             setup.best.bad_epochs, phase=hooks.phase)
+                             setup.best.bad_epochs, phase=hooks.phase, clock=hooks.clock)
+    if setup.checkpoint is not None and cfg.keep == "last":  # resumed: best/ holds the last epoch saved
+        reporter.kept_epoch = setup.run.best_info().epoch
     # The Trainer is built inside the call, so its optimizer state is freed as soon as training ends.
     oom = _train(_build_trainer(setup, train_ds, reporter, hooks), setup)
     return _finish(setup, reporter, oom, started, on_event)
 
 
 def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path, prepared: PreparedData | None,
-                   hooks: TrainingHooks) -> _Setup:
+                   hooks: TrainingHooks, running: Callable[[runs_mod.Run], None] = lambda run: None) -> _Setup:
     """Load the starting model and make the run folder (the main process; the other ranks share its id)."""
     prepared = prepared or prepare(data_cfg)
     train_df, val_df = prepared.train, prepared.val
@@ -197,6 +258,13 @@ def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path,
     parent = runs_mod.parent_run_id(train_cfg.model)
     if parent:
         train_cfg = train_cfg.with_(model=parent)
+    # LoRA: the adapters apply to a Hub model by id, to anything else through a copy in the run's base/.
+    lora_base = None
+    if train_cfg.lora:
+        lora_mod.check_targets(model, train_cfg)  # a mistyped layer name fails before the run folder exists
+        own = is_scratch(train_cfg.model) or parent or not looks_like_hub_id(train_cfg.model) \
+            or Path(train_cfg.model).expanduser().exists()
+        lora_base = lora_mod.OWN_BASE if own else train_cfg.model
     # Initialises torch.distributed under torchrun; the output folder is known only once the id is shared.
     args = training_arguments(train_cfg, runs_dir, hooks.args_overrides)
     run_id = _shared_run_id(train_cfg, runs_dir)
@@ -204,37 +272,39 @@ def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path,
         run = runs_mod.create_run(runs_dir, run_id, RunRecord(
             data=data_cfg, train=train_cfg, parameters=count_parameters(model), world_size=args.world_size,
             train_rows=len(train_df), val_rows=len(val_df), device=device_name(), parent_run=parent,
+            lora_base=lora_base, target_kind=prepared.target_kind,
+            split_by=prepared.split_stats.mode if prepared.split_stats is not None else None,
         ), train_df, val_df, unique=args.world_size == 1)
-        if is_scratch(train_cfg.model) or parent:
+        running(run)
+        if is_scratch(train_cfg.model) or parent or lora_base == lora_mod.OWN_BASE:
             run.save_model(model, tokenizer, "base")  # the starting model, for before/after comparisons
     else:
         run = runs_mod.Run(runs_dir / run_id)
+    if train_cfg.lora:  # after base/ is saved: wrapping injects the adapters into the model's own layers
+        model = lora_mod.apply_lora(model, train_cfg, None if lora_base == lora_mod.OWN_BASE else lora_base)
+    args.run_name = run_id  # trackio's run name
     args.output_dir = str(run.checkpoints_dir)
     return _Setup(run, train_cfg, model, tokenizer, train_df, val_df, args)
 
 
-def _resume_run(runs_dir: Path, resume: str, hooks: TrainingHooks) -> _Setup:
+def _resume_run(runs_dir: Path, resume: str, hooks: TrainingHooks,
+                running: Callable[[runs_mod.Run], None] = lambda run: None) -> _Setup:
     """Reload a stopped or interrupted run from its last checkpoint, with its saved settings and best epoch."""
     run = runs_mod.resolve_run(runs_dir, resume)
-    status_now = run.status()
-    saved = run.record()
-    # Main process only: under torchrun it marks the run "running" (its own pid) before slower ranks get here.
-    if _is_main_process() and run.is_live():
-        raise TrainingFailed(f"Run {run.run_id} is still training (process {saved.pid}); "
-                             "stop it first, or wait for it to end.")
-    if status_now.completed:
-        raise TrainingFailed(f"Run {run.run_id} has already {status_now.value.replace('-', ' ')}; nothing to "
-                             "resume (start a new run to train longer).")
-    if saved.data is None or saved.train is None:
-        raise TrainingFailed(f"Run {run.run_id} has no usable saved settings to resume from "
-                             "(its config.json is missing or damaged).")
-    checkpoint = run.last_checkpoint()
-    if checkpoint is None:
-        raise TrainingFailed(f"Run {run.run_id} has no checkpoint to resume from.")
+    # Main process only checks liveness: under torchrun it marks the run "running" before slower ranks get here.
+    problem = run.resume_problem(check_live=_is_main_process())
+    if problem:
+        raise TrainingFailed(problem)
+    saved, checkpoint = run.record(), run.last_checkpoint()
     train_df, val_df = run.split_frames()
-    model, tokenizer = load_pretrained(checkpoint)
+    # A LoRA checkpoint holds the adapters only: build the base and fresh adapters, the Trainer loads their state.
+    model, tokenizer = load_pretrained(lora_mod.base_for_run(run.path, saved.lora_base) if saved.train.lora
+                                       else checkpoint)
     if hooks.prepare_model:
         hooks.prepare_model(model)
+    if saved.train.lora:
+        model = lora_mod.apply_lora(model, saved.train, None if saved.lora_base == lora_mod.OWN_BASE
+                                    else saved.lora_base)
     done = int(round(_checkpoint_epoch(checkpoint)))
     metrics = run.metrics()
     metrics = metrics[metrics["epoch"] <= done] if len(metrics) else metrics
@@ -246,6 +316,7 @@ def _resume_run(runs_dir: Path, resume: str, hooks: TrainingHooks) -> _Setup:
     if _is_main_process():
         run.truncate_metrics(done)
         run.update(status=RunStatus.RUNNING, pid=os.getpid())
+        running(run)
     args = training_arguments(saved.train, run.checkpoints_dir, hooks.args_overrides)
     return _Setup(run, saved.train, model, tokenizer, train_df, val_df, args, checkpoint, best)
 
@@ -260,6 +331,9 @@ def _build_trainer(setup: _Setup, train_ds: EncodedDataset, reporter: EpochRepor
     # Records are reported through on_event; the Trainer's own printing would duplicate them.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    for cb in trainer.callback_handler.callbacks:  # TensorBoard writes into the run (default: checkpoints/runs/)
+        if type(cb).__name__ == "TensorBoardCallback":
+            cb.logging_dir = str(setup.run.path / "logs")
     return trainer
 
 
@@ -292,13 +366,26 @@ def _finish(setup: _Setup, reporter: EpochReporter, oom: bool, started: float,
                                               if reporter.best_epoch is not None
                                               else "Stopped on request before the first epoch finished; "
                                                    "nothing to keep.")
+    elif reporter.out_of_time:
+        cfg = setup.train_cfg
+        budget = (f"The time budget ({cfg.max_minutes:g} min) ran out after {reporter.epochs_done} of {cfg.epochs} "
+                  "epochs")
+        status, message = RunStatus.STOPPED, (
+            f"{budget}; training stopped at that step, keeping the model of epoch {reporter.kept_epoch}."
+            if reporter.kept_epoch is not None else
+            f"{budget}, before the first epoch finished: there is no model to keep. Raise the budget, or use fewer "
+            "rows or a smaller model.")
     elif reporter.early_stopped:
         status, message = RunStatus.EARLY_STOPPED, \
             f"No validation improvement for {setup.train_cfg.patience} epoch(s)."
+    if status is not RunStatus.FAILED:
+        note = kept_model_note(reporter.best_epoch, reporter.epochs_done, reporter.kept_epoch, setup.train_cfg,
+                               len(setup.train_df), setup.run.record().split_by)
+        message = " ".join(m for m in (message, note) if m)
     summary = RunSummary(run_dir=setup.run.path, status=status, epochs_done=reporter.epochs_done,
                          best_epoch=reporter.best_epoch,
                          best_val_loss=None if reporter.best_epoch is None else reporter.best_val,
-                         seconds=time.perf_counter() - started, message=message)
+                         seconds=time.perf_counter() - started, message=message, kept_epoch=reporter.kept_epoch)
     if _is_main_process():
         setup.run.update(status=status, message=message, seconds=round(summary.seconds, 2))
     on_event(summary)

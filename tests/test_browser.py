@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from symptomgen.ui import build_demo
+from symptomgen.ui import PAGE_CSS, build_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -50,7 +50,7 @@ def app_url(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, css=PAGE_CSS)
     yield f"http://127.0.0.1:{port}/"
     demo.symptomgen_jobs.stop()
     demo.symptomgen_jobs.join(60)
@@ -104,11 +104,13 @@ def test_train_then_generate_in_the_browser(browser, app_url, capsys):
     table_text = page.locator("#epoch-table").inner_text()
     assert "★ best" in table_text and "val loss" in table_text
     plot = page.locator("#loss-plot")
-    # Two real curves on numeric axes (a malformed update draws empty "discrete" axes and no lines).
-    plot.locator("g.mark-line path").nth(1).wait_for()
-    assert plot.locator("g.mark-line path").count() == 2  # train and validation
-    y_axis = plot.locator("[aria-roledescription=axis][aria-label^='Y-axis']")
-    assert "linear scale" in y_axis.get_attribute("aria-label")
+    # Two real curves, each a line with a dot per epoch, on numeric axes.
+    plot.locator(".sg-series").nth(1).wait_for()
+    assert plot.locator(".sg-series").count() == 2  # train and validation
+    for curve in plot.locator(".sg-series").all():
+        assert curve.locator("line").count() == total - 1 and curve.locator("circle").count() == total
+    y_labels = plot.locator(".sg-y-labels span").all_inner_texts()
+    assert len(y_labels) >= 2 and all(float(t) == float(t) for t in y_labels)
     link = page.locator("#metrics-file [data-testid=download-link]")
     assert link.get_attribute("download").endswith("-metrics.csv")
     with page.expect_download() as download:
@@ -150,31 +152,38 @@ def test_train_then_generate_in_the_browser(browser, app_url, capsys):
 
 
 def test_refused_actions_leave_the_controls_usable(browser, app_url, tmp_path):
-    """An upload offers its own columns; a failed preview or a refused Start only says why (no "Error" badges
-    over the column mapping or the Generate tab's model list, which the user needs next)."""
+    """An upload offers its own columns (picked from a list: typing and Enter cannot swap in another one); a
+    failed preview or a refused Start only says why (no "Error" badges over the column mapping or the Generate
+    tab's model list, which the user needs next)."""
     other = tmp_path / "other.csv"
     other.write_text("disease,signs,therapy\nFlu,\"fever, cough\",rest\nGout,joint pain,diet\nAcne,spots,cream\n")
     page = browser.new_page(viewport={"width": 1280, "height": 1400})
     page.set_default_timeout(60_000)
     page.goto(app_url)
     page.get_by_role("tab", name="Data").click()
+    page.get_by_label("Uploaded file").check()  # the file box belongs to this source
     page.locator("#data-upload input[type=file]").set_input_files(str(other))
     page.wait_for_function("() => document.querySelector('#data-prompt-column input').value === 'disease'")
     assert page.locator("#data-target-column input").input_value() == "signs"
     assert "disease, signs, therapy" in page.locator("#data-summary").inner_text()
 
     target = page.locator("#data-target-column input")
-    target.fill("Nope")
+    target.press("t")
     target.press("Enter")
+    page.keyboard.press("Escape")
+    assert target.input_value() == "signs"  # never another column
+
+    page.get_by_label("Hugging Face dataset").check()
+    page.locator("#data-hub-dataset textarea, #data-hub-dataset input").first.fill("../secret.csv")
     page.locator("#preview-button").click()
-    page.get_by_text("missing column").first.wait_for()
+    page.get_by_text("not a Hugging Face dataset id").first.wait_for()
     for widget in ("#data-prompt-column", "#data-target-column"):
         assert "Error" not in page.locator(widget).inner_text()
     page.locator("#data-target-column input").click()  # not covered by an error overlay
 
     page.get_by_role("tab", name="Train").click()
     page.locator("#start-button").click()
-    page.get_by_text("missing column").first.wait_for()
+    page.get_by_text("not a Hugging Face dataset id").first.wait_for()
     page.get_by_role("tab", name="Generate").click()
     assert "Error" not in page.locator("#gen-model").inner_text()
     page.screenshot(path=SHOTS / "07-refused-start.png", full_page=True)

@@ -95,9 +95,10 @@ def test_resume_ignores_every_train_flag():
     assert set(cli.RESUME_IGNORES) == {
         "preset", "model", "epochs", "batch_size", "lr", "max_length", "warmup_ratio", "weight_decay", "grad_accum",
         "patience", "loss_on", "scheduler", "scratch_layers", "scratch_width", "scratch_vocab", "with_treatments",
-        "no_length_grouping", "no_checkpoints"}
+        "no_length_grouping", "no_checkpoints", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "report_to",
+        "keep", "max_minutes"}
     assert cli.DATA_DEFAULTS == {"data": C.DEFAULT_DATASET, "prompt_column": "Name", "target_column": "Symptoms",
-                                 "val_fraction": C.DataConfig().val_fraction, "seed": 42}
+                                 "val_fraction": C.DataConfig().val_fraction, "seed": 42, "split_by": "auto"}
 
 
 @pytest.mark.parametrize("cls, s", NUMBERS, ids=ids(NUMBERS))
@@ -153,10 +154,21 @@ def test_the_train_endpoint_keeps_its_parameter_names(tmp_path):
     from symptomgen.ui import build_demo
 
     info = build_demo(runs_dir=tmp_path).get_api_info()["named_endpoints"]
-    assert [p["parameter_name"] for p in info["/train"]["parameters"]] == [
+    # New parameters are appended (the data tab's at the end of its own, the training ones at the very end),
+    # each with a default, so keyword clients written for the older list still work.
+    train = info["/train"]["parameters"]
+    assert [p["parameter_name"] for p in train] == [
         "source", "hub_dataset", "hub_split", "upload", "prompt_column", "target_column", "extra_target_column",
-        "val_fraction", "split_seed", "model", "epochs", "batch_size", "learning_rate", "max_length", "loss_on",
-        "scheduler", "warmup_ratio", "weight_decay", "grad_accum", "patience", "group_by_length", "seed",
-        "scratch_layers", "scratch_width", "scratch_vocab"]
-    assert [p["parameter_name"] for p in info["/generate"]["parameters"]][2:9] == [
+        "val_fraction", "split_seed", "split_by", "model", "epochs", "batch_size", "learning_rate", "max_length",
+        "loss_on", "scheduler", "warmup_ratio", "weight_decay", "grad_accum", "patience", "group_by_length", "seed",
+        "scratch_layers", "scratch_width", "scratch_vocab", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets",
+        "report_to", "keep", "max_minutes"]
+    defaults = {p["parameter_name"]: p["parameter_default"] for p in train if p["parameter_has_default"]}
+    offline_start = C.TRAIN_PRESETS["quick-cpu"]  # tests run offline: the page starts with the quick preset
+    assert (defaults["split_by"], defaults["keep"], defaults["max_minutes"]) == ("auto", "best",
+                                                                                 offline_start.max_minutes)
+    generate = info["/generate"]["parameters"]
+    assert [p["parameter_name"] for p in generate][2:9] == [
         "top_k", "top_p", "temperature", "repetition_penalty", "max_new_tokens", "num_sequences", "seed"]
+    assert [(p["parameter_name"], p["parameter_default"]) for p in generate][-2:] == [
+        ("compare", True), ("no_repeat_ngram_size", 0)]

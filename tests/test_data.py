@@ -84,7 +84,6 @@ def test_treatments_can_join_the_target():
     (b"", "is empty"),
     (b"Name,Symptoms\n", "header but no rows"),
     (b"Name,Symptoms\nFlu,fever\n", "at least 2 are needed"),
-    (b"Name,Symptoms\nFlu,fever\nFlu,cough\n", "2 distinct prompts"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR", "binary file"),
 ])
 def test_unusable_files_raise_clear_errors(tmp_path, content, message):
@@ -92,6 +91,15 @@ def test_unusable_files_raise_clear_errors(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(DataError, match=message):
         prepare(DataConfig(source=str(path)))
+
+
+def test_one_name_splits_by_row_but_not_by_name(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text("Name,Symptoms\nFlu,fever\nFlu,cough\n")
+    prepared = prepare(DataConfig(source=str(path)))  # auto: the name repeats, so its rows go to both sides
+    assert (len(prepared.train), len(prepared.val), prepared.split_stats.mode) == (1, 1, "by-row")
+    with pytest.raises(DataError, match="2 distinct prompts"):
+        prepare(DataConfig(source=str(path), split_by="by-name"))
 
 
 def test_missing_file_and_unknown_type(tmp_path):

@@ -1,7 +1,12 @@
-"""The server's training slot: one job at a time, stop flag, re-attach, bounded state, offline fallback."""
+"""The server's training slot: one job at a time, stop flag, re-attach, bounded state, offline fallback.
+
+The jobs run in a child process (spawn), so the stand-ins for ``run_training`` are picklable: module-level
+functions, or objects of a module-level class whose events are multiprocessing events.
+"""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import threading
 import time
 from pathlib import Path
@@ -10,19 +15,17 @@ import pytest
 
 from symptomgen.config import DEFAULT_DATASET, DataConfig, TrainConfig
 from symptomgen.jobs import JobManager, TrainingBusyError
-from symptomgen.trainer import EpochResult, Progress, RunSummary
+from symptomgen.events import EpochResult, Progress, RunSummary
 
 
 class FakeTrainer:
     """Stands in for ``run_training``: reports an epoch per tick until released or stopped."""
 
     def __init__(self, epochs: int = 3, fail: str | None = None):
-        self.release = threading.Event()
-        self.calls: list[tuple[DataConfig, TrainConfig]] = []
+        self.release = mp.get_context("spawn").Event()  # shared with the job's process
         self.epochs, self.fail = epochs, fail
 
     def __call__(self, data, train, runs_dir, on_event, stop, prepared=None):
-        self.calls.append((data, train))
         if self.fail:
             raise RuntimeError(self.fail)
         done = 0
@@ -63,17 +66,17 @@ def test_simultaneous_starts_make_exactly_one_job(tmp_path):
     assert all("already" in str(r) for r in refused)
     assert manager.busy()
     fake.release.set()
-    assert manager.join(10)
-    assert len(fake.calls) == 1 and not manager.busy()
+    assert manager.join(30)
+    assert manager.snapshot().summary.status == "finished" and not manager.busy()
 
 
 def test_stop_and_wait(tmp_path):
     manager = JobManager(tmp_path, train_fn=FakeTrainer(epochs=50))
     snap = manager.start(DataConfig(), TrainConfig(model="scratch"))
-    first = manager.wait(snap.job_id, after=0, timeout=5)
+    first = manager.wait(snap.job_id, after=0, timeout=60)  # the job's process starts first
     assert first.version >= 1 and not first.done
     assert "Stopping" in manager.stop()
-    assert manager.join(10)
+    assert manager.join(30)
     final = manager.wait(snap.job_id, after=first.version, timeout=5)
     assert final.done and final.summary.status == "stopped"
     assert len(final.epochs) < 50  # the stop flag ended it early
@@ -88,11 +91,11 @@ def test_stop_and_wait(tmp_path):
 
 
 def test_failure_is_reported_and_frees_the_slot(tmp_path):
-    manager = JobManager(tmp_path, train_fn=FakeTrainer(fail="boom: disk full"))
+    manager = JobManager(tmp_path, train_fn=FakeTrainer(fail="boom"))
     snap = manager.start(DataConfig(), TrainConfig(model="scratch"))
-    assert manager.join(10)
+    assert manager.join(30)
     final = manager.snapshot(snap.job_id)
-    assert final.done and final.error == "Training failed: boom: disk full"
+    assert final.done and final.error == "Training failed: RuntimeError: boom"
     assert not manager.busy()
 
 
@@ -111,16 +114,19 @@ def test_offline_falls_back_with_notices(tmp_path, monkeypatch):
     fake.release.set()
     manager = JobManager(tmp_path, train_fn=fake)
     snap = manager.start(DataConfig(source=DEFAULT_DATASET), TrainConfig(model="distilgpt2"))
-    assert manager.join(10)
-    data, train = fake.calls[0]
-    assert data.source == "sample" and train.model == "scratch"
+    assert manager.join(30)
+    assert snap.data.source == "sample" and snap.train.model == "scratch"  # what the job was given
     assert len(snap.notices) == 2 and all("offline" in n for n in snap.notices)
 
 
-def _steps_then_end(steps: int, epochs: int = 2):
+class _StepsThenEnd:
     """A ``run_training`` stand-in that reports ``steps`` optimizer steps over ``epochs`` epochs at once."""
 
-    def train(data, train, runs_dir, on_event, stop, prepared=None):
+    def __init__(self, steps: int, epochs: int = 2):
+        self.steps, self.epochs = steps, epochs
+
+    def __call__(self, data, train, runs_dir, on_event, stop, prepared=None):
+        steps, epochs = self.steps, self.epochs
         per_epoch = steps // epochs
         for step in range(1, steps + 1):
             on_event(Progress(step=step, total_steps=steps, epoch=step / per_epoch))
@@ -129,8 +135,6 @@ def _steps_then_end(steps: int, epochs: int = 2):
         summary = RunSummary(Path(runs_dir) / "fake", "finished", epochs, epochs, 1.5, 0.5)
         on_event(summary)
         return summary
-
-    return train
 
 
 def _held(job) -> dict[str, int]:
@@ -142,9 +146,9 @@ def test_job_state_does_not_grow_with_the_steps(tmp_path):
     """Snapshots are O(1): a job keeps the latest Progress, not one record per optimizer step."""
     held, snaps = {}, {}
     for steps in (10, 10_000):
-        manager = JobManager(tmp_path, train_fn=_steps_then_end(steps))
+        manager = JobManager(tmp_path, train_fn=_StepsThenEnd(steps))
         snap = manager.start(DataConfig(), TrainConfig(model="scratch"))
-        assert manager.join(30)
+        assert manager.join(60)
         job = manager._jobs[snap.job_id]  # the recording path's own state, not a copy
         held[steps], snaps[steps] = _held(job), manager.snapshot(snap.job_id)
     assert held[10] == held[10_000]  # same containers, same lengths, whatever the step count

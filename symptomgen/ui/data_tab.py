@@ -19,7 +19,7 @@ from ..data import FILE_SUFFIXES, load_records, prepare
 from ..hub import looks_like_hub_id
 from ..offline import with_offline_fallback
 from ..errors import first_line, InvalidInput
-from .widgets import setting_widget, user_errors
+from .widgets import checked_types, ListedChoices, setting_widget, user_errors
 
 SOURCES = [("Bundled sample (offline)", "sample"), ("Hugging Face dataset", "hub"), ("Uploaded file", "upload")]
 NO_COLUMN = "(none)"
@@ -27,7 +27,7 @@ PREVIEW_ROWS = 12
 
 
 def data_config(source: str, hub_dataset: str, hub_split: str, upload, prompt_column: str, target_column: str,
-                extra_target_column: str | None, val_fraction: float, split_seed) -> DataConfig:
+                extra_target_column: str | None, val_fraction: float, split_seed, split_by: str = "auto") -> DataConfig:
     """Widget values → ``DataConfig`` (raises ``ValueError`` with one sentence)."""
     if source == "sample":
         src = SAMPLE_SOURCE
@@ -47,7 +47,7 @@ def data_config(source: str, hub_dataset: str, hub_split: str, upload, prompt_co
                       target_column=(target_column or "").strip(),
                       extra_target_column=None if extra in ("", NO_COLUMN) else extra,
                       split=(hub_split or "train").strip() or "train", val_fraction=val_fraction,
-                      seed=0 if split_seed is None else split_seed)
+                      seed=0 if split_seed is None else split_seed, split_by=split_by or "auto")
 
 
 # The data widgets' names, in ``data_config``'s order: ``DataTab.inputs`` and the first parameters of /train.
@@ -65,6 +65,7 @@ class DataTab:
     extra_target_column: gr.Dropdown
     val_fraction: gr.Slider
     split_seed: gr.Number
+    split_by: gr.Radio
 
     @property
     def inputs(self) -> list:
@@ -72,20 +73,27 @@ class DataTab:
 
 
 @user_errors
-def preview_data(source: str, hub_dataset: str, hub_split: str, upload, prompt_column: str, target_column: str,
-                 extra_target_column: str | None, val_fraction: float, split_seed):
-    """Read and split the data as training would; show counts and the first rows."""
+@checked_types
+def preview_data(source: str, hub_dataset: str | None, hub_split: str | None, upload, prompt_column: str | None,
+                 target_column: str | None, extra_target_column: str | None, val_fraction: float, split_seed,
+                 split_by: str | None = "auto"):
+    """Read and split the data as training would; show counts, how it was split and why, and the first rows."""
     cfg = data_config(source, hub_dataset, hub_split, upload, prompt_column, target_column, extra_target_column,
-                      val_fraction, split_seed)
+                      val_fraction, split_seed, split_by)
     cfg, _, notices = with_offline_fallback(cfg, TrainConfig(model=SCRATCH_MODEL))
     raw = load_records(cfg.source, cfg.split)
+    found = [str(c) for c in raw.columns]
+    # The columns first: when the mapping does not fit (a missing column), the page's lists offer the real ones.
+    yield gr.skip(), gr.skip(), found
     prepared = prepare(cfg, frame=raw)
-    # A few rows from each side of the split, so both are visible.
+    # A few rows from each side of the split, so both are visible; ``split`` first, so long text cannot push it
+    # out of view.
     rows = pd.concat([prepared.train.head(PREVIEW_ROWS - PREVIEW_ROWS // 3).assign(split="train"),
                       prepared.val.head(PREVIEW_ROWS // 3).assign(split="validation")])
+    rows = rows[["split", *[c for c in rows.columns if c != "split"]]]
     lines = [f"⚠️ {n}" for n in notices] + [f"**{prepared.summary()}**"]
-    lines.append(f"Columns found: {', '.join(map(str, raw.columns))}.")
-    return "\n\n".join(lines), rows.reset_index(drop=True), [str(c) for c in raw.columns]
+    lines.append(f"Columns found: {', '.join(found)}.")
+    yield "\n\n".join(lines), rows.reset_index(drop=True), found
 
 
 PROMPT_NAMES = ("name", "disease", "condition", "label", "prompt", "title")
@@ -106,6 +114,38 @@ def guess_columns(columns: list[str], prompt: str | None, target: str | None, ex
     t = pick(target if target != p else None, TARGET_NAMES, rest[0])
     e = extra if extra in columns and extra not in (p, t) else NO_COLUMN
     return p, t, e
+
+
+def offer_columns(columns, prompt, target, extra) -> tuple:
+    """The three lists offering ``columns``, the chosen mapping kept as it is (never swapped for another column:
+    a preview that found no such column has said so)."""
+    if not columns:
+        return gr.skip(), gr.skip(), gr.skip()
+    columns = [str(c) for c in columns]
+    return (gr.update(choices=columns), gr.update(choices=columns), gr.update(choices=[NO_COLUMN] + columns))
+
+
+def sample_columns() -> list[str]:
+    """The bundled sample's columns (the Hub dataset's default has the same)."""
+    return [str(c) for c in load_records(SAMPLE_SOURCE).columns]
+
+
+def source_chosen(source: str, upload, prompt: str | None, target: str | None, extra: str | None) -> tuple:
+    """A source was picked: show its own inputs, and map the columns of *that* source (the sample's Name and
+    Symptoms; an uploaded file's, guessed from their names; none yet when no file is uploaded)."""
+    shown = (gr.update(visible=source == "hub"), gr.update(visible=source == "upload"))
+    if source == "upload":
+        if upload:
+            _, note, *updates = read_columns(upload, prompt, target, extra)
+            return (*shown, note, *updates)
+        return (*shown, "Upload a file; its columns will be offered below.",
+                gr.update(choices=[], value=None), gr.update(choices=[], value=None),
+                gr.update(choices=[NO_COLUMN], value=NO_COLUMN))
+    d = DataConfig()
+    columns = sample_columns()
+    return (*shown, "", gr.update(choices=columns, value=d.prompt_column),
+            gr.update(choices=columns, value=d.target_column),
+            gr.update(choices=[NO_COLUMN] + columns, value=NO_COLUMN))
 
 
 def column_updates(columns, prompt, target, extra) -> tuple:
@@ -139,36 +179,51 @@ def read_columns(upload, prompt_column: str, target_column: str, extra_target_co
 
 
 def build_data_tab(offline: bool) -> DataTab:
-    gr.Markdown("Choose the examples to train on. Each row becomes `Name | Symptoms`; the split is seeded "
-                "and by name, so a disease never sits in both train and validation.")
-    with gr.Row():
-        source = gr.Radio(SOURCES, value="sample" if offline else "hub", label="Source", elem_id="data-source")
-        hub_dataset = gr.Textbox(DEFAULT_DATASET, label="Hub dataset id", scale=2)
+    gr.Markdown("Choose the examples to train on. Each row becomes `Name | Symptoms`; the split is seeded. "
+                "*Split by* auto: by row, stratified by name, when names repeat (each name on both sides), by name "
+                "when they do not; *by-name* validates on unseen names. The preview says which was used and why.")
+    start = "sample" if offline else "hub"
+    source = gr.Radio(SOURCES, value=start, label="Source", elem_id="data-source")
+    # Each source shows its own inputs only: after a refused upload the source still reads "Uploaded file", so
+    # Preview says a file is needed instead of quietly previewing the sample.
+    with gr.Row(visible=start == "hub") as hub_row:
+        hub_dataset = gr.Textbox(DEFAULT_DATASET, label="Hub dataset id", scale=2, elem_id="data-hub-dataset")
         hub_split = gr.Textbox("train", label="Hub split", scale=1)
-    upload = gr.File(label="Upload CSV / TSV / JSON / JSONL / Parquet", file_types=sorted(FILE_SUFFIXES),
-                     type="filepath", height=120, elem_id="data-upload")
+    upload = gr.File(label="Your file (CSV, TSV, JSON, JSONL, Parquet)", file_types=sorted(FILE_SUFFIXES),
+                     type="filepath", height=150, elem_id="data-upload", visible=False)
+    # Lists of the source's own columns, picked from, never typed: Enter cannot swap in another column, and a
+    # column the data lacks (sent through the API) is refused by the preview with the columns found.
+    columns_now = ["Code", "Name", "Symptoms", "Treatments"]  # the sample's, until the page asks the source
     with gr.Row():
-        prompt_column = gr.Dropdown(["Name"], value="Name", label="Prompt column (disease name)",
-                                    allow_custom_value=True, elem_id="data-prompt-column")
-        target_column = gr.Dropdown(["Symptoms"], value="Symptoms", label="Target column (text to learn)",
-                                    allow_custom_value=True, elem_id="data-target-column")
-        extra_target_column = gr.Dropdown([NO_COLUMN, "Treatments"], value=NO_COLUMN,
-                                          label="Also learn (optional column)", allow_custom_value=True)
+        prompt_column = ListedChoices(columns_now, value="Name", label="Prompt column (disease name)",
+                                      filterable=False, elem_id="data-prompt-column")
+        target_column = ListedChoices(columns_now, value="Symptoms", label="Target column (text to learn)",
+                                      filterable=False, elem_id="data-target-column")
+        extra_target_column = ListedChoices([NO_COLUMN, *columns_now], value=NO_COLUMN,
+                                            label="Also learn (optional column)", filterable=False,
+                                            elem_id="data-extra-column")
     with gr.Row():
         val_fraction = setting_widget(DataConfig, "val_fraction")
         split_seed = setting_widget(DataConfig, "seed")
+        split_by = setting_widget(DataConfig, "split_by", radio=True, elem_id="data-split-by")
     preview_btn = gr.Button("Preview data", elem_id="preview-button")
     summary = gr.Markdown(elem_id="data-summary")
-    table = gr.Dataframe(label="First rows (as the model will see them)", interactive=False, wrap=True)
+    # Shown by the first preview (empty, it would show placeholder headers 1 2 3).
+    table = gr.Dataframe(label="First rows (as the model will see them)", interactive=False, wrap=True,
+                         visible=False, elem_id="data-preview")
     tab = DataTab(source, hub_dataset, hub_split, upload, prompt_column, target_column, extra_target_column,
-                  val_fraction, split_seed)
+                  val_fraction, split_seed, split_by)
     columns = [prompt_column, target_column, extra_target_column]
     upload.upload(read_columns, inputs=[upload, *columns], outputs=[source, summary, *columns],
                   api_name="read_columns")
+    source.change(source_chosen, inputs=[source, upload, *columns], outputs=[hub_row, upload, summary, *columns],
+                  api_visibility="private", show_progress="hidden")
     # The dropdowns are not outputs of the preview itself: a failed preview (say, a missing column) would put
-    # an error badge over them, just when they need changing.  They follow only a successful one.
+    # an error badge over them, just when they need changing.  They get the columns it found, even when it fails.
     found = gr.State([])
-    preview_btn.click(preview_data, inputs=tab.inputs, outputs=[summary, table, found], api_name="preview_data") \
-        .success(column_updates, inputs=[found, *columns], outputs=columns, api_visibility="private",
+    found.change(offer_columns, inputs=[found, *columns], outputs=columns, api_visibility="private",
                  show_progress="hidden")
+    preview_btn.click(preview_data, inputs=tab.inputs, outputs=[summary, table, found], api_name="preview_data",
+                      show_progress_on=summary) \
+        .success(lambda: gr.update(visible=True), outputs=table, api_visibility="private", show_progress="hidden")
     return tab

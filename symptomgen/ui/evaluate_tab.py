@@ -26,18 +26,23 @@ from .. import config as C
 from ..phrases import phrase_pieces
 from ..catalog import finished_run, model_choices, run_choices, runs_with_curves
 from ..runs import Run, resolve_run
+from .charts import loss_chart, loss_points
 from .share_panel import build_share_section
-from .widgets import setting_widget, user_errors
+from .widgets import checked_types, ListedChoices, setting_widget, user_errors
 
 SAMPLING_CHOICES = [("Greedy only (fastest)", "none"), ("Greedy + seed-notebook sampling", "seed-notebook"),
                     ("Greedy + creative sampling", "creative")]
 SUMMARY_COLUMNS = ["metric", "fine-tuned", "base model", "change"]
+COMPARE_TITLE = "Loss per real token: one colour per run (solid: train, dashed: validation)"
 COMPARE_COLUMNS = ["run", "model", "epochs", "best epoch", "best val loss"]
 # (label, EvalReport field); lower is better for the first two, higher for the rest.
 METRICS = [("validation loss (per real token)", "val_loss"), ("perplexity", "perplexity"),
            ("symptom precision (greedy)", "precision"), ("symptom recall (greedy)", "recall"),
            ("symptom F1 (greedy)", "f1"), ("symptom precision (sampled)", "sampled_precision"),
-           ("symptom recall (sampled)", "sampled_recall"), ("symptom F1 (sampled)", "sampled_f1")]
+           ("symptom recall (sampled)", "sampled_recall"), ("symptom F1 (sampled)", "sampled_f1"),
+           # Free-text runs (``scoring``): ROUGE instead of phrase overlap; a run has one kind or the other.
+           ("ROUGE-L (greedy)", "rougeL"), ("ROUGE-1 (greedy)", "rouge1"),
+           ("ROUGE-L (sampled)", "sampled_rougeL"), ("ROUGE-1 (sampled)", "sampled_rouge1")]
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -58,14 +63,15 @@ def rows_html(table: pd.DataFrame) -> str:
     """The per-disease table; every cell from the data is escaped (names and symptoms are user data)."""
     if table is None or not len(table):
         return "<p>No rows evaluated.</p>"
+    score = "rougeL" if "rougeL" in table.columns else "f1"  # a free-text run's rows carry ROUGE, not phrases
     head = "".join(f"<th>{h}</th>" for h in ("#", "disease", "reference symptoms", "generated (greedy)",
-                                             "matched", "F1"))
+                                             "matched", "ROUGE-L" if score == "rougeL" else "F1"))
     body = []
     for i, r in enumerate(table.itertuples(index=False), 1):
         matched = {m for m in str(r.matched).split(", ") if m}
         body.append(f"<tr><td>{i}</td><td>{html.escape(str(r.name))}</td>"
                     f"<td>{mark_phrases(r.reference, matched)}</td><td>{mark_phrases(r.generated, matched)}</td>"
-                    f"<td>{len(matched)}</td><td>{float(r.f1):.2f}</td></tr>")
+                    f"<td>{len(matched)}</td><td>{float(getattr(r, score)):.2f}</td></tr>")
     return (f"<table class='eval-rows'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             "<p><small>Highlighted: symptom phrases found in both the reference and the generated text "
             "(lower-cased, split on commas).</small></p>")
@@ -84,7 +90,7 @@ def summary_frame(result: dict) -> pd.DataFrame:
 
 
 def curves_frame(runs_dir: Path, run_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(long frame for the plot: epoch, loss, series; one summary row per run)."""
+    """(the chart's points: epoch, loss, series, run, kind; one summary row per run)."""
     if isinstance(run_ids, str):
         run_ids = [run_ids]
     points, summary = [], []
@@ -92,12 +98,10 @@ def curves_frame(runs_dir: Path, run_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
         run = resolve_run(runs_dir, run_id)
         m, rec = run.metrics(), run.record()
         for col, kind in (("training_loss", "train"), ("validation_loss", "validation")):
-            points += [{"epoch": int(e), "loss": float(v), "series": f"{run.run_id} · {kind}"}
-                       for e, v in zip(m["epoch"], m[col]) if pd.notna(v)]
+            points += [(run.run_id, kind, e, v) for e, v in zip(m["epoch"], m[col]) if pd.notna(v)]
         best = rec.best_val_loss
         summary.append([run.run_id, rec.model, len(m), rec.best_epoch, round(best, 4) if best is not None else None])
-    return (pd.DataFrame(points, columns=["epoch", "loss", "series"]),
-            pd.DataFrame(summary, columns=COMPARE_COLUMNS))
+    return loss_points(points), pd.DataFrame(summary, columns=COMPARE_COLUMNS)
 
 
 def _status(run: Run, n: int, passes: str, elapsed: float, done: bool = False) -> str:
@@ -106,8 +110,8 @@ def _status(run: Run, n: int, passes: str, elapsed: float, done: bool = False) -
         return (f"Evaluating {what}… {elapsed:.0f} s elapsed (about {n} × 2 generations per pass on CPU)."
                 "<progress style='width:100%'></progress>")
     return (f"**Done:** evaluated {what} in {elapsed:.0f} s. Rows come from the run's own validation split, never "
-            "from its training rows. Lower loss/perplexity and higher precision/recall/F1 are better; "
-            "*change* is fine-tuned minus base.")
+            "from its training rows. Lower loss/perplexity and higher precision/recall/F1 (ROUGE for free text) "
+            "are better; *change* is fine-tuned minus base.")
 
 
 # -- the tab ----------------------------------------------------------------------------------
@@ -124,8 +128,7 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
                 "real token, and how many reference symptom phrases its generations recover — next to the "
                 "same numbers for its base model.")
     with gr.Row():
-        run = gr.Dropdown([], value=None, label="Finished run", allow_custom_value=True, elem_id="eval-run",
-                          scale=3)
+        run = ListedChoices([], value=None, label="Finished run", elem_id="eval-run", scale=3)
         refresh = gr.Button("Refresh runs", scale=1)
     with gr.Row():
         rows = setting_widget(C.EvaluationSettings, "rows", elem_id="eval-rows")
@@ -137,11 +140,9 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
                            interactive=False, elem_id="eval-summary")
     table = gr.HTML(elem_id="eval-table")
     with gr.Accordion("Compare runs: loss curves on one plot", open=False):
-        compare = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Runs",
-                              elem_id="compare-runs")
-        plot = gr.LinePlot(pd.DataFrame(columns=["epoch", "loss", "series"]), x="epoch", y="loss",
-                           color="series", label="Loss per real token", x_title="epoch", y_title="loss",
-                           x_axis_format=".3~r", elem_id="compare-plot")
+        # Only listed runs can be picked: a half-typed name and Enter add nothing (API callers are checked).
+        compare = ListedChoices([], value=[], multiselect=True, label="Runs", elem_id="compare-runs")
+        plot = gr.HTML(loss_chart(loss_points([]), title=COMPARE_TITLE), elem_id="compare-plot", padding=True)
         compare_table = gr.Dataframe(pd.DataFrame(columns=COMPARE_COLUMNS), interactive=False,
                                      label="Runs compared")
     build_share_section(demo, runs_dir, run, lambda: (gr.update(choices=runs_with_curves(runs_dir)),
@@ -149,7 +150,8 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
                         [compare, gen_model])
 
     @user_errors
-    def evaluate(run_id, rows, sampling):
+    @checked_types
+    def evaluate(run_id: str | None, rows: int | None, sampling: str):
         """Evaluate a finished run and its base model on the run's own validation rows."""
         from ..evaluation import evaluate_run
 
@@ -195,10 +197,11 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
         yield note, summary_frame(out), rows_html(out["table"])
 
     @user_errors
-    def compare_runs(runs):
+    @checked_types
+    def compare_runs(runs: list[str] | None):
         """Train and validation loss per epoch of several runs, on one plot."""
         points, table = curves_frame(runs_dir, runs)
-        return points, table
+        return loss_chart(points, title=COMPARE_TITLE), table
 
     def refresh_choices(current, chosen):
         choices = run_choices(runs_dir)
@@ -209,8 +212,9 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
                 gr.update(choices=curves, value=keep))
 
     go.click(evaluate, inputs=[run, rows, sampling], outputs=[status, summary, table], api_name="evaluate",
-             concurrency_limit=1, concurrency_id="evaluate", show_progress="minimal")
-    compare.change(compare_runs, inputs=compare, outputs=[plot, compare_table], api_name="compare_runs")
+             concurrency_limit=1, concurrency_id="evaluate", show_progress="minimal", show_progress_on=status)
+    compare.change(compare_runs, inputs=compare, outputs=[plot, compare_table], api_name="compare_runs",
+                   show_progress_on=compare)  # a refused name marks the list, not the plot drawn before
     for trigger in (refresh.click, tab.select, demo.load):
         trigger(refresh_choices, inputs=[run, compare], outputs=[run, compare], api_visibility="private")
     return EvaluateTab(run, compare)

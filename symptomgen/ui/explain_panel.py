@@ -20,9 +20,13 @@ import gradio as gr
 from .. import config as C
 from ..catalog import generation_target
 from ..gpu import generation_seconds, gpu
-from .widgets import user_errors
+from .widgets import checked_types, user_errors
 
 SCORE_CHOICES = [("Surprise (1 − p): unlikely tokens glow", "surprise"), ("Probability p", "probability")]
+HEAT_LABELS = {"surprise": "Heat map: the redder a token, the more it surprised the model (clear: probability "
+                           "near 1, full red: near 0)",
+               "probability": "Heat map: the redder a token, the likelier it was (clear: probability near 0, "
+                              "full red: 1)"}
 _NUMBERED = re.compile(r"\n\n2\. ")
 
 
@@ -68,16 +72,18 @@ def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Te
         with gr.Row():
             score = gr.Radio(SCORE_CHOICES, value="surprise", label="Colour tokens by", scale=3)
             go = gr.Button("Explain this generation", elem_id="explain-button", scale=1)
-        heat = gr.HighlightedText(label="Heat map of the selected model's output", show_legend=True,
-                                  elem_id="explain-heatmap")
+        # Scores are 0..1, drawn from clear to full red; Gradio's own legend runs -1..+1 (purple for the negative
+        # half we never use), so the label says what the colour means instead.
+        heat = gr.HighlightedText(label=HEAT_LABELS["surprise"], show_legend=False, elem_id="explain-heatmap")
         note = gr.Markdown(elem_id="explain-summary")
         table = gr.Dataframe(label="Per token: probability, rank and the model's top alternatives",
                              interactive=False, elem_id="explain-table")
 
     @user_errors
+    @checked_types  # before asking ZeroGPU for a GPU
     @gpu(_seconds)  # on a ZeroGPU Space the forward passes get a GPU; a no-op elsewhere
-    def explain(model, name, top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed,
-                shown, score):
+    def explain(model: str, name: str, top_k: int, top_p: float, temperature: float, repetition_penalty: float,
+                max_new_tokens: int, num_sequences: int, seed: int | None, shown: str | None, score: str):
         """Per-token probabilities of the selected model's output, as a heat map and a table."""
         from ..explain import explain_generation, explain_text
         from ..generation import clean_name
@@ -101,5 +107,8 @@ def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Te
         frame = ex.to_frame().round(4)
         return ex.highlighted(score), _summary_md(ex, how), frame
 
+    score.change(lambda s: gr.update(label=HEAT_LABELS.get(s, HEAT_LABELS["surprise"])), inputs=score,
+                 outputs=heat, api_visibility="private", show_progress="hidden")
     go.click(explain, inputs=[model, name, *sliders, output, score], outputs=[heat, note, table],
-             api_name="explain", concurrency_limit=2, concurrency_id="generate", show_progress="minimal")
+             api_name="explain", concurrency_limit=2, concurrency_id="generate", show_progress="minimal",
+             show_progress_on=note)  # a refusal marks the summary line, not the last heat map

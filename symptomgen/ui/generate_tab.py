@@ -17,10 +17,13 @@ import pandas as pd
 
 from .. import NOT_MEDICAL_ADVICE
 from .. import config as C
-from ..catalog import BASE_LABEL, RUNS_COLUMNS, generation_target, model_choices, reference_for, runs_frame
-from ..errors import first_line
+from ..catalog import (BASE_LABEL, RUNS_COLUMNS, UNTRAINED_LABEL, base_description, finished_run, generation_target,
+                       model_choices, reference_for, runs_frame, target_kind)
+from ..config import is_scratch
+from ..errors import HubUnreachableError, first_line
+from ..hub import unreachable_reason
 from ..gpu import generation_seconds, gpu
-from .widgets import setting_widget, user_errors
+from .widgets import checked_types, setting_widget, user_errors
 from .explain_panel import build_explain_section
 
 EXAMPLES = ["Kidney Failure", "Asthma", "Influenza", "Migraine", "Common Cold", "Pneumonia"]
@@ -31,6 +34,33 @@ GEN_FIELDS = C.ui_fields(C.GenerationSettings)  # the sampling widgets' order (a
 GEN_OVERRIDES = {"num_return_sequences": {"label": "number of sequences"}, "seed": {"label": "seed (blank = random)"}}
 
 
+CUSTOM, CUSTOM_LABEL = "custom", "Custom (changed by hand)"
+
+
+def preset_named(*values) -> str:
+    """The sampling preset whose values the knobs show, or ``custom``."""
+    shown = dict(zip(GEN_FIELDS, values))
+    for key, preset in C.GENERATION_PRESETS.items():
+        if all(shown[f] == getattr(preset, f) for f in GEN_FIELDS):
+            return key
+    return CUSTOM
+
+
+def output_labels(model: str | None, runs_dir: Path | None = None):
+    """Labels of the two output boxes for the chosen model (``runs_dir``: where its run lives)."""
+    if is_scratch(model):
+        return gr.update(label=UNTRAINED_LABEL), gr.update(label="Base model")
+    run = None
+    if runs_dir is not None:
+        try:
+            run = finished_run(runs_dir, model)
+        except Exception:  # noqa: BLE001 - a Hub id, or a typed name that is no run: plain labels
+            run = None
+    return (gr.update(label=f"Fine-tuned: {run.run_id}" if run is not None else "Selected model"),
+            gr.update(label=f"{base_description(run)} (same prompt and settings)" if run is not None
+                      else "Base model (same prompt and settings)"))
+
+
 EMPTY = "(no text: the model ended at once; try another seed or train longer)"
 
 
@@ -39,12 +69,24 @@ def _as_text(texts: list[str], final: bool = False) -> str:
     return texts[0] if len(texts) == 1 else "\n\n".join(f"{i}. {t}" for i, t in enumerate(texts, 1))
 
 
-def _reference_md(name: str, ref, outputs: dict[str, list[str]], extra_column: str | None = None) -> str:
+def _reference_md(name: str, ref, outputs: dict[str, list[str]], extra_column: str | None = None,
+                  kind: str = "list") -> str:
+    """The reference text for ``name`` and how each output scores against it, by the run's target ``kind``:
+    matched phrases for lists, ROUGE-L and ROUGE-1 for free text (``scoring``)."""
     from ..phrases import overlap
+    from ..scoring import TEXT, score_text
 
     if ref is None:
         return f"*{name} is not in this model's data, so there is no reference to compare with.*"
     text, where = ref
+    if kind == TEXT:
+        lines = [f"**Reference text for {name}** (from {where}): {text}"]
+        for side, texts in outputs.items():
+            for i, t in enumerate(texts, 1):
+                sc = score_text(t, text, TEXT, extra_column)
+                lines.append(f"- {side}, sample {i}: ROUGE-L {sc['rougeL']:.2f}, ROUGE-1 {sc['rouge1']:.2f} "
+                             "(words shared with the reference, in order / in any order)")
+        return "\n".join(lines)
     lines = [f"**Reference symptoms for {name}** (from {where}): {text}"]
     total = len(overlap(text, text, extra_column).matched)
     for side, texts in outputs.items():
@@ -56,7 +98,7 @@ def _reference_md(name: str, ref, outputs: dict[str, list[str]], extra_column: s
 
 
 def _generate_seconds(model, name, top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences,
-                      seed, compare) -> float:
+                      seed, compare, no_repeat_ngram_size=0) -> float:
     """GPU seconds to ask ZeroGPU for one Generate click (twice the work when the base model runs too)."""
     try:
         return generation_seconds(int(max_new_tokens), int(num_sequences)) * (2 if compare else 1)
@@ -91,29 +133,43 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
                             allow_custom_value=True, elem_id="gen-model", scale=3)
         refresh = gr.Button("Refresh runs", scale=1)
         compare = gr.Checkbox(True, label="Side by side with the run's base model", scale=1)
-    name = gr.Textbox("Kidney Failure", label="Disease name", max_length=C.MAX_PROMPT_CHARS, elem_id="gen-name")
+    name = gr.Textbox("Kidney Failure", label="Disease name", max_length=C.MAX_PROMPT_CHARS, elem_id="gen-name",
+                      info=f"Up to {C.MAX_PROMPT_CHARS} characters (the box takes no more).")
     gr.Examples([[e] for e in EXAMPLES], inputs=[name], label="Examples")
-    preset = gr.Dropdown(GEN_PRESET_CHOICES, value="seed-notebook", label="Sampling preset")
+    preset = gr.Dropdown(GEN_PRESET_CHOICES + [(CUSTOM_LABEL, CUSTOM)], value="seed-notebook",
+                         label="Sampling preset", elem_id="gen-preset")
     sampling = {}
     for row in (GEN_FIELDS[:4], GEN_FIELDS[4:]):  # knobs of the distribution, then of the output
         with gr.Row():
             for n in row:
                 sampling[n] = setting_widget(C.GenerationSettings, n, **GEN_OVERRIDES.get(n, {}))
-    top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed = sampling.values()
+    top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed, no_repeat = sampling.values()
     go = gr.Button("Generate", variant="primary", elem_id="generate-button")
-    with gr.Row():
-        output = gr.Textbox("", label="Selected model", lines=6, interactive=False, elem_id="gen-output")
+    notice = gr.Markdown(elem_id="gen-notice")  # a refused Generate is marked here, not over the last output
+    # min_width: on a phone the two outputs stack instead of sharing 390 px.
+    with gr.Row(elem_classes="stack-on-phone"):
+        output = gr.Textbox("", label="Selected model", lines=6, interactive=False, elem_id="gen-output",
+                            min_width=320)
         base_output = gr.Textbox(label="Base model (same prompt and settings)", lines=6, interactive=False,
-                                 elem_id="gen-base-output")
+                                 elem_id="gen-base-output", min_width=320)
     reference = gr.Markdown(elem_id="gen-reference")
+    # The /generate and /explain parameters, in their order (no_repeat_ngram_size, added later, goes last).
     sliders = [top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed]
     build_explain_section(runs_dir, cache, model, name, sliders, output)
     with gr.Accordion("Runs", open=False):
         runs = gr.Dataframe(pd.DataFrame(columns=RUNS_COLUMNS), interactive=False, label="Runs on this server")
 
-    preset.change(lambda p: [getattr(C.GENERATION_PRESETS[p], f) for f in GEN_FIELDS], inputs=preset,
-                  outputs=sliders, api_visibility="private")
+    knobs = list(sampling.values())
+    preset.change(lambda p: [gr.skip() if p == CUSTOM else getattr(C.GENERATION_PRESETS[p], f) for f in GEN_FIELDS],
+                  inputs=preset, outputs=knobs, api_visibility="private", show_progress="hidden")
+    for knob in knobs:  # a knob moved by hand: the preset names the values shown ("Custom" once they differ)
+        knob.input(preset_named, inputs=knobs, outputs=preset, api_visibility="private", show_progress="hidden")
+    # The output boxes say what they show: an untrained model's text is labelled as such.
+    model.change(lambda m: output_labels(m, runs_dir), inputs=model, outputs=[output, base_output],
+                 api_visibility="private", show_progress="hidden")
 
+    @user_errors
+    @checked_types
     def list_runs_(current: str | None = None):
         """The runs table, and the model choices (finished runs first, then the base model)."""
         choices = model_choices(runs_dir)
@@ -121,15 +177,18 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
         return runs_frame(runs_dir), gr.update(choices=choices, value=current if current in values else values[0])
 
     @user_errors
+    @checked_types  # before asking ZeroGPU for a GPU
     @gpu(_generate_seconds)  # ZeroGPU: a GPU for this call only, sized to the tokens asked for; no-op elsewhere
-    def generate(model, name, top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed,
-                 compare):
+    def generate(model: str, name: str, top_k: int, top_p: float, temperature: float, repetition_penalty: float,
+                 max_new_tokens: int, num_sequences: int, seed: int | None, compare: bool,
+                 no_repeat_ngram_size: int = 0):
         """Stream generated symptoms for a disease name: selected model, its base, reference matches."""
         from ..generation import clean_name, stream
 
         settings = C.GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature,
                                         repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
-                                        num_return_sequences=num_sequences, seed=seed)
+                                        num_return_sequences=num_sequences, seed=seed,
+                                        no_repeat_ngram_size=no_repeat_ngram_size)
         name = clean_name(name)
         target = generation_target(model, runs_dir)  # run names and Hub ids only: never a server path
         base_spec, run = target.base, target.run
@@ -143,7 +202,9 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
         if compare and base_spec:
             try:
                 bm, btok = cache.get(base_spec)
-            except Exception as exc:  # e.g. distilgpt2 offline: say so, keep the fine-tuned output
+            except HubUnreachableError:  # e.g. distilgpt2 offline: say so, keep the fine-tuned output
+                base_text = f"(Base model {base_spec} unavailable: not downloaded, and {unreachable_reason()}.)"
+            except Exception as exc:
                 base_text = f"(Base model unavailable: {first_line(exc)})"
             else:
                 for btexts in stream(bm, btok, name, settings):
@@ -151,7 +212,8 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
                 outputs["Base model"] = btexts
                 base_text = _as_text(btexts, final=True)
         extra = run.record().extra_target_column if run is not None else None
-        yield _as_text(texts, final=True), base_text, _reference_md(name, reference_for(run, name), outputs, extra)
+        yield _as_text(texts, final=True), base_text, _reference_md(name, reference_for(run, name), outputs, extra,
+                                                                    target_kind(run))
 
     refresh.click(list_runs_, inputs=model, outputs=[runs, model], api_name="list_runs")
     # Opening the tab shows runs finished, imported or deleted since the page loaded.
@@ -160,9 +222,9 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
     # what people come to try, and offline the base model (distilgpt2) cannot be loaded at all.
     demo.load(lambda: list_runs_(None), outputs=[runs, model], api_visibility="private")
     # Generation is CPU-bound: two at a time (2 cores); the queue holds the rest, so every client is answered.
-    inputs = [model, name, *sliders, compare]
+    inputs = [model, name, *sliders, compare, no_repeat]  # new parameters go last, with defaults: old clients work
     go.click(generate, inputs=inputs, outputs=[output, base_output, reference], api_name="generate",
-             concurrency_limit=2, concurrency_id="generate", show_progress="minimal")
+             concurrency_limit=2, concurrency_id="generate", show_progress="minimal", show_progress_on=notice)
     name.submit(generate, inputs=inputs, outputs=[output, base_output, reference], api_visibility="private",
-                concurrency_limit=2, concurrency_id="generate", show_progress="minimal")
+                concurrency_limit=2, concurrency_id="generate", show_progress="minimal", show_progress_on=notice)
     return GenerateTab(model, runs)

@@ -13,6 +13,7 @@ from ..errors import InvalidInput, UserError, first_line
 
 import argparse
 import contextlib
+import errno
 import io
 import sys
 from pathlib import Path
@@ -24,11 +25,25 @@ from ..hub import hub_reachable, offline_requested, unreachable_message
 from ..catalog import model_choices
 from ..jobs import JobManager
 from ..settings import Settings, current
+from ..storage import start_sweeper
 from .data_tab import build_data_tab
 from .evaluate_tab import build_evaluate_tab
 from .generate_tab import LazyModelCache, build_generate_tab
+from .mcp_tools import add_tools, expose_only_tools
 from .train_tab import build_train_tab, preset_values, wire_train
 
+BUSY_ERRNOS = (errno.EADDRINUSE, errno.EACCES)
+# Given to launch() (Gradio 6 moved css= from Blocks to launch).  Layout that must hold without it (phones: one
+# column) comes from the widgets' min_width; this adds what only CSS can say.
+PAGE_CSS = """
+/* Empty states: the metrics download appears with its file, not as an empty box under a running job. */
+#metrics-file:not(:has([data-testid=download-link])) { display: none !important; }
+/* Phones: rows of outputs read top to bottom, one per line. */
+@media (max-width: 640px) {
+  .stack-on-phone { flex-direction: column !important; }
+  .stack-on-phone > * { min-width: 100% !important; }
+}
+"""
 QUEUE_SIZE = 64  # requests waiting in the queue (all events); beyond that a client is told the queue is full
 
 
@@ -55,6 +70,7 @@ def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
             with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
                 build_evaluate_tab(demo, runs_dir, evaluate_tab, gen.model)
         wire_train(demo, train, data, manager, gen.model, lambda: model_choices(runs_dir))
+        add_tools(runs_dir, cache)  # /generate_symptoms, /list_finished_runs: the MCP tools (--mcp)
 
         def check_hub():
             """Offline (or Hub unreachable): say so, and switch the defaults to the sample and scratch."""
@@ -99,7 +115,21 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Space)")
     p.add_argument("--port", type=int, default=env.port,
                    help="port (default 7860)")
+    p.add_argument("--mcp", action="store_true", default=env.mcp,
+                   help="also serve generate_symptoms and list_finished_runs as MCP tools at /gradio_api/mcp/ "
+                        "(env SYMPTOMGEN_MCP=1)")
     return p
+
+
+def launch_error(exc: OSError, host: str, port: int | None) -> str:
+    """Why the server could not start, in this app's words: a busy port names ``--port`` and
+    ``SYMPTOMGEN_PORT`` (Gradio's own message names its ``server_port``/``launch()`` parameters)."""
+    text = str(exc).strip().strip("'\"")
+    if "port" in text.lower() or isinstance(exc, PermissionError) or getattr(exc, "errno", None) in BUSY_ERRNOS:
+        where = f"{host}:{port}" if port else f"{host} (default port)"
+        return (f"cannot listen on {where}: the port is in use or not allowed. Choose another port with --port "
+                "(or the SYMPTOMGEN_PORT environment variable), or stop the program using this one.")
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
@@ -111,8 +141,10 @@ def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
     except UserError as exc:
         sys.exit(f"error: {first_line(exc)}")
     quiet_libraries()
+    # Leftovers of killed writes and imports, and downloads older than an hour: swept now, then hourly.
+    start_sweeper(getattr(demo, "symptomgen_runs_dir", env.runs_dir))
     # Run zips (a distilgpt2 run is ~330 MB) may exceed the data-file cap; data uploads keep their own check.
-    kwargs = dict(server_name=args.host, server_port=args.port, auth=auth,
+    kwargs = dict(server_name=args.host, server_port=args.port, auth=auth, css=PAGE_CSS,
                   max_file_size=max(env.max_file_bytes, env.max_import_bytes))
     if auth:
         kwargs["auth_message"] = "SymptomGen: please log in."
@@ -123,11 +155,14 @@ def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
     # Gradio explains a failed tunnel in several lines; swallow its output and say it in one.
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            demo.launch(share=share, prevent_thread_lock=True, quiet=True, **kwargs)
+            demo.launch(share=share, prevent_thread_lock=True, quiet=True, mcp_server=args.mcp, **kwargs)
     except OSError as exc:  # e.g. the port is taken
-        text = str(exc).strip().strip("'\"")
-        sys.exit(f"error: {text.splitlines()[0] if text else type(exc).__name__}")
+        sys.exit(f"error: {launch_error(exc, args.host, args.port)}")
     print(f"* Running on local URL:  {demo.local_url}")
+    if args.mcp:
+        tools = expose_only_tools(demo)
+        print(f"* MCP server (streamable HTTP): {demo.local_url}gradio_api/mcp/ — tools: {', '.join(tools)}"
+              if tools else f"MCP server not started: {demo.mcp_error or 'pip install mcp'}")
     if demo.share_url:
         print(f"* Running on public URL: {demo.share_url}")
     elif share:
@@ -140,4 +175,4 @@ def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
     demo.block_thread()
 
 
-__all__ = ["build_demo", "main"]
+__all__ = ["PAGE_CSS", "build_demo", "main"]

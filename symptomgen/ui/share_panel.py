@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from ..errors import InvalidInput
 
-import tempfile
 import threading
 from pathlib import Path
 from typing import Callable
@@ -20,9 +19,10 @@ import gradio as gr
 
 from ..catalog import finished_run, run_choices
 from ..share import hub_token
-from .widgets import user_errors
+from ..storage import EXPORTS_DIR
+from .widgets import checked_types, user_errors
 
-EXPORT_DIR = Path(tempfile.gettempdir()) / "symptomgen-exports"  # one zip per run, replaced on each export
+EXPORT_DIR = EXPORTS_DIR  # one zip per run, replaced on each export; swept after an hour (storage.sweep)
 _export_lock = threading.Lock()  # export_run_zip's temporary name is per process, so one export at a time
 
 
@@ -69,9 +69,14 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
         push_status = gr.Markdown(token_note(), elem_id="push-status")
         with gr.Accordion("Model card preview (README.md of the zip / Hub repo)", open=False):
             card = gr.Markdown(elem_id="model-card")
+        with gr.Row():
+            delete = gr.Button("Delete this run", variant="stop", elem_id="delete-button", scale=1)
+            delete_status = gr.Markdown("Frees its disk space on this server; build a zip first to keep a copy.",
+                                        elem_id="delete-status")
 
     @user_errors
-    def export_run(run_id):
+    @checked_types
+    def export_run(run_id: str | None):
         """Build a zip of a finished run (best model, tokenizer, config, metrics, split, model card)."""
         from ..share import export_run_zip
 
@@ -81,7 +86,8 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
         return str(path), _card_body(_card(found.path))
 
     @user_errors
-    def import_run(upload, hub_id):
+    @checked_types
+    def import_run(upload: str | None, hub_id: str | None):
         """Load a run from an uploaded zip, or else from a Hub repo id, into this server's runs."""
         from ..share import import_run_from_hub, import_run_zip
 
@@ -102,7 +108,8 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
         return (gr.update(choices=run_choices(runs_dir), value=run_id), None, *other_updates())
 
     @user_errors
-    def push_run(run_id, repo_id, private):
+    @checked_types
+    def push_run(run_id: str | None, repo_id: str | None, private: bool):
         """Upload a finished run (model, card, metrics, split) to a Hub model repo; token from HF_TOKEN."""
         from ..share import push_run_to_hub
 
@@ -111,14 +118,30 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
         return f"**Pushed** run `{found.run_id}` to {url} ({'private' if private else 'public'})."
 
     @user_errors
-    def model_card(run_id):
+    @checked_types
+    def model_card(run_id: str | None):
         """The model card that export and push write for a run."""
         if not (run_id or "").strip():
             return ""
         return _card_body(_card(finished_run(runs_dir, run_id).path))
 
+    @user_errors
+    @checked_types
+    def delete_run(run_id: str | None):
+        """Delete a run that is not training (its folder, model and checkpoints) from this server."""
+        from ..storage import delete_run as delete
+
+        if not (run_id or "").strip():
+            return "Nothing deleted (no run selected, or cancelled).", None
+        return f"**{delete(runs_dir, run_id)}**", None
+
+    def show_deleted(_):
+        return (gr.update(choices=run_choices(runs_dir), value=None), None, *other_updates())
+
     share_limit = dict(concurrency_limit=1, concurrency_id="share")  # zips and uploads are disk/CPU heavy
-    export.click(export_run, inputs=run, outputs=[zip_file, card], api_name="export_run", **share_limit)
+    # A refusal marks the box next to the button that caused it, not the model card below.
+    export.click(export_run, inputs=run, outputs=[zip_file, card], api_name="export_run", show_progress_on=zip_file,
+                 **share_limit)
     # The run lists follow only a successful import (via the new id): a failed one would badge them "Error".
     imported = gr.Textbox(visible=False)
     load.click(import_run, inputs=[upload, hub_id], outputs=[import_status, imported], api_name="import_run",
@@ -126,6 +149,12 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
         .success(show_imported, inputs=imported, outputs=[run, upload, *other_outputs], api_visibility="private",
                  show_progress="hidden")
     push.click(push_run, inputs=[run, repo, private], outputs=push_status, api_name="push_run", **share_limit)
+    # The page asks first (a browser confirm; cancelling sends no run); API callers name the run themselves.
+    delete.click(delete_run, inputs=run, outputs=[delete_status, zip_file], api_name="delete_run",
+                 show_progress_on=delete_status,
+                 js="(run) => (run && confirm(`Delete run ${run} from this server?`)) ? run : null", **share_limit) \
+        .success(show_deleted, inputs=run, outputs=[run, upload, *other_outputs], api_visibility="private",
+                 show_progress="hidden")
     run.change(model_card, inputs=run, outputs=card, api_name="model_card", show_progress="hidden")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import math
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,10 +19,14 @@ import gradio as gr
 import pandas as pd
 
 from .. import config as C
+from ..catalog import resumable_choices
+from ..errors import InvalidInput
 from ..jobs import JobManager, JobSnapshot
+from ..storage import DOWNLOADS_DIR
 from ..runs import Run, parent_run_id
-from .widgets import named_parameters, setting_widget, user_errors
+from .widgets import checked_types, named_parameters, setting_widget, user_errors
 from .data_tab import DATA_INPUTS, DataTab, data_config
+from .charts import loss_chart, loss_points
 
 PRESETS: dict[str, C.TrainConfig] = {"defaults": C.TrainConfig(), **C.TRAIN_PRESETS}
 PRESET_CHOICES = [("Defaults (distilgpt2, loss on the symptoms)", "defaults"),
@@ -34,7 +37,7 @@ MODEL_CHOICES = [C.DEFAULT_MODEL, "gpt2", "gpt2-medium", C.SCRATCH_MODEL]
 # values and of the Start handler's (and so the /train API's) parameters after the data tab's.
 TRAIN_FIELDS = C.ui_fields(C.TrainConfig)
 # Layout only: a new row of widgets starts at each of these fields; from MORE_FROM on, under "More settings".
-ROW_STARTS = ("learning_rate", "scheduler", "grad_accum", "scratch_layers")
+ROW_STARTS = ("learning_rate", "scheduler", "grad_accum", "scratch_layers", "lora_rank", "report_to")
 MORE_FROM = "scheduler"
 WIDGET_OVERRIDES = {"model": {"choices": MODEL_CHOICES}}  # suggestions; any Hub id or scratch is accepted
 TABLE_COLUMNS = ["epoch", "train loss", "val loss", "perplexity", "seconds", "tokens/s", "learning rate", "best"]
@@ -44,6 +47,17 @@ STREAM_INTERVAL_S = 0.4  # at most this often for step progress; epoch rows are 
 def train_config(**values) -> C.TrainConfig:
     """Widget values by field name → ``TrainConfig`` (its ``__post_init__`` raises ``InvalidInput`` on bad values)."""
     return C.TrainConfig(**{**values, "model": (values.get("model") or "").strip()})
+
+
+def api_types() -> dict[str, object]:
+    """What the /train API accepts per parameter (``checked_types``): text for the data widgets' text and choices,
+    and for each setting what its kind holds (numbers are range-checked by their widgets); None where a widget
+    can be empty.  The upload is the file widget's."""
+    kinds = {"number": float | None, "switch": bool | None, "choice": str | None, "text": str | None}
+    types = {n: C.setting(C.TrainConfig, n).kind for n in TRAIN_FIELDS}
+    out: dict[str, object] = {n: kinds[k] for n, k in types.items()}
+    out.update({n: str | None for n in DATA_INPUTS if n not in ("upload", "val_fraction", "split_seed")})
+    return out
 
 
 def preset_values(name: str) -> list:
@@ -72,9 +86,13 @@ class TrainTab:
     notice: gr.Markdown
     progress: gr.HTML
     table: gr.Dataframe
-    plot: gr.LinePlot
+    plot: gr.HTML
     summary: gr.Markdown
     metrics_file: gr.File
+    resume_run: gr.Dropdown | None = None
+    resume: gr.Button | None = None
+    estimate: gr.Button | None = None
+    estimate_note: gr.Markdown | None = None
 
     @property
     def outputs(self) -> list:
@@ -99,27 +117,36 @@ def build_train_tab(offline: bool) -> TrainTab:
     with gr.Accordion("More settings", open=False):
         place(TRAIN_FIELDS[split:])
     with gr.Row():
-        start = gr.Button("Start training", variant="primary", elem_id="start-button")
-        stop = gr.Button("Stop", variant="stop", elem_id="stop-button")
+        start = gr.Button("Start training", variant="primary", elem_id="start-button", scale=2)
+        estimate = gr.Button("Estimate time", elem_id="estimate-button", scale=1)
+        stop = gr.Button("Stop", variant="stop", elem_id="stop-button", scale=2)
+    estimate_note = gr.Markdown("*Estimate time* times a few training steps of this model on this machine and "
+                                "says how long an epoch should take, before you start.", elem_id="train-estimate")
+    with gr.Accordion("Resume a stopped or interrupted run", open=False):
+        with gr.Row():
+            resume_run = gr.Dropdown([], value=None, label="Run", info="continues from its last checkpoint, "
+                                     "with its own settings", elem_id="resume-run", scale=3)
+            resume = gr.Button("Resume", elem_id="resume-button", scale=1)
     notice = gr.Markdown(elem_id="train-notice")
     progress = gr.HTML("<p>No training yet.</p>", elem_id="train-progress")
     with gr.Row():
         table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Epochs", interactive=False,
-                             elem_id="epoch-table", scale=3)
-        plot = gr.LinePlot(_plot_frame(()), x="epoch", y="loss", color="series", label="Loss per token",
-                           x_title="epoch", y_title="loss", x_axis_format=".3~r", elem_id="loss-plot", scale=2)
+                             elem_id="epoch-table", scale=3, min_width=320)
+        plot = gr.HTML(_plot(()), elem_id="loss-plot", scale=2, min_width=320, padding=True)
     summary = gr.Markdown(elem_id="train-summary")
     metrics_file = gr.File(label="Metrics CSV", interactive=False, height=90, elem_id="metrics-file")
     widgets = [built[n] for n in TRAIN_FIELDS]
     preset.change(preset_values, inputs=preset, outputs=widgets, api_visibility="private")
-    return TrainTab(preset, widgets, start, stop, notice, progress, table, plot, summary, metrics_file)
+    return TrainTab(preset, widgets, start, stop, notice, progress, table, plot, summary, metrics_file, resume_run,
+                    resume, estimate, estimate_note)
 
 
 # -- rendering snapshots -----------------------------------------------------------------------
-def _plot_frame(epochs) -> pd.DataFrame:
-    rows = [{"epoch": e.epoch, "loss": e.train_loss, "series": "train"} for e in epochs]
-    rows += [{"epoch": e.epoch, "loss": e.val_loss, "series": "validation"} for e in epochs]
-    return pd.DataFrame(rows, columns=["epoch", "loss", "series"])
+def _plot(epochs, planned: int | None = None) -> str:
+    """The loss chart of one job: x spans the epochs it plans, so the curves grow into the plot."""
+    points = loss_points([("", kind, e.epoch, loss) for e in epochs
+                          for kind, loss in (("train", e.train_loss), ("validation", e.val_loss))])
+    return loss_chart(points, epochs=planned, title="Loss per token (solid: train, dashed: validation)")
 
 
 def _table(epochs) -> pd.DataFrame:
@@ -146,8 +173,27 @@ def _progress_html(s: JobSnapshot) -> str:
     epoch_idx = min(int(math.floor(p.epoch + 1e-9)), s.train.epochs - 1)
     within = max(0.0, min(1.0, p.epoch - epoch_idx))
     return (head + f"<p>Epoch {epoch_idx + 1} of {s.train.epochs}: {within:.0%} of this epoch · step {p.step} "
-            f"of {p.total_steps} overall · {s.elapsed:.0f} s elapsed</p>"
+            f"of {p.total_steps} overall · {duration(s.elapsed)} elapsed{_time_left(s)}</p>"
             f"<progress value='{within:.3f}' max='1' style='width:100%'></progress>")
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``1 h 20 min``: a length of time as people read it."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s" if seconds < 600 else f"{round(seconds / 60)} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _time_left(s: JobSnapshot) -> str:
+    """`` · about 40 s left``: the trainer's estimate, or elapsed time scaled by the share of steps still to do."""
+    p = s.progress
+    left = getattr(p, "seconds_left", None)
+    if left is None and p is not None and p.total_steps and p.step:
+        left = s.elapsed * (p.total_steps - p.step) / p.step
+    return "" if left is None else f" · about {duration(left)} left"
 
 
 def _summary_md(s: JobSnapshot) -> str:
@@ -168,7 +214,7 @@ def _metrics_copy(s: JobSnapshot) -> str | None:
     """A copy of the run's metrics.csv named after the run, in the temp dir (served by gradio)."""
     if s.summary is None or not Run(s.summary.run_dir).metrics_path.is_file():
         return None
-    dest = Path(tempfile.gettempdir()) / "symptomgen-downloads" / f"{s.summary.run_dir.name}-metrics.csv"
+    dest = DOWNLOADS_DIR / f"{s.summary.run_dir.name}-metrics.csv"  # swept after an hour (storage.sweep)
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Run(s.summary.run_dir).metrics_path, dest)
     return str(dest)
@@ -176,8 +222,8 @@ def _metrics_copy(s: JobSnapshot) -> str | None:
 
 def render(s: JobSnapshot | None) -> tuple:
     if s is None:
-        return ("<p>No training has run since the server started.</p>", _table(()), _plot_frame(()), "", None)
-    return (_progress_html(s), _table(s.epochs), _plot_frame(s.epochs), _summary_md(s),
+        return ("<p>No training has run since the server started.</p>", _table(()), _plot(()), "", None)
+    return (_progress_html(s), _table(s.epochs), _plot(s.epochs, s.train.epochs), _summary_md(s),
             _metrics_copy(s) if s.done else None)
 
 
@@ -227,7 +273,8 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
     params = (*DATA_INPUTS, *TRAIN_FIELDS)  # the /train API's parameter names: clients call it by keyword
 
     @user_errors
-    @named_parameters(params)
+    @checked_types
+    @named_parameters(params, api_types())
     def train(*values):
         """Start a training run and stream its progress (per-epoch rows, loss plot, summary)."""
         given = dict(zip(params, values, strict=True))
@@ -246,16 +293,63 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
         # the page's own load picks the newest run (two selections at once would race).
         yield from follow(manager, s.job_id, (lambda snap: gr.skip()) if s.done else runs_update)
 
+    @user_errors
+    @named_parameters(params)
+    def estimate(*values):
+        """Seconds per epoch of these settings on this machine, before Start (``timing``)."""
+        from ..catalog import ModelSpec
+        from ..data import prepare
+        from ..offline import with_offline_fallback
+        from ..timing import estimate_epoch_seconds, planned_seconds
+
+        if manager.busy():
+            return "*A run is training now; estimate after it ends (timing now would compete with it).*"
+        given = dict(zip(params, values, strict=True))
+        dcfg = data_config(**{n: given[n] for n in DATA_INPUTS})
+        tcfg = train_config(**{n: given[n] for n in TRAIN_FIELDS})
+        tcfg = tcfg.with_(model=ModelSpec.parse(tcfg.model, manager.runs_dir).target)
+        dcfg, tcfg, notices = with_offline_fallback(dcfg, tcfg)
+        seconds = estimate_epoch_seconds(prepare(dcfg), tcfg)
+        total = planned_seconds(seconds, tcfg)
+        budget = " (the time budget stops it sooner)" if total < seconds * tcfg.epochs else ""
+        notes = "".join(f"⚠️ {n}\n\n" for n in notices)
+        return (f"{notes}About **{duration(seconds)} per epoch** on this machine: {tcfg.epochs} epoch(s) ≈ "
+                f"{duration(total)}{budget}. Timed from a few steps of a model shaped like "
+                f"`{parent_run_id(tcfg.model) or tcfg.model}`; loading it and saving checkpoints add a little.")
+
     def stop():
         """Ask the running job to stop after the current optimizer step."""
         return manager.stop()
 
+    @user_errors
+    @checked_types
+    def resume(run_id: str | None):
+        """Continue a stopped, failed or interrupted run from its last checkpoint, and stream it (as /train)."""
+        if not (run_id or "").strip():
+            raise InvalidInput("Pick a run to resume first (stopped, failed or interrupted runs with a checkpoint).")
+        snap = manager.resume(run_id)
+        yield from follow(manager, snap.job_id, runs_update)
+
+    def resumable():
+        return gr.update(choices=resumable_choices(manager.runs_dir), value=None)
+
     outputs = tab.outputs + [last_run, tab.notice]
     # Streams mostly wait on the job, so they take no CPU: no concurrency limit (many tabs may follow).
     # The tab draws its own progress: a small spinner, not an overlay on every output.
+    # A refused Start (a job already running, bad settings) marks only the notice under the buttons: the
+    # previous run's progress, table and plot stay as they were, not painted over with "Error" badges.
     tab.start.click(train, inputs=data.inputs + tab.widgets, outputs=outputs, api_name="train",
-                    concurrency_limit=None, show_progress="minimal")
+                    concurrency_limit=None, show_progress="minimal", show_progress_on=tab.notice)
     tab.stop.click(stop, outputs=tab.notice, api_name="stop", concurrency_limit=None)
+    if tab.estimate is not None:
+        tab.estimate.click(estimate, inputs=data.inputs + tab.widgets, outputs=tab.estimate_note,
+                           api_visibility="private", concurrency_limit=1, concurrency_id="estimate",
+                           show_progress="minimal")
+    if tab.resume is not None:
+        tab.resume.click(resume, inputs=tab.resume_run, outputs=outputs, api_name="resume", concurrency_limit=None,
+                         show_progress="minimal", show_progress_on=tab.notice)
+        # The list is read when opened: runs stop, fail and finish while the page stays open.
+        tab.resume_run.focus(resumable, outputs=tab.resume_run, api_visibility="private", show_progress="hidden")
     demo.load(attach, outputs=outputs, api_name="attach", concurrency_limit=None, show_progress="hidden")
     last_run.change(select_run, inputs=last_run, outputs=runs_dropdown, api_visibility="private",
                     show_progress="hidden")

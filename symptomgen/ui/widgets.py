@@ -13,11 +13,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import types
+import typing
 
 import gradio as gr
 
 from ..config import setting
-from ..errors import UserError, first_line, internal_error_line
+from ..errors import InvalidInput, UserError, first_line, internal_error_line
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +92,24 @@ class NamedNumber(gr.Number):
         return _preprocess_naming_field(self, super().preprocess, payload)
 
 
-def setting_widget(cls: type, name: str, **overrides):
+class ListedChoices(gr.Dropdown):
+    """A dropdown that lets a person pick only from its list (``allow_custom_value=False`` on the page, so Enter
+    after a half-typed name adds nothing), while API clients may send any value (the handler checks it and says
+    what is wrong).  Gradio's own check would test a client's value against the choices the page was built with,
+    which are filled in later (runs, a file's columns)."""
+
+    is_template = True  # drawn by Gradio's dropdown; allow_custom_value keeps its default, False
+
+    def preprocess(self, payload):
+        return payload  # the handler validates names; the page could only send listed ones
+
+
+def setting_widget(cls: type, name: str, *, radio: bool | None = None, **overrides):
     """The widget of one setting of a config class, from its metadata: label, help (as ``info``), default,
     and range and step (numbers) or choices.  ``overrides`` go to the component as given (``value`` for a
     preset's value, ``elem_id``, a page-worded ``label``; ``choices`` turns a text setting into a dropdown of
-    suggestions that still takes any text)."""
+    suggestions that still takes any text).  ``radio`` shows a choice as buttons (True) or a list (False);
+    by default two choices are buttons and more are a list."""
     s = setting(cls, name)
     kw = {"label": s.label, "info": s.help, "value": s.default, **overrides}
     if s.kind == "number":
@@ -103,7 +118,8 @@ def setting_widget(cls: type, name: str, **overrides):
             return NamedSlider(**bounds, **kw)
         return NamedNumber(**bounds, precision=0 if s.integer else None, **kw)
     if s.kind == "choice":  # two choices read best as buttons, more as a list
-        return (gr.Radio if len(s.choices) <= 2 else gr.Dropdown)(list(s.choices), **kw)
+        buttons = len(s.choices) <= 2 if radio is None else radio
+        return (gr.Radio if buttons else gr.Dropdown)(list(s.choices), **kw)
     if s.kind == "switch":
         return gr.Checkbox(**kw)
     if "choices" in kw:
@@ -111,16 +127,84 @@ def setting_widget(cls: type, name: str, **overrides):
     return gr.Textbox(**kw)
 
 
-def named_parameters(names):
-    """Give a ``*values`` handler the parameter names ``names`` as its signature.
+def named_parameters(names, annotations=None):
+    """Give a ``*values`` handler the parameter names ``names`` as its signature (with ``annotations[name]`` as
+    the type where given, for ``checked_types``).
 
     Gradio names an endpoint's API parameters after ``inspect.signature(fn)`` (``utils.get_function_params``),
     and clients call them by keyword, so a handler over a field list built at run time needs these names.
     Apply it below ``user_errors``: ``functools.wraps`` copies ``__signature__`` onto the wrapper.
     """
-    signature = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+    annotations = annotations or {}
+    signature = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                     annotation=annotations.get(n, inspect.Parameter.empty))
+                                   for n in names])
 
     def decorate(fn):
         fn.__signature__ = signature
         return fn
     return decorate
+
+
+# What an API caller may send for each annotation of a handler's parameter (``checked_types``).
+_KINDS = {str: ((str,), "text"), float: ((int, float), "a number"), int: ((int, float), "a number"),
+          bool: ((bool,), "true or false")}
+
+
+def _expected(annotation) -> tuple[tuple[type, ...], str, bool] | None:
+    """(accepted types, words for them, None accepted) for ``str``/``float``/``int``/``bool``/``list[str]``, each
+    optionally ``| None``; None for any other annotation (not checked here)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        inner = _expected(rest[0]) if len(rest) == 1 else None
+        return None if inner is None else (inner[0], inner[1], True)
+    if typing.get_origin(annotation) is list and args == (str,):
+        return (list,), "a list of text", False
+    if annotation in _KINDS:
+        accepted, words = _KINDS[annotation]
+        return accepted, words, False
+    return None
+
+
+def _wrong(value, accepted: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in accepted:
+        return True  # True is an int to Python, not a number to a person
+    if not isinstance(value, accepted):
+        return True
+    return isinstance(value, list) and not all(isinstance(v, str) for v in value)
+
+
+def checked_types(fn):
+    """Refuse arguments of the wrong type before the handler runs, in one sentence naming the field (an API caller
+    can send a list where the page sends text).  The types come from the handler's annotations (``str``,
+    ``float``, ``int``, ``bool``, ``list[str]``, each optionally ``| None``); other parameters are not checked.
+    Apply below ``user_errors``, which shows the ``InvalidInput`` as the page's error line."""
+    signature = inspect.signature(fn, eval_str=True)  # follows __wrapped__ and honours __signature__
+    expected = {n: e for n, p in signature.parameters.items() if (e := _expected(p.annotation)) is not None}
+
+    def check(args, kwargs) -> None:
+        for name, value in signature.bind_partial(*args, **kwargs).arguments.items():
+            if name not in expected:
+                continue
+            accepted, words, optional = expected[name]
+            if value is None and optional:
+                continue
+            if value is None or _wrong(value, accepted):
+                shown = "nothing" if value is None else type(value).__name__
+                if isinstance(value, list) and list in accepted:
+                    shown = "a list holding " + next(type(v).__name__ for v in value if not isinstance(v, str))
+                raise InvalidInput(f"The field '{name}' must be {words}, got {shown}.")
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            check(args, kwargs)
+            yield from fn(*args, **kwargs)
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        check(args, kwargs)
+        return fn(*args, **kwargs)
+    return wrapper

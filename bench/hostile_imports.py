@@ -1,0 +1,115 @@
+"""Hostile run zips: what each costs the server to refuse (issue 12).
+
+Builds every case of ``tests/test_hostile_imports.py`` from a genuine export of a tiny run, then imports each zip
+in a fresh worker process (torch and transformers already imported, as in the server) and reports the growth of
+its resident memory at the peak (sampled every 5 ms), the seconds taken and the outcome.  ``--old-root`` runs the
+same zips against another checkout of the package (e.g. ``git archive HEAD symptomgen | tar -x -C /tmp/old``) for
+a before/after table; a worker is stopped after ``--timeout`` seconds.
+
+    python bench/hostile_imports.py                       # ~1 min
+    python bench/hostile_imports.py --old-root /tmp/old   # before/after
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import benchlib as B
+
+
+def worker(zip_path: str, root: str) -> None:
+    sys.path.insert(0, root)
+    import psutil
+    import torch  # noqa: F401  (loaded before measuring, as in a running server)
+    import transformers  # noqa: F401
+
+    from symptomgen.share import import_run_zip
+
+    proc = psutil.Process()
+    start, peak, done = proc.memory_info().rss, [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            done.wait(0.005)
+
+    threading.Thread(target=sample, daemon=True).start()
+    t0 = time.perf_counter()
+    try:
+        import_run_zip(zip_path, tempfile.mkdtemp(prefix="hostile-runs-"))
+        outcome = "imported"
+    except Exception as exc:  # noqa: BLE001
+        outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:90]}"
+    seconds = time.perf_counter() - t0
+    done.set()
+    print(json.dumps({"growth_mb": max(0, max(peak[0], proc.memory_info().rss) - start) / 2**20,
+                      "seconds": seconds, "outcome": outcome}))
+
+
+def measure(zip_path: Path, root: Path, timeout: float) -> dict:
+    try:
+        return B.run_worker(Path(__file__), ["--worker", str(zip_path), str(root)], timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"growth_mb": float("nan"), "seconds": timeout, "outcome": f"still running after {timeout:.0f} s"}
+    except RuntimeError as exc:
+        return {"growth_mb": float("nan"), "seconds": float("nan"), "outcome": str(exc).splitlines()[0][:90]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--old-root", type=Path, help="a folder holding another symptomgen package, for 'before'")
+    p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--only", help="run the cases whose id contains this text")
+    a = p.parse_args()
+    sys.path.insert(0, str(B.ROOT / "tests"))
+    from test_hostile_imports import CASES, _write_zip
+
+    from symptomgen.config import DataConfig, TrainConfig
+    from symptomgen.share import export_run_zip
+    from symptomgen.trainer import run_training
+    import zipfile
+
+    work = Path(tempfile.mkdtemp(prefix="hostile-bench-"))
+    tiny = TrainConfig(model="scratch", epochs=1, batch_size=16, max_length=64, scratch_layers=2, scratch_width=64,
+                       scratch_vocab=800, save_checkpoints=False)
+    summary = run_training(DataConfig(source="sample"), tiny, work / "runs")
+    with zipfile.ZipFile(export_run_zip(summary.run_dir, work / "good.zip")) as zf:
+        genuine = {i.filename: zf.read(i) for i in zf.infolist()}
+    rows = []
+    for label, change, _ in CASES:
+        if a.only and a.only not in label:
+            continue
+        files = dict(genuine)
+        change(files)
+        zip_path = _write_zip(files, work / "hostile.zip")
+        size = zip_path.stat().st_size / 2**20
+        new = measure(zip_path, B.ROOT, a.timeout)
+        row = [label, round(size, 2), new["growth_mb"], new["seconds"], new["outcome"]]
+        if a.old_root:
+            old = measure(zip_path, a.old_root, a.timeout)
+            row[2:2] = [old["growth_mb"], old["seconds"], old["outcome"]]
+        rows.append(row)
+        print(" | ".join(map(str, row)), flush=True)
+    header = ["case", "zip MB", "peak RSS growth MB", "seconds", "outcome"]
+    if a.old_root:
+        header = ["case", "zip MB", "before: growth MB", "before: s", "before: outcome", "after: growth MB",
+                  "after: s", "after: outcome"]
+    body = (f"## hostile_imports\n\n`{B.command_line()}` · {B.machine_line(os.cpu_count() or 1)}\n\n"
+            f"{B.markdown_table(header, rows)}\n")
+    print(body)
+    B.write_section(Path(__file__).resolve().parent / "LOAD_CHECK.md", "hostile_imports", body)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], sys.argv[3])
+    else:
+        main()

@@ -1,0 +1,157 @@
+"""Load check: 32 concurrent light generations while a job trains, through ``gradio_client`` (issue 12).
+
+Launches ``python app.py`` (offline, a fresh runs folder), trains a tiny run to generate with, then measures
+
+* 32 /generate calls submitted at once (16 new tokens each) with no job running: p50 / p95 seconds per call;
+* a training job (the quick-CPU scratch model) alone: optimizer steps per second, read from its streamed progress;
+* the same 32 calls while that job trains: p50 / p95, and the job's steps per second during the burst.
+
+Training runs in its own process at a lower priority, so generations keep their pace and training takes what they
+leave.  Prints a Markdown table and writes it to ``bench/LOAD_CHECK.md`` with the command and machine (~3 min).
+
+    python bench/load_check.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import benchlib as B
+
+CALLS = 32
+GEN = dict(name="Asthma", top_k=8, top_p=0.95, temperature=0.5, repetition_penalty=1.2, max_new_tokens=16,
+           num_sequences=1, compare=False)
+TINY = dict(source="sample", upload=None, model="scratch", epochs=2, batch_size=16, learning_rate=3e-3,
+            max_length=64, scratch_layers=2, scratch_width=64, scratch_vocab=800)
+JOB = dict(TINY, epochs=100, scratch_layers=4, scratch_width=256, scratch_vocab=2000)
+STEP = re.compile(r"step (\d+) of")
+
+
+def launch(runs: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SYMPTOMGEN_RUNS_DIR": str(runs), "PYTHONPATH": str(B.ROOT)}
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=B.ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the app did not start")
+
+
+def burst(client, run_id: str) -> list[float]:
+    """Submit ``CALLS`` generations at once; seconds from submit to result for each."""
+    started = time.perf_counter()
+    jobs = [client.submit(model=run_id, seed=i, **GEN, api_name="/generate") for i in range(CALLS)]
+    done: list[float] = []
+
+    def wait(job):
+        job.result(timeout=600)
+        done.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=wait, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(done)
+
+
+def p95(values: list[float]) -> float:
+    return sorted(values)[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+
+
+class StepWatch:
+    """The training job's optimizer step over time, from the progress its stream shows."""
+
+    def __init__(self, job):
+        self.job, self.points, self.alive = job, [], True
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self):
+        while self.alive and not self.job.done():
+            outputs = self.job.outputs()
+            if outputs and (m := STEP.search(str(outputs[-1][0]))):
+                step = int(m.group(1))
+                if not self.points or step != self.points[-1][1]:
+                    self.points.append((time.perf_counter(), step))
+            time.sleep(0.2)
+
+    def rate(self, since: float, until: float) -> float:
+        inside = [(t, s) for t, s in self.points if since <= t <= until]
+        if len(inside) < 2:
+            return float("nan")
+        (t0, s0), (t1, s1) = inside[0], inside[-1]
+        return (s1 - s0) / (t1 - t0)
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    from gradio_client import Client
+
+    sys.path.insert(0, str(B.ROOT / "tests"))
+    from test_app_client import free_port  # noqa: E402
+
+    runs = Path(tempfile.mkdtemp(prefix="load-check-runs-"))
+    port = free_port()
+    proc = launch(runs, port)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        say("training a tiny run to generate with")
+        job = client.submit(**TINY, api_name="/train")
+        job.result(timeout=600)
+        run_id = job.outputs()[-1][5]
+        say(f"warm-up burst on {run_id}")
+        burst(client, run_id)  # warm up: the model loaded, the queue's workers started
+        say("burst with no job")
+        idle = burst(client, run_id)
+        say("starting the training job")
+        train = client.submit(**JOB, api_name="/train")
+        watch = StepWatch(train)
+        while len(watch.points) < 3:
+            if train.done():
+                raise SystemExit(f"the training job ended early: {train.exception() or train.outputs()[-1][3]}")
+            time.sleep(0.5)
+        say("training alone for 20 s")
+        t0 = time.perf_counter()
+        time.sleep(20)
+        alone = watch.rate(t0, time.perf_counter())
+        say("burst during training")
+        t1 = time.perf_counter()
+        busy = burst(client, run_id)
+        during = watch.rate(t1, time.perf_counter())
+        client.predict(api_name="/stop")
+        train.result(timeout=600)
+        watch.alive = False
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    rows = [["no training job", CALLS, statistics.median(idle), p95(idle), "—"],
+            ["training alone (20 s)", 0, "—", "—", alone],
+            ["during training", CALLS, statistics.median(busy), p95(busy), during]]
+    table = B.markdown_table(["situation", "generations", "p50 s", "p95 s", "training steps/s"], rows)
+    body = (f"## load_check\n\n`{B.command_line()}` · {B.machine_line(os.cpu_count() or 1)}\n\n"
+            f"{CALLS} `/generate` calls submitted at once ({GEN['max_new_tokens']} new tokens, a 2-layer run) through "
+            "`gradio_client`; training: the quick-CPU scratch model (4 layers, width 256) in its own process.\n\n"
+            f"{table}\n")
+    print(body)
+    B.write_section(Path(__file__).resolve().parent / "LOAD_CHECK.md", "load_check", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""First sight: the page as a new visitor reads it before, during and after a run, on a desktop (1400×1000) and
+a phone (390×844), in headless Chromium (see ``test_browser``).
+
+Screenshots of every tab at both widths and in each phase go to ``test-artifacts/screenshots``, named
+``first-<width>-<phase>-<tab>.png``.  The tests share one offline server and run in file order: a fresh page,
+then a run, then three runs compared.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+from conftest import TINY
+from test_browser import SHOTS, browser  # noqa: F401 - the module's browser fixture
+
+from symptomgen.config import DataConfig
+from symptomgen.ui import PAGE_CSS, build_demo
+
+WIDE, PHONE = {"width": 1400, "height": 1000}, {"width": 390, "height": 844}
+TABS = ("Data", "Train", "Generate", "Evaluate")
+# Curves a person can see: series drawn in a colour, with at least one segment or dot that takes up room.
+VISIBLE_LINES = """e => Array.from(e.querySelectorAll('.sg-series')).filter(g => {
+    const s = getComputedStyle(g).stroke;
+    return s && s !== 'none' && Array.from(g.querySelectorAll('line, circle')).some(m => {
+        const b = m.getBoundingClientRect(); return b.width > 0 || b.height > 0; }); }).length"""
+VISIBLE_DOTS = """e => Array.from(e.querySelectorAll('.sg-series circle')).filter(c => {
+    const b = c.getBoundingClientRect(); return b.width > 0 && b.height > 0; }).length"""
+X_LABELS = "e => Array.from(e.querySelectorAll('.sg-x-labels span')).map(s => s.textContent.trim())"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """An offline server with no runs yet (launched as ``main`` launches it: with the page's CSS)."""
+    runs_dir = tmp_path_factory.mktemp("first-sight-runs")
+    demo = build_demo(runs_dir=runs_dir)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, css=PAGE_CSS)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield f"http://127.0.0.1:{port}/", demo, runs_dir
+    demo.symptomgen_jobs.stop()
+    demo.symptomgen_jobs.join(60)
+    demo.close()
+
+
+def open_page(browser, url: str, viewport: dict):  # noqa: F811 - the fixture's value
+    page = browser.new_page(viewport=viewport)
+    page.set_default_timeout(120_000)
+    page.goto(url)
+    page.locator("#hub-banner").get_by_text("Offline").wait_for()
+    return page
+
+
+def show_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(600)  # let a redrawn chart settle before a screenshot (not an assertion)
+
+
+def shoot_tabs(page, phase: str) -> None:
+    for name in TABS:
+        show_tab(page, name)
+        page.screenshot(path=SHOTS / f"first-{page.viewport_size['width']}-{phase}-{name.lower()}.png",
+                        full_page=True)
+
+
+def box(page, selector: str) -> dict:
+    return page.locator(selector).first.bounding_box()
+
+
+def test_a_fresh_page_before_any_run(browser, site, tmp_path):  # noqa: F811
+    url, _, _ = site
+    page = open_page(browser, url, WIDE)
+    shoot_tabs(page, "before")
+
+    # Offline, the preselected model is one that loads, and its output box says what it is.
+    show_tab(page, "Generate")
+    assert page.locator("#gen-model input").input_value().startswith("Untrained scratch model")
+    page.locator("#generate-button").click()
+    page.wait_for_function("() => document.querySelector('#gen-output textarea').value.trim().length > 0")
+    page.locator("#gen-reference").get_by_text("Kidney Failure").first.wait_for()
+    assert "Untrained" in page.locator("#gen-output").inner_text()
+    assert "characters" in page.locator("#gen-name").inner_text()  # the limit, where the name is typed
+    page.screenshot(path=SHOTS / "first-1400-before-generated-untrained.png", full_page=True)
+
+    # Data: no placeholder table before a preview; upload → sample maps the sample's own columns; preview works.
+    show_tab(page, "Data")
+    assert not page.locator("#data-preview").is_visible()
+    other = tmp_path / "other.csv"
+    other.write_text("disease,signs\nFlu,\"fever, cough\"\nGout,joint pain\nAcne,spots\n")
+    page.get_by_label("Uploaded file").check()
+    page.locator("#data-upload input[type=file]").set_input_files(str(other))
+    page.wait_for_function("() => document.querySelector('#data-prompt-column input').value === 'disease'")
+    page.get_by_label("Bundled sample (offline)").check()
+    page.wait_for_function("() => document.querySelector('#data-prompt-column input').value === 'Name'")
+    assert page.locator("#data-target-column input").input_value() == "Symptoms"
+    page.locator("#preview-button").click()
+    page.locator("#data-summary").get_by_text("Columns found").wait_for()
+    page.locator("#data-preview").wait_for()
+    assert page.locator("#data-preview th").first.inner_text().strip().startswith("split")
+    page.screenshot(path=SHOTS / "first-1400-before-previewed.png", full_page=True)
+    page.close()
+
+    phone = open_page(browser, url, PHONE)
+    shoot_tabs(phone, "before")
+    show_tab(phone, "Generate")
+    out, base = box(phone, "#gen-output"), box(phone, "#gen-base-output")
+    assert base["y"] >= out["y"] + out["height"] - 1, (out, base)  # stacked, not squeezed side by side
+    assert out["width"] > 0.8 * (PHONE["width"] - 40)
+    show_tab(phone, "Data")
+    phone.get_by_label("Uploaded file").check()
+    label, icon = box(phone, "#data-upload [data-testid=block-label]"), box(phone, "#data-upload .icon-wrap")
+    assert label["y"] + label["height"] <= icon["y"], (label, icon)  # the label no longer covers the icon
+    phone.screenshot(path=SHOTS / "first-390-before-upload.png", full_page=True)
+    phone.close()
+
+
+def test_during_and_after_a_run(browser, site):  # noqa: F811
+    url, demo, _ = site
+    page = open_page(browser, url, WIDE)
+    show_tab(page, "Train")
+    for name, value in (("epochs", 3), ("batch-size", 16)):
+        field = page.locator(f"#train-{name} input[type=number]")
+        field.fill(str(value))
+        field.press("Tab")
+    page.get_by_text("More settings").click()
+    for name, value in (("scratch-layers", TINY.scratch_layers), ("scratch-width", TINY.scratch_width)):
+        field = page.locator(f"#train-{name} input[type=number]")
+        field.fill(str(value))
+        field.press("Tab")
+    page.locator("#start-button").click()
+    phone = open_page(browser, url, PHONE)  # another visitor, on a phone, while it runs
+
+    # After epoch 1: a dot per curve, whole-epoch ticks, time left.
+    page.wait_for_function("() => document.querySelector('#epoch-table [role=grid]')"
+                           ".getAttribute('aria-rowcount') === '2'", timeout=400_000)
+    plot = page.locator("#loss-plot")
+    page.wait_for_function(f"e => ({VISIBLE_DOTS})(e) >= 2", arg=plot.element_handle())
+    labels = plot.evaluate(X_LABELS)
+    assert labels and all(re.fullmatch(r"\d+", t) for t in labels), labels
+    page.screenshot(path=SHOTS / "first-1400-during-epoch-1.png", full_page=True)
+    shoot_tabs(phone, "during")
+    shoot_tabs(page, "during")
+    show_tab(page, "Train")
+    page.locator("#train-summary").get_by_text("finished").wait_for(timeout=400_000)
+    page.wait_for_function(f"e => ({VISIBLE_LINES})(e) === 2", arg=plot.element_handle())
+    shoot_tabs(page, "after")
+    shoot_tabs(phone, "after")
+    phone.close()
+
+    # A refused Start says why, and leaves the finished run's progress, table and plot as they were.
+    deadline = time.monotonic() + 120
+    while demo.symptomgen_jobs.busy() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    page.wait_for_function("() => document.querySelector('#train-notice [data-testid=status-tracker]')"
+                           ".classList.contains('hide')")  # the run's stream has ended
+    show_tab(page, "Data")
+    page.get_by_label("Hugging Face dataset").check()
+    page.locator("#data-hub-dataset textarea, #data-hub-dataset input").first.fill("../not-a-dataset.csv")
+    show_tab(page, "Train")
+    page.locator("#start-button").click()
+    page.get_by_text("not a Hugging Face dataset id").first.wait_for()
+    page.wait_for_timeout(500)
+    for shown in ("#train-progress", "#epoch-table", "#loss-plot", "#train-summary"):
+        assert "Error" not in page.locator(shown).inner_text(), shown
+    assert plot.evaluate(VISIBLE_LINES) == 2
+    assert "finished" in page.locator("#train-summary").inner_text()
+    page.screenshot(path=SHOTS / "first-1400-after-refused-start.png", full_page=True)
+    page.close()
+
+
+def test_compare_draws_three_runs_and_lists_only_known_ones(browser, site):  # noqa: F811
+    from symptomgen.trainer import run_training
+
+    url, _, runs_dir = site
+
+    def runs() -> list[str]:
+        return sorted(p.name for p in runs_dir.iterdir() if (p / "metrics.csv").is_file())
+
+    while len(runs()) < 3:  # the page's run (when the test before ran) and tiny ones of different lengths
+        time.sleep(1.1)  # run ids have one-second resolution
+        epochs = 2 + len(runs()) % 2
+        run_training(DataConfig(source="sample"), TINY.with_(epochs=epochs, seed=len(runs())), runs_dir)
+    page = open_page(browser, url, WIDE)
+    show_tab(page, "Evaluate")
+    page.get_by_text("Compare runs: loss curves on one plot").click()
+    runs = runs()
+    picker = page.locator("#compare-runs input")
+    picker.fill(runs[0][:-3])  # part of a name, then Enter: a listed run is chosen, never the typed text
+    picker.press("Enter")
+    page.keyboard.press("Escape")
+    tokens = page.locator("#compare-runs .token")
+    page.wait_for_function("() => document.querySelectorAll('#compare-runs .token').length === 1")
+    assert tokens.first.inner_text().strip() in runs
+    for name in runs:
+        if name not in tokens.all_inner_texts():
+            picker.fill(name)
+            picker.press("Enter")
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => document.querySelectorAll('#compare-runs .token').length === 3")
+    assert sorted(t.strip() for t in tokens.all_inner_texts()) == runs
+    plot = page.locator("#compare-plot")
+    page.wait_for_function(f"e => ({VISIBLE_LINES})(e) === 6", arg=plot.element_handle())  # train + val × 3
+    page.screenshot(path=SHOTS / "first-1400-after-compare-three-runs.png", full_page=True)
+    page.close()
