@@ -25,7 +25,7 @@ from .config import GenerationSettings
 from .data import format_prompt, format_target
 from .errors import InvalidInput
 from .generation import (clean_name, context_window, decode_continuation, encode_prompt, generation_kwargs,
-                         seeded)
+                         sampling_rng)
 
 END = "[end]"
 TOP_N = 3
@@ -174,11 +174,8 @@ def explain_generation(model, tokenizer, name: str, settings: GenerationSettings
     kwargs = generation_kwargs(model, tokenizer, settings, inputs["input_ids"].shape[1])
     kwargs.update(output_logits=True, output_scores=True, return_dict_in_generate=True)
     model.eval()
-    if settings.seed is None or settings.greedy:
+    with sampling_rng(settings, device):
         out = model.generate(**inputs, **kwargs)
-    else:
-        with seeded(settings.seed, device):
-            out = model.generate(**inputs, **kwargs)
     ids = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
     if tokenizer.eos_token_id in ids:
         ids = ids[: ids.index(tokenizer.eos_token_id) + 1]

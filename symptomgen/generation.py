@@ -5,15 +5,16 @@ generated continuation only, cut at the first EOS.  ``stream`` yields the texts
 of all ``num_return_sequences`` samples as tokens arrive, from one batched call.
 
 The building blocks (``generation_kwargs``, ``encode_prompt``, ``decode_continuation``,
-``seeded``) are public so that ``explain`` generates exactly the same text.
+``sampling_rng``) are public so that ``explain`` generates exactly the same text.
 """
 
 from __future__ import annotations
 
 import queue
+import secrets
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -88,6 +89,16 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+def sampling_rng(settings: GenerationSettings, device: torch.device):
+    """The random state a generate call samples from.  Greedy search draws nothing.  Every sampled call, seeded
+    or not, runs on its own seeded fork of torch's RNG under one lock (an unseeded call takes a fresh random
+    seed): an unseeded call can never draw from the stream of a seeded call running in another thread, so a
+    seed gives the same text whatever else the server is doing."""
+    if settings.greedy:
+        return nullcontext()
+    return seeded(settings.seed if settings.seed is not None else secrets.randbits(63), device)
+
+
 @torch.inference_mode()
 def generate(model, tokenizer, name: str, settings: GenerationSettings = GenerationSettings()) -> list[str]:
     """Generated symptom texts (prompt stripped), one per requested sequence."""
@@ -126,11 +137,8 @@ def stream(model, tokenizer, name: str, settings: GenerationSettings = Generatio
     def work() -> None:
         try:
             with torch.inference_mode():
-                if settings.seed is None or settings.greedy:
+                with sampling_rng(settings, device):
                     model.generate(**inputs, **kwargs, streamer=streamer)
-                else:
-                    with seeded(settings.seed, device):
-                        model.generate(**inputs, **kwargs, streamer=streamer)
         except BaseException as exc:
             failure.append(exc)
             streamer.end()
