@@ -2,7 +2,8 @@
 
 After every optimizer step it reports ``Progress`` and honours the stop flag; after
 every epoch it measures the validation loss per real token, keeps the best model,
-appends the metrics row and applies early stopping.  Only the main process gets a
+appends the metrics row, applies early stopping and stops a run whose runs folder has
+grown past its disk limit (``Settings.max_runs_bytes``).  Only the main process gets a
 ``run`` to write to.
 """
 
@@ -21,6 +22,7 @@ from . import runs as runs_mod
 from .batching import mean_token_loss
 from .config import TrainConfig
 from .events import EpochResult, Event, Progress
+from .storage import over_limit
 
 
 class EpochReporter(TrainerCallback):
@@ -36,7 +38,7 @@ class EpochReporter(TrainerCallback):
                  clock: Callable[[], float] = time.monotonic):
         self.run, self.tokenizer, self.val_rows = run, tokenizer, val_rows
         # The time budget and the time-left estimate read ``clock`` once per step (and once at the start).
-        self.clock, self.out_of_time = clock, False
+        self.clock, self.out_of_time, self.out_of_room = clock, False, False
         self._t0, self._first_step, self._deadline = 0.0, 0, None
         self.kept_epoch: int | None = best_epoch
         self.train_tokens, self.cfg, self.emit, self.stop = train_tokens, cfg, emit, stop
@@ -124,7 +126,10 @@ class EpochReporter(TrainerCallback):
             self.run.update(best_epoch=self.best_epoch, best_val_loss=self.best_val, epochs_done=epoch,
                             kept_epoch=self.kept_epoch)
         self.emit(result)
-        if self.cfg.patience and self.bad_epochs >= self.cfg.patience:
+        if self.run is not None and over_limit(self.run.path.parent):
+            self.out_of_room = True  # the runs folder passed its disk limit: end now, keeping what is saved
+            control.should_training_stop = True
+        elif self.cfg.patience and self.bad_epochs >= self.cfg.patience:
             self.early_stopped = True
             control.should_training_stop = True
 

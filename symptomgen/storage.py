@@ -1,7 +1,8 @@
 """The disk a public server uses: limits checked before a run arrives, deleting runs, sweeping leftovers.
 
 ``check_room`` refuses a new run (Start, import) once the runs folder holds ``Settings.max_runs`` runs or
-``max_runs_bytes`` bytes, saying how to free space; ``delete_run`` removes a run that is not training; ``sweep``
+``max_runs_bytes`` bytes, saying how to free space; ``over_limit`` tells a training run, after each epoch, that
+the folder has grown past the byte limit (it then stops, keeping its best epoch); ``delete_run`` removes a run that is not training; ``sweep``
 removes what killed writes and old downloads leave behind: temporary files of atomic writes, unfinished imports
 and deletions, and the page's generated downloads after an hour.  ``start_sweeper`` sweeps now and then hourly.
 """
@@ -68,6 +69,11 @@ def check_room(runs_dir: Path | str, incoming_bytes: int = 0) -> None:
         need = f" and this one needs {_size(incoming_bytes)}" if incoming_bytes else ""
         raise QuotaExceeded(f"The runs folder uses {_size(used)} of its {_size(settings.max_runs_bytes)} limit"
                             f"{need}. {how}")
+
+
+def over_limit(runs_dir: Path | str) -> bool:
+    """Whether the runs folder holds more bytes than its limit (checked after each epoch of a growing run)."""
+    return folder_bytes(Path(runs_dir)) > current().max_runs_bytes
 
 
 def delete_run(runs_dir: Path | str, run_id: object) -> str:

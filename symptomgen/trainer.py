@@ -375,6 +375,11 @@ def _finish(setup: _Setup, reporter: EpochReporter, oom: bool, started: float,
             if reporter.kept_epoch is not None else
             f"{budget}, before the first epoch finished: there is no model to keep. Raise the budget, or use fewer "
             "rows or a smaller model.")
+    elif reporter.out_of_room:
+        status, message = RunStatus.STOPPED, (
+            f"The runs folder passed its disk limit after epoch {reporter.epochs_done} of {setup.train_cfg.epochs}; "
+            f"training stopped there, keeping the model of epoch {reporter.kept_epoch}. Delete runs you no longer "
+            "need before training more.")
     elif reporter.early_stopped:
         status, message = RunStatus.EARLY_STOPPED, \
             f"No validation improvement for {setup.train_cfg.patience} epoch(s)."

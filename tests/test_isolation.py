@@ -170,6 +170,36 @@ def test_seeded_generation_and_training_never_share_random_state(tmp_path, tiny_
     assert _losses(concurrent) == _losses(reference)
 
 
+def test_a_seeded_generation_is_unchanged_by_unseeded_ones_in_other_threads(trained_run):
+    import threading
+
+    from symptomgen.generation import generate
+    from symptomgen.modeling import load_pretrained
+
+    model, tok = load_pretrained(Run(trained_run.run_dir).best_dir)
+    alone = generate(model, tok, "Asthma", SAMPLED)
+    unseeded = SAMPLED.with_(seed=None)
+    done = threading.Event()
+    others: list[list[str]] = []
+
+    def visitor() -> None:  # another page sampling without a seed, all the while
+        while not done.is_set():
+            others.append(generate(model, tok, "Fever", unseeded))
+
+    threads = [threading.Thread(target=visitor) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        during = [generate(model, tok, "Asthma", SAMPLED) for _ in range(6)]
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert others, "the unseeded visitors never ran"
+    assert all(text == alone for text in during)
+    assert len({tuple(t) for t in others}) > 1, "unseeded sampling must still vary"
+
+
 # -- the disk ---------------------------------------------------------------------------------------------------
 def _bare_run(runs_dir: Path, run_id: str, **changes) -> Run:
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
@@ -200,6 +230,17 @@ def test_quota_refuses_start_until_a_run_is_deleted_and_a_live_run_cannot_be(tmp
     with pytest.raises(RunNotReady, match="still training; stop it first"):
         delete_run(tmp_path, live.run_id)
     assert live.path.is_dir()
+
+
+def test_a_run_that_grows_past_the_disk_limit_stops_after_its_epoch_and_keeps_it(tmp_path, tiny_cfg):
+    from symptomgen.trainer import run_training
+
+    with settings.override(max_runs_bytes=1):  # passed by the first epoch's saved model
+        summary = run_training(SAMPLE, tiny_cfg.with_(epochs=4), tmp_path)
+    assert summary.status == RunStatus.STOPPED and summary.epochs_done == 1 and summary.kept_epoch == 1
+    rec = Run(summary.run_dir).record()
+    assert rec.status is RunStatus.STOPPED and "disk limit after epoch 1 of 4" in rec.message
+    assert Run(summary.run_dir).has_best()
 
 
 def test_sweep_removes_old_leftovers_only(tmp_path):
