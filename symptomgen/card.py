@@ -1,7 +1,7 @@
 """The model card (README.md) written into every exported or pushed run.
 
-YAML front matter for the Hub (``library_name: transformers``, ``pipeline_tag:
-text-generation``, tags, base model and dataset when they are Hub ids), then the
+YAML front matter for the Hub (``library_name: transformers``, or ``peft`` when the folder holds a LoRA
+adapter, ``pipeline_tag: text-generation``, tags, base model and dataset when they are Hub ids), then the
 data, the training settings, per-epoch metrics, the best epoch and the
 not-medical-advice note.  Pure text from the run folder: no network.
 """
@@ -16,6 +16,7 @@ from .catalog import target_kind
 from .config import is_scratch
 from .data import public_source
 from .hub import looks_like_hub_id
+from .lora import OWN_BASE
 from .runs import Run, atomic_write_text, looks_like_run_id
 from .scoring import KIND_WORDS, SCORE_WORDS
 from .splits import BY_NAME, MODE_WORDS
@@ -27,8 +28,9 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def write_model_card(run_dir: Path | str, dest: Path | str | None = None) -> str:
-    """The model card (README.md) of a run: data, settings, metrics, best epoch, not-medical-advice."""
+def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapter: bool = False) -> str:
+    """The model card (README.md) of a run: data, settings, metrics, best epoch, not-medical-advice.
+    ``adapter``: the folder it describes holds a LoRA adapter (not merged), loaded with peft onto its base."""
     run = Run(Path(run_dir))
     rec = run.record()
     data, train = rec.data, rec.train
@@ -37,8 +39,9 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None) -> str
     from huggingface_hub import ModelCardData
 
     card = ModelCardData(
-        library_name="transformers", pipeline_tag="text-generation",
-        tags=["symptomgen", "text-generation", "gpt2", "causal-lm", "not-medical-advice"],
+        library_name="peft" if adapter else "transformers", pipeline_tag="text-generation",
+        tags=["symptomgen", "text-generation", "gpt2", "causal-lm", "not-medical-advice"] + (["lora"] if adapter
+                                                                                            else []),
         # A Hub repo only: not scratch, not a run of this server (trained on from it: "parent_run").
         base_model=(model if not is_scratch(model) and looks_like_hub_id(model)
                     and not rec.parent_run and not looks_like_run_id(model) else None),
@@ -89,10 +92,24 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None) -> str
             lines.append(f"| {int(r['epoch'])} | {r['training_loss']:.4f} | {r['validation_loss']:.4f} | "
                          f"{r['perplexity']:.2f} | {r['epoch_duration_sec']:.1f} |")
         lines.append("")
-    lines += ["## Use", "", "```python", "from transformers import pipeline", "",
-              'gen = pipeline("text-generation", model="<this repo or folder>")',
-              'print(gen("Kidney Failure |", max_new_tokens=48)[0]["generated_text"])', "```", "",
-              "## Limitations", "",
+    if adapter:  # peft applies it to its base: the Hub model it was trained on, or the run's own base/
+        own_base = not rec.lora_base or rec.lora_base == OWN_BASE or not looks_like_hub_id(rec.lora_base)
+        base = 'f"{folder}/symptomgen/base"' if own_base else f'"{rec.lora_base}"'
+        lines += ["## Use", "", "This folder holds a LoRA adapter, not whole weights; peft applies it to its base "
+                  + ("(this run's own starting weights, in `symptomgen/base/`)." if own_base
+                     else f"(`{rec.lora_base}`)."), "", "```python",
+                  "from peft import PeftModel", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+                  'folder = "<this folder>"  # from the Hub: huggingface_hub.snapshot_download("<this repo>")',
+                  f"base = AutoModelForCausalLM.from_pretrained({base})",
+                  "model = PeftModel.from_pretrained(base, folder).merge_and_unload()",
+                  "tok = AutoTokenizer.from_pretrained(folder)",
+                  'ids = model.generate(**tok("Kidney Failure |", return_tensors="pt"), max_new_tokens=48)',
+                  "print(tok.decode(ids[0]))", "```", ""]
+    else:
+        lines += ["## Use", "", "```python", "from transformers import pipeline", "",
+                  'gen = pipeline("text-generation", model="<this repo or folder>")',
+                  'print(gen("Kidney Failure |", max_new_tokens=48)[0]["generated_text"])', "```", ""]
+    lines += ["## Limitations", "",
               "Trained on a short list of diseases; it produces plausible-sounding text, not facts. "
               "Never use it to diagnose or treat anyone.", ""]
     text = "\n".join(lines)

@@ -92,6 +92,17 @@ def apply_lora(model, cfg: TrainConfig, base_name: str | None = None):
     return wrapped
 
 
+def make_portable(folder: Path, lora_base: str | None) -> None:
+    """Name the adapter's base in ``folder/adapter_config.json`` as others can load it: the Hub id it was
+    trained on, or nothing when its base is the run's own ``base/`` (peft fills in the folder it was loaded from,
+    a path on this server, which an export must not carry)."""
+    path = Path(folder) / ADAPTER_CONFIG
+    config = json.loads(path.read_text(encoding="utf-8"))
+    hub_base = lora_base if lora_base and lora_base != OWN_BASE and looks_like_hub_id(lora_base) else None
+    config["base_model_name_or_path"] = hub_base
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
 def _checked_config(path: Path) -> dict:
     """The adapter's config, refused unless it is a plain, bounded LoRA with safetensors weights."""
     try:

@@ -19,7 +19,6 @@ The Hub token comes from the argument, ``HF_TOKEN`` or a saved ``hf auth login``
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -36,8 +35,8 @@ from . import importcheck as IC
 from . import __version__
 from .card import public_source, write_model_card
 from .hub import HubUnreachableError, hub_endpoint, hub_reachable, looks_like_hub_id, offline_requested
-from .lora import is_adapter_folder
-from .records import RunRecord, RunStatus
+from .lora import is_adapter_folder, make_portable
+from .records import RunStatus
 from .settings import current
 from .runs import METRIC_COLUMNS, RUN_ID_RE, Run, atomic_write_json
 from .storage import check_room, folder_bytes
@@ -84,6 +83,8 @@ def _stage(run: Run, dest: Path, merged: bool = False) -> None:
         _save_merged(run, dest)
     else:
         _copy_model(run.best_dir, dest)
+        if is_adapter_folder(dest):
+            make_portable(dest, run.record().lora_base)
     meta = dest / META
     meta.mkdir()
     rec = run.record()
@@ -98,7 +99,7 @@ def _stage(run: Run, dest: Path, merged: bool = False) -> None:
             shutil.copy2(run.path / name, meta / name)
     if (run.base_dir / "config.json").is_file():
         _copy_model(run.base_dir, meta / "base")
-    write_model_card(run.path, dest / "README.md")
+    write_model_card(run.path, dest / "README.md", adapter=is_adapter_folder(dest))
 
 
 def export_run_zip(run_dir: Path | str, dest: Path | str, merged: bool = False) -> Path:

@@ -87,9 +87,22 @@ def test_lora_exports_as_adapter_or_merged_weights(lora_run, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(folder)  # plain transformers, no peft
     assert _greedy(model, AutoTokenizer.from_pretrained(folder)) == expected
 
+    assert "library_name: transformers" in (folder / "README.md").read_text()
+
     adapter_zip = export_run_zip(lora_run.path, tmp_path / "adapter.zip")
     with zipfile.ZipFile(adapter_zip) as zf:
         assert f"{lora_run.run_id}/adapter_model.safetensors" in zf.namelist()
+        zf.extractall(tmp_path / "adapter")
+    # The adapter's card says peft, and the code in its "Use" section loads it as the app does.
+    card = (tmp_path / "adapter" / lora_run.run_id / "README.md").read_text()
+    assert "library_name: peft" in card
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    config = json.loads((tmp_path / "adapter" / lora_run.run_id / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] is None  # its base is in symptomgen/base, not a path of this server
+    exec(snippet.replace("<this folder>", str(tmp_path / "adapter" / lora_run.run_id))
+         .replace("max_new_tokens=48", "max_new_tokens=2"), scope)
+    assert _greedy(scope["model"], scope["tok"]) == expected
     imported = import_run_zip(adapter_zip, tmp_path / "runs")
     assert imported.has_best() and _greedy(*load_pretrained(imported.best_dir)) == expected
 
