@@ -29,11 +29,8 @@ import contextlib
 import itertools
 import logging
 import multiprocessing as mp
-import os
-import signal
 import threading
 import time
-import traceback
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,59 +46,13 @@ from .records import RunStatus
 from .runs import Run, resolve_run
 from .settings import current
 from .storage import check_room
+from .worker import CHILD_NAME, JobFailed, child_main, death_reason, run_training_in_child
 from . import zerogpu
 
 log = logging.getLogger(__name__)
 _KEEP_JOBS = 8  # finished jobs remembered (for late followers); runs themselves live on disk
 _SPAWN = mp.get_context("spawn")  # a fresh interpreter: no copy of the server's threads, locks or RNG state
-CHILD_NAME = "symptomgen-training"  # app.py skips building the page in a process with this name
-_NICE = 10  # training yields the CPU to the server's requests
 _KILL_AFTER_S = 5.0  # after terminate(), before kill()
-
-
-@dataclass(frozen=True)
-class JobFailed:
-    """Sent by the training process when an exception ended it: why, in one sentence without a server path."""
-
-    message: str
-
-
-def _run_training(*args, **kwargs) -> RunSummary:
-    """``trainer.run_training``, imported in the child only (the server never imports torch to start a job)."""
-    from .trainer import run_training
-
-    return run_training(*args, **kwargs)
-
-
-def _watch_parent(stop) -> None:
-    """In the child: when the server process ends, ask training to stop (it keeps the best epoch and records
-    "stopped") instead of training on as an orphan."""
-    parent = mp.parent_process()
-    if parent is not None:
-        threading.Thread(target=lambda: (parent.join(), stop.set()), daemon=True, name="watch-server").start()
-
-
-def _child_main(train_fn: Callable[..., Any], args: tuple, kwargs: dict, conn, stop) -> None:
-    """The training process: run ``train_fn`` and send each record, then how it failed if it did, to the server."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the server's terminal is the server's to handle
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(_NICE)
-    _watch_parent(stop)
-
-    def send(record) -> None:
-        try:
-            conn.send(record)
-        except (OSError, ValueError):
-            pass  # the server is gone; the watcher has asked training to stop
-
-    try:
-        train_fn(*args, send, stop, **kwargs)
-    except BaseException as exc:  # noqa: BLE001 (everything is reported, then the process ends)
-        if not isinstance(exc, UserError):
-            traceback.print_exc()  # for the server's log; the page gets one sentence
-        send(JobFailed(failure_reason(exc)))
-    finally:
-        conn.close()
 
 
 @dataclass(frozen=True)
@@ -161,6 +112,12 @@ class _Job:
     def version(self) -> int:
         return self.recorded + int(self.done)
 
+    @property
+    def settled(self) -> bool:
+        """The outcome is known (a summary or a failure arrived, or the process is gone): the page shows it and
+        the slot is free, while the process may still be tearing down (seconds, for torch)."""
+        return self.done or self.summary is not None or self.error is not None
+
     def record(self, event: Event) -> None:
         if isinstance(event, Progress):
             self.progress = event
@@ -173,30 +130,9 @@ class _Job:
         self.recorded += 1
 
     def snapshot(self) -> JobSnapshot:
-        return JobSnapshot(self.job_id, self.version, "done" if self.done else "running", self.data, self.train,
+        return JobSnapshot(self.job_id, self.version, "done" if self.settled else "running", self.data, self.train,
                            self.notices, self.data_summary, self.started, self.epochs, self.progress,
                            self.summary, self.error, self.run_dir.name if self.run_dir else None)
-
-
-def _death(job: _Job, exitcode: int | None) -> tuple[RunStatus, str]:
-    """How a training process that ended without a summary or a failure report is recorded, in one sentence."""
-    if job.shutting_down:
-        return RunStatus.INTERRUPTED, ("The server shut down during training; the best finished epoch is kept, "
-                                       "and the run can be resumed from its last checkpoint.")
-    if job.terminated is not None:
-        return RunStatus.STOPPED, (f"Stopped on request: training did not reach a stopping point within "
-                                   f"{current().stop_grace_s:g} s, so its process was ended; the best finished "
-                                   "epoch is kept.")
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        why = " (often the system running out of memory)" if -exitcode == signal.SIGKILL else ""
-        return RunStatus.INTERRUPTED, (f"The training process was killed by {name}{why}; the best finished epoch "
-                                       "is kept, and the run can be resumed from its last checkpoint.")
-    return RunStatus.FAILED, (f"The training process ended unexpectedly (exit code {exitcode}); the best finished "
-                              "epoch is kept.")
 
 
 _managers: weakref.WeakSet = weakref.WeakSet()
@@ -216,7 +152,7 @@ class JobManager:
         """``train_fn`` defaults to ``trainer.run_training`` (tests may pass a picklable fake with its
         signature: ``(data, train, runs_dir, on_event, stop, prepared=None[, resume=...])``)."""
         self.runs_dir = Path(runs_dir)
-        self._train_fn = train_fn or _run_training
+        self._train_fn = train_fn or run_training_in_child
         # ZeroGPU: training runs inside a spaces.GPU call (its own process already), decorated with the page.
         self._gpu_training = zerogpu.gpu_training() if zerogpu.active() else None
         self._cond = threading.Condition()
@@ -229,7 +165,7 @@ class JobManager:
     # -- starting and stopping -------------------------------------------------------------
     def _busy_message(self) -> str:
         job = self._latest
-        if self._reserved or job is None or job.done:
+        if self._reserved or job is None or job.settled:
             return "A training run is already starting; wait for it to finish or press Stop."
         age = time.time() - job.started
         return (f"A training run is already in progress (started {age:.0f} s ago, possibly from another "
@@ -237,11 +173,11 @@ class JobManager:
 
     def busy(self) -> bool:
         with self._cond:
-            return self._reserved or (self._latest is not None and not self._latest.done)
+            return self._reserved or (self._latest is not None and not self._latest.settled)
 
     def _reserve(self) -> None:
         with self._cond:
-            if self._reserved or (self._latest is not None and not self._latest.done):
+            if self._reserved or (self._latest is not None and not self._latest.settled):
                 raise TrainingBusyError(self._busy_message())
             self._reserved = True
 
@@ -328,7 +264,7 @@ class JobManager:
         reader, writer = _SPAWN.Pipe(duplex=False)
         # Started outside the lock: spawning writes the prepared data to the child, which takes a moment.
         try:
-            job.process = _SPAWN.Process(target=_child_main, args=(self._train_fn, args, kwargs, writer, job.stop),
+            job.process = _SPAWN.Process(target=child_main, args=(self._train_fn, args, kwargs, writer, job.stop),
                                          name=f"{CHILD_NAME}-{job.job_id}", daemon=True)
             job.process.start()
         except BaseException as exc:
@@ -398,7 +334,8 @@ class JobManager:
         """The child is gone: say how, mark its run if it could not, free the slot."""
         status, message = RunStatus.FAILED, job.error
         if job.summary is None and job.error is None:
-            status, message = _death(job, exitcode)
+            status, message = death_reason(exitcode, shutting_down=job.shutting_down,
+                                           terminated=job.terminated is not None)
             log.warning("training job %s: %s", job.job_id, message)
         if job.summary is None and job.run_dir is not None:
             try:
@@ -417,7 +354,7 @@ class JobManager:
         """Ask the running job to stop after its current optimizer step (ended after ``stop_grace_s`` if not)."""
         with self._cond:
             job = self._latest
-            if job is None or job.done:
+            if job is None or job.settled:
                 return "No training is running."
             job.stop.set()
             if job.stop_asked is None:

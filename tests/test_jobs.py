@@ -99,6 +99,29 @@ def test_failure_is_reported_and_frees_the_slot(tmp_path):
     assert not manager.busy()
 
 
+class _SlowExit:
+    """Reports a finished run at once, then takes a while to exit (as torch's interpreter teardown does)."""
+
+    def __call__(self, data, train, runs_dir, on_event, stop, prepared=None):
+        summary = RunSummary(Path(runs_dir) / "fake", "finished", 1, 1, 1.0, 0.1)
+        on_event(summary)
+        time.sleep(4)
+        return summary
+
+
+def test_a_run_is_done_and_the_slot_free_when_its_summary_arrives_not_when_its_process_exits(tmp_path):
+    manager = JobManager(tmp_path, train_fn=_SlowExit())
+    snap = manager.start(DataConfig(), TrainConfig(model="scratch"))
+    done = manager.wait(snap.job_id, after=0, timeout=60)
+    while done.summary is None:
+        done = manager.wait(snap.job_id, after=done.version, timeout=60)
+    assert done.done and not manager.busy()  # the page says finished, and a Start now is not refused
+    assert manager.child_pid() is not None, "the first process should still be exiting"
+    second = manager.start(DataConfig(), TrainConfig(model="scratch"))
+    assert second.job_id != snap.job_id
+    assert manager.join(60) and manager.snapshot(second.job_id).summary.status == "finished"
+
+
 def test_bad_data_raises_at_start_and_frees_the_slot(tmp_path):
     manager = JobManager(tmp_path, train_fn=FakeTrainer())
     bad = tmp_path / "bad.csv"
