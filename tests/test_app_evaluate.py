@@ -104,6 +104,15 @@ def test_explain_returns_token_scores_for_the_shown_greedy_output(served):
     assert len(probs) == len(tokens) and all(0.0 < p <= 1.0 for p in probs)
     assert [round(1 - p, 3) for p in probs] == [round(v, 3) for _, v in tokens]
 
+    # Explain re-generates with every setting of the shown output, no_repeat_ngram_size included.
+    plain = text
+    text, _, _ = client.predict(model=run_id, name="Kidney Failure", compare=False, no_repeat_ngram_size=2,
+                                **GREEDY, api_name="/generate")
+    assert text != plain, "this model repeats itself: the setting must change its greedy text"
+    _, summary, _ = client.predict(model=run_id, name="Kidney Failure", shown=text, score="surprise",
+                                   no_repeat_ngram_size=2, **GREEDY, api_name="/explain")
+    assert "Explained the output" in summary
+
 
 def test_export_then_import_round_trip_generates_the_same_greedy_text(served):
     client, runs_dir, run_id, _ = served

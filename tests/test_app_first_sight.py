@@ -22,7 +22,8 @@ from symptomgen.events import EpochResult, Progress
 from symptomgen.jobs import JobSnapshot
 from symptomgen.ui import build_demo
 from symptomgen.ui.charts import chart_points, loss_chart
-from symptomgen.ui.generate_tab import CUSTOM, preset_named
+from symptomgen.ui.train_tab import PRESETS, TRAIN_FIELDS
+from symptomgen.ui.widgets import CUSTOM, preset_named
 from symptomgen.ui.page import launch_error
 from symptomgen.ui.train_tab import _plot, _progress_html, duration
 
@@ -127,13 +128,15 @@ def test_the_progress_line_says_how_long_is_left():
     assert duration(42) == "42 s" and duration(3725) == "1 h 2 min"
 
 
-def test_the_sampling_preset_reads_custom_once_a_knob_moves():
-    fields = C.ui_fields(C.GenerationSettings)
-    seed = [getattr(C.GENERATION_PRESETS["seed-notebook"], f) for f in fields]
-    assert preset_named(*seed) == "seed-notebook"
-    moved = list(seed)
-    moved[fields.index("temperature")] = 0.9
-    assert preset_named(*moved) == CUSTOM
+@pytest.mark.parametrize("presets, fields, preset, knob, moved", [
+    (C.GENERATION_PRESETS, C.ui_fields(C.GenerationSettings), "seed-notebook", "temperature", 0.9),
+    (PRESETS, TRAIN_FIELDS, "quick-cpu", "learning_rate", 0.0123),
+])
+def test_a_preset_reads_custom_once_a_knob_moves(presets, fields, preset, knob, moved):
+    values = [getattr(presets[preset], f) for f in fields]
+    assert preset_named(presets, fields, values) == preset
+    values[fields.index(knob)] = moved
+    assert preset_named(presets, fields, values) == CUSTOM
 
 
 def test_a_busy_port_is_explained_in_the_apps_words():

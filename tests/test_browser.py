@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from symptomgen.ui import PAGE_CSS, build_demo
+from symptomgen.ui import build_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -50,7 +50,7 @@ def app_url(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, css=PAGE_CSS)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.symptomgen_jobs.stop()
     demo.symptomgen_jobs.join(60)

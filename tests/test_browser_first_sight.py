@@ -17,7 +17,7 @@ from conftest import TINY
 from test_browser import SHOTS, browser  # noqa: F401 - the module's browser fixture
 
 from symptomgen.config import DataConfig
-from symptomgen.ui import PAGE_CSS, build_demo
+from symptomgen.ui import build_demo
 
 WIDE, PHONE = {"width": 1400, "height": 1000}, {"width": 390, "height": 844}
 TABS = ("Data", "Train", "Generate", "Evaluate")
@@ -33,13 +33,14 @@ X_LABELS = "e => Array.from(e.querySelectorAll('.sg-x-labels span')).map(s => s.
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """An offline server with no runs yet (launched as ``main`` launches it: with the page's CSS)."""
+    """An offline server with no runs yet, launched as a notebook would: ``demo.launch()`` with no ``css=`` (the
+    demo carries its own CSS; the phone-layout assertions below fail without it)."""
     runs_dir = tmp_path_factory.mktemp("first-sight-runs")
     demo = build_demo(runs_dir=runs_dir)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, css=PAGE_CSS)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield f"http://127.0.0.1:{port}/", demo, runs_dir
     demo.symptomgen_jobs.stop()
@@ -72,9 +73,11 @@ def box(page, selector: str) -> dict:
 
 
 def test_a_fresh_page_before_any_run(browser, site, tmp_path):  # noqa: F811
-    url, _, _ = site
+    url, _, runs_dir = site
     page = open_page(browser, url, WIDE)
     shoot_tabs(page, "before")
+    from symptomgen.storage import _sweepers  # the first visit started the leftover sweeper, however launched
+    assert str(runs_dir.resolve()) in _sweepers
 
     # Offline, the preselected model is one that loads, and its output box says what it is.
     show_tab(page, "Generate")

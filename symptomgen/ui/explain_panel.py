@@ -55,7 +55,7 @@ def _summary_md(ex, how: str) -> str:
 
 
 def _seconds(model, name, top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed,
-             shown, score) -> float:
+             shown, score, no_repeat_ngram_size=0) -> float:
     try:
         return generation_seconds(int(max_new_tokens))
     except (TypeError, ValueError):
@@ -63,10 +63,11 @@ def _seconds(model, name, top_k, top_p, temperature, repetition_penalty, max_new
 
 
 def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Textbox, sliders: list,
-                          output: gr.Textbox) -> None:
+                          output: gr.Textbox, no_repeat) -> None:
     """The explain button, heat map and token table under the Generate tab's output.
 
-    ``sliders`` are the tab's sampling widgets in ``GenerationSettings`` order (top_k … seed).
+    ``sliders`` are the tab's sampling widgets in ``GenerationSettings`` order (top_k … seed); ``no_repeat`` its
+    no_repeat_ngram_size widget (the last /explain parameter: older clients that omit it still work).
     """
     with gr.Accordion("Explain this generation (per-token probabilities)", open=False, elem_id="explain-section"):
         with gr.Row():
@@ -83,7 +84,8 @@ def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Te
     @checked_types  # before asking ZeroGPU for a GPU
     @gpu(_seconds)  # on a ZeroGPU Space the forward passes get a GPU; a no-op elsewhere
     def explain(model: str, name: str, top_k: int, top_p: float, temperature: float, repetition_penalty: float,
-                max_new_tokens: int, num_sequences: int, seed: int | None, shown: str | None, score: str):
+                max_new_tokens: int, num_sequences: int, seed: int | None, shown: str | None, score: str,
+                no_repeat_ngram_size: int = 0):
         """Per-token probabilities of the selected model's output, as a heat map and a table."""
         from ..explain import explain_generation, explain_text
         from ..generation import clean_name
@@ -92,7 +94,8 @@ def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Te
             raise InvalidInput("Colour tokens by must be 'surprise' or 'probability'.")
         settings = C.GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature,
                                         repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
-                                        num_return_sequences=1, seed=seed)
+                                        num_return_sequences=1, seed=seed,
+                                        no_repeat_ngram_size=no_repeat_ngram_size)
         name = clean_name(name)
         m, tok = cache.get(generation_target(model, runs_dir).model)
         first = first_sample(shown, num_sequences)
@@ -109,6 +112,6 @@ def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Te
 
     score.change(lambda s: gr.update(label=HEAT_LABELS.get(s, HEAT_LABELS["surprise"])), inputs=score,
                  outputs=heat, api_visibility="private", show_progress="hidden")
-    go.click(explain, inputs=[model, name, *sliders, output, score], outputs=[heat, note, table],
+    go.click(explain, inputs=[model, name, *sliders, output, score, no_repeat], outputs=[heat, note, table],
              api_name="explain", concurrency_limit=2, concurrency_id="generate", show_progress="minimal",
              show_progress_on=note)  # a refusal marks the summary line, not the last heat map

@@ -23,7 +23,7 @@ from ..config import is_scratch
 from ..errors import HubUnreachableError, first_line
 from ..hub import unreachable_reason
 from ..gpu import generation_seconds, gpu
-from .widgets import checked_types, setting_widget, user_errors
+from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, setting_widget, user_errors
 from .explain_panel import build_explain_section
 
 EXAMPLES = ["Kidney Failure", "Asthma", "Influenza", "Migraine", "Common Cold", "Pneumonia"]
@@ -32,18 +32,6 @@ GEN_PRESET_CHOICES = [("Seed notebook", "seed-notebook"), ("Greedy (deterministi
 GEN_FIELDS = C.ui_fields(C.GenerationSettings)  # the sampling widgets' order (and the presets' values)
 # The page words two labels for people; the API and error messages use the transformers names.
 GEN_OVERRIDES = {"num_return_sequences": {"label": "number of sequences"}, "seed": {"label": "seed (blank = random)"}}
-
-
-CUSTOM, CUSTOM_LABEL = "custom", "Custom (changed by hand)"
-
-
-def preset_named(*values) -> str:
-    """The sampling preset whose values the knobs show, or ``custom``."""
-    shown = dict(zip(GEN_FIELDS, values))
-    for key, preset in C.GENERATION_PRESETS.items():
-        if all(shown[f] == getattr(preset, f) for f in GEN_FIELDS):
-            return key
-    return CUSTOM
 
 
 def output_labels(model: str | None, runs_dir: Path | None = None):
@@ -155,15 +143,12 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
     reference = gr.Markdown(elem_id="gen-reference")
     # The /generate and /explain parameters, in their order (no_repeat_ngram_size, added later, goes last).
     sliders = [top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed]
-    build_explain_section(runs_dir, cache, model, name, sliders, output)
+    build_explain_section(runs_dir, cache, model, name, sliders, output, no_repeat)
     with gr.Accordion("Runs", open=False):
         runs = gr.Dataframe(pd.DataFrame(columns=RUNS_COLUMNS), interactive=False, label="Runs on this server")
 
     knobs = list(sampling.values())
-    preset.change(lambda p: [gr.skip() if p == CUSTOM else getattr(C.GENERATION_PRESETS[p], f) for f in GEN_FIELDS],
-                  inputs=preset, outputs=knobs, api_visibility="private", show_progress="hidden")
-    for knob in knobs:  # a knob moved by hand: the preset names the values shown ("Custom" once they differ)
-        knob.input(preset_named, inputs=knobs, outputs=preset, api_visibility="private", show_progress="hidden")
+    link_preset(preset, knobs, C.GENERATION_PRESETS, GEN_FIELDS)
     # The output boxes say what they show: an untrained model's text is labelled as such.
     model.change(lambda m: output_labels(m, runs_dir), inputs=model, outputs=[output, base_output],
                  api_visibility="private", show_progress="hidden")

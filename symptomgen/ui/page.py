@@ -30,11 +30,12 @@ from .data_tab import build_data_tab
 from .evaluate_tab import build_evaluate_tab
 from .generate_tab import LazyModelCache, build_generate_tab
 from .mcp_tools import add_tools, expose_only_tools
-from .train_tab import build_train_tab, preset_values, wire_train
+from .train_tab import PRESETS, TRAIN_FIELDS, build_train_tab, wire_train
 
 BUSY_ERRNOS = (errno.EADDRINUSE, errno.EACCES)
-# Given to launch() (Gradio 6 moved css= from Blocks to launch).  Layout that must hold without it (phones: one
-# column) comes from the widgets' min_width; this adds what only CSS can say.
+# The page's own CSS.  Gradio 6 takes css= in launch(); build_demo hands it to the demo as launch()'s fallback, so
+# a demo launched by someone else (a notebook's demo.launch(), `gradio app.py`) is styled too.  Layout that must
+# hold without it (phones: one column) comes from the widgets' min_width; this adds what only CSS can say.
 PAGE_CSS = """
 /* Empty states: the metrics download appears with its file, not as an empty box under a running job. */
 #metrics-file:not(:has([data-testid=download-link])) { display: none !important; }
@@ -80,10 +81,14 @@ def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
                    else "the Hugging Face Hub cannot be reached from this server")
             msg = (f"⚠️ **Offline:** {why}. Using the bundled sample data and the small `scratch` model "
                    "(the quick CPU preset); Hub datasets and pretrained models are unavailable.")
-            return (msg, "sample", "quick-cpu", *preset_values("quick-cpu"))
+            return (msg, "sample", "quick-cpu", *[getattr(PRESETS["quick-cpu"], f) for f in TRAIN_FIELDS])
 
         demo.load(check_hub, outputs=[banner, data.source, train.preset, *train.widgets],
                   api_visibility="private")
+        # Leftovers of killed writes and imports, and downloads older than an hour: swept from the first visit
+        # (however the demo was launched), then hourly; importing app.py starts nothing.
+        demo.load(lambda: start_sweeper(runs_dir) and None, api_visibility="private", show_progress="hidden")
+    demo._deprecated_css = PAGE_CSS  # what launch() uses when not given css= (Gradio 6.x)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
     demo.symptomgen_jobs = manager  # type: ignore[attr-defined]  # for tests and shutdown
     demo.symptomgen_runs_dir = runs_dir  # type: ignore[attr-defined]
@@ -141,8 +146,7 @@ def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
     except UserError as exc:
         sys.exit(f"error: {first_line(exc)}")
     quiet_libraries()
-    # Leftovers of killed writes and imports, and downloads older than an hour: swept now, then hourly.
-    start_sweeper(getattr(demo, "symptomgen_runs_dir", env.runs_dir))
+    start_sweeper(getattr(demo, "symptomgen_runs_dir", env.runs_dir))  # now, not only at the first visit
     # Run zips (a distilgpt2 run is ~330 MB) may exceed the data-file cap; data uploads keep their own check.
     kwargs = dict(server_name=args.host, server_port=args.port, auth=auth, css=PAGE_CSS,
                   max_file_size=max(env.max_file_bytes, env.max_import_bytes))

@@ -13,7 +13,6 @@ import math
 import shutil
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -24,7 +23,7 @@ from ..errors import InvalidInput
 from ..jobs import JobManager, JobSnapshot
 from ..storage import DOWNLOADS_DIR
 from ..runs import Run, parent_run_id
-from .widgets import checked_types, named_parameters, setting_widget, user_errors
+from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, named_parameters, setting_widget, user_errors
 from .data_tab import DATA_INPUTS, DataTab, data_config
 from .charts import loss_chart, loss_points
 
@@ -58,13 +57,6 @@ def api_types() -> dict[str, object]:
     out: dict[str, object] = {n: kinds[k] for n, k in types.items()}
     out.update({n: str | None for n in DATA_INPUTS if n not in ("upload", "val_fraction", "split_seed")})
     return out
-
-
-def preset_values(name: str) -> list:
-    cfg = PRESETS.get(name)
-    if cfg is None:
-        raise gr.Error(f"Unknown preset {name!r}.", print_exception=False)
-    return [getattr(cfg, f) for f in TRAIN_FIELDS]
 
 
 def _rows(names: tuple[str, ...]) -> list[list[str]]:
@@ -102,7 +94,8 @@ class TrainTab:
 def build_train_tab(offline: bool) -> TrainTab:
     start_preset = "quick-cpu" if offline else "defaults"
     d = PRESETS[start_preset]
-    preset = gr.Dropdown(PRESET_CHOICES, value=start_preset, label="Preset", elem_id="train-preset")
+    preset = gr.Dropdown(PRESET_CHOICES + [(CUSTOM_LABEL, CUSTOM)], value=start_preset, label="Preset",
+                         elem_id="train-preset")
     built: dict[str, gr.components.Component] = {}
 
     def place(names: tuple[str, ...]) -> None:
@@ -136,7 +129,7 @@ def build_train_tab(offline: bool) -> TrainTab:
     summary = gr.Markdown(elem_id="train-summary")
     metrics_file = gr.File(label="Metrics CSV", interactive=False, height=90, elem_id="metrics-file")
     widgets = [built[n] for n in TRAIN_FIELDS]
-    preset.change(preset_values, inputs=preset, outputs=widgets, api_visibility="private")
+    link_preset(preset, widgets, PRESETS, TRAIN_FIELDS)
     return TrainTab(preset, widgets, start, stop, notice, progress, table, plot, summary, metrics_file, resume_run,
                     resume, estimate, estimate_note)
 

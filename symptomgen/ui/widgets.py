@@ -208,3 +208,26 @@ def checked_types(fn):
         check(args, kwargs)
         return fn(*args, **kwargs)
     return wrapper
+
+
+# -- presets ----------------------------------------------------------------------------------------------------
+CUSTOM, CUSTOM_LABEL = "custom", "Custom (changed by hand)"
+
+
+def preset_named(presets: typing.Mapping[str, object], fields, values) -> str:
+    """The key of the preset whose ``fields`` hold ``values`` (widget values, in ``fields`` order), or ``CUSTOM``."""
+    shown = dict(zip(fields, values))
+    for key, preset in presets.items():
+        if all(shown[f] == getattr(preset, f) for f in fields):
+            return key
+    return CUSTOM
+
+
+def link_preset(preset: gr.Dropdown, knobs: list, presets: typing.Mapping[str, object], fields) -> None:
+    """Choosing a preset sets the knobs; a knob moved by hand makes the dropdown name the preset the knobs now
+    show, "Custom" once they match none (so it never names values it does not hold)."""
+    preset.change(lambda p: [gr.skip() if p not in presets else getattr(presets[p], f) for f in fields],
+                  inputs=preset, outputs=knobs, api_visibility="private", show_progress="hidden")
+    for knob in knobs:
+        knob.input(lambda *values: preset_named(presets, fields, values), inputs=knobs, outputs=preset,
+                   api_visibility="private", show_progress="hidden")
