@@ -245,7 +245,6 @@ def _run_dir(spec: str, runs_dir: Path) -> Path:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .data import prepare
     from .evaluation import evaluate_run
-    from .runs import Run
 
     run_dir = _run_dir(a.model, a.runs_dir)
     frame = None
@@ -323,13 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     from . import quiet_libraries
 
     args = build_parser().parse_args(argv)
-    if args.runs_dir is None:
-        args.runs_dir = current().runs_dir
     if args.command not in ("runs", "export"):  # those two never load a model: no need to import transformers
         quiet_libraries()
     handler = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "runs": cmd_runs,
                "export": cmd_export, "import": cmd_import, "push": cmd_push, "delete": cmd_delete}
     try:
+        if args.runs_dir is None:  # inside the try: a malformed SYMPTOMGEN_* number is one line, not a traceback
+            args.runs_dir = current().runs_dir
         return handler[args.command](args)
     except BrokenPipeError:  # the reader went away (`runs | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second complaint at exit

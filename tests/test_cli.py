@@ -15,8 +15,8 @@ TINY_FLAGS = ["--model", "scratch", "--batch-size", "16", "--lr", "3e-3", "--max
               "--scratch-layers", "2", "--scratch-width", "64", "--scratch-vocab", "800"]
 
 
-def cli(*args, cwd=ROOT, timeout=300):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+def cli(*args, cwd=ROOT, timeout=300, **env_vars):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), **env_vars}
     return subprocess.run([sys.executable, "-m", "symptomgen", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
 
@@ -81,6 +81,13 @@ def test_bad_arguments_give_one_clear_line(tmp_path, args, message):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("command", [["runs"], ["train", "--data", "sample", "--model", "scratch"]])
+def test_a_malformed_setting_in_the_environment_is_one_line(tmp_path, command):
+    out = cli(*command, cwd=tmp_path, SYMPTOMGEN_RUNS_DIR=str(tmp_path), SYMPTOMGEN_MAX_RUNS="many")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == "error: SYMPTOMGEN_MAX_RUNS must be a number, got 'many'."
 
 
 def test_help_lists_the_commands():
