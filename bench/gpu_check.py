@@ -18,7 +18,6 @@ import sys
 import tempfile
 from collections import defaultdict
 from contextlib import contextmanager
-from pathlib import Path
 
 import benchlib as B  # noqa: F401  (puts the repository root on sys.path, offline settings)
 

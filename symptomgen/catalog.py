@@ -17,7 +17,7 @@ import pandas as pd
 
 from .config import DEFAULT_MODEL, SAMPLE_SOURCE, SCRATCH_MODEL, is_scratch
 from .data import load_records, squash_spaces
-from .errors import HubUnreachableError, InvalidInput, RunNotFoundError
+from .errors import HubUnreachableError, InvalidInput
 from .hub import check_model_allowed, hub_reachable, looks_like_hub_id, model_cached, unreachable_reason
 from .records import RunStatus
 from .scoring import LIST, detect_target_kind

@@ -8,7 +8,6 @@ generation cannot disagree about it.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal

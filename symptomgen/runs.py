@@ -6,7 +6,7 @@ moment leaves the files of its completed epochs intact and loadable.
 
 from __future__ import annotations
 
-from .errors import InvalidInput, RunNotFoundError, RunNotReady
+from .errors import RunNotFoundError, RunNotReady
 from .records import RunRecord, RunStatus
 
 import csv

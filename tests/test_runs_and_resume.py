@@ -72,7 +72,6 @@ def test_resume_refuses_a_run_that_is_still_training_or_already_finished(tmp_pat
 
 
 def trained_run_cfg(summary):
-    from symptomgen.config import TrainConfig
 
     return Run(summary.run_dir).record().train
 
