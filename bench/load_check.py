@@ -14,6 +14,7 @@ leave.  Prints a Markdown table and writes it to ``bench/LOAD_CHECK.md`` with th
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import statistics
@@ -102,6 +103,8 @@ def say(text: str) -> None:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     from gradio_client import Client
 
     sys.path.insert(0, str(B.ROOT / "tests"))

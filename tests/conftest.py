@@ -50,3 +50,30 @@ def real_data_path() -> Path:
     if not REAL_DATA.is_file():
         pytest.skip(f"{REAL_DATA} is not present")
     return REAL_DATA
+
+
+@pytest.fixture
+def fake_spaces(tmp_path, monkeypatch):
+    """A stand-in for the ``spaces`` package of a ZeroGPU Space: its ``GPU`` decorator records the duration each
+    call asked for (in ``spaces.calls``) and runs the function here."""
+    import sys
+
+    pkg = tmp_path / "fakespaces" / "spaces"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "calls = []\n"
+        "def GPU(duration=60):\n"
+        "    def deco(fn):\n"
+        "        def run(*a, **k):\n"
+        "            calls.append(duration(*a, **k) if callable(duration) else duration)\n"
+        "            return fn(*a, **k)\n"
+        "        run.zero_gpu = True\n"
+        "        return run\n"
+        "    return deco\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "fakespaces"))
+    monkeypatch.delitem(sys.modules, "spaces", raising=False)
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    import spaces
+
+    yield spaces
+    sys.modules.pop("spaces", None)

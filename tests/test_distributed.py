@@ -74,29 +74,6 @@ def test_gpu_decorator_is_a_no_op_off_zero_gpu(monkeypatch):
         gpu_mod.gpu("sixty")
 
 
-@pytest.fixture
-def fake_spaces(tmp_path, monkeypatch):
-    pkg = tmp_path / "fakespaces" / "spaces"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(
-        "calls = []\n"
-        "def GPU(duration=60):\n"
-        "    def deco(fn):\n"
-        "        def run(*a, **k):\n"
-        "            calls.append(duration(*a, **k) if callable(duration) else duration)\n"
-        "            return fn(*a, **k)\n"
-        "        run.zero_gpu = True\n"
-        "        return run\n"
-        "    return deco\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "fakespaces"))
-    monkeypatch.delitem(sys.modules, "spaces", raising=False)
-    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    import spaces
-
-    yield spaces
-    sys.modules.pop("spaces", None)
-
-
 def test_gpu_decorator_requests_a_sized_zero_gpu_slot(fake_spaces):
     assert gpu_mod.on_zero_gpu()
     fixed = gpu_mod.gpu(45)(_plain)

@@ -245,30 +245,6 @@ def test_mcp_serves_generation_and_the_run_list_as_tools(mcp_app):
 
 # ------------------------------------------------------------------ ZeroGPU training
 
-@pytest.fixture
-def fake_spaces(tmp_path, monkeypatch):
-    """A stand-in ``spaces`` package whose ``GPU`` records the duration each call asked for."""
-    import sys
-
-    pkg = tmp_path / "fakespaces" / "spaces"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(
-        "calls = []\n"
-        "def GPU(duration=60):\n"
-        "    def deco(fn):\n"
-        "        def run(*a, **k):\n"
-        "            calls.append(duration(*a, **k) if callable(duration) else duration)\n"
-        "            return fn(*a, **k)\n"
-        "        return run\n"
-        "    return deco\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "fakespaces"))
-    monkeypatch.delitem(sys.modules, "spaces", raising=False)
-    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    import spaces
-
-    yield spaces
-    sys.modules.pop("spaces", None)
-
 
 def _tiny_job(runs_dir, data, cfg):
     """A job manager on ZeroGPU, started with ``cfg``; the epoch counts its snapshots showed, in order."""
