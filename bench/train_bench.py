@@ -88,12 +88,65 @@ def worker_baseline(a) -> dict:
     return result
 
 
+def worker_plain(a) -> dict:
+    """A peer: what a user of transformers' run_clm-style recipe gets.  ``Trainer`` with
+    ``DataCollatorForLanguageModeling(mlm=False)`` (pad = EOS, pad to the batch's longest row, labels = ids with
+    padding masked), random order, the default ``TrainingArguments`` (fp32 on CPU) but the project's batch size and
+    learning rate; one row per example (``"Name | Symptoms"`` + EOS, truncated at 128 tokens)."""
+    import torch
+    from transformers import AutoTokenizer, DataCollatorForLanguageModeling, GPT2LMHeadModel, Trainer, \
+        TrainingArguments
+
+    from symptomgen import quiet_libraries
+    from symptomgen.data import format_example
+
+    quiet_libraries()
+    B.set_threads(a.threads)
+    prepared = _rows(a.data, a.rows, a.subset_seed)
+    tok = AutoTokenizer.from_pretrained(a.model_dir)
+    tok.pad_token = tok.eos_token
+    model = GPT2LMHeadModel.from_pretrained(a.model_dir)
+    rows = [{"input_ids": tok(format_example(p, t) + tok.eos_token, truncation=True, max_length=128)["input_ids"]}
+            for p, t in zip(prepared.train["prompt"], prepared.train["target"])]
+    counts = {"real": 0, "computed": 0}
+    inner = DataCollatorForLanguageModeling(tok, mlm=False)
+
+    def collate(batch):
+        out = inner(batch)
+        counts["real"] += int(out["attention_mask"].sum())
+        counts["computed"] += out["attention_mask"].numel()
+        return out
+
+    with tempfile.TemporaryDirectory(prefix="bench-plain-") as out_dir:
+        args = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=8, num_train_epochs=1,
+                                 learning_rate=5e-4, save_strategy="no", report_to="none", logging_strategy="no",
+                                 disable_tqdm=True, seed=a.seed, remove_unused_columns=False,
+                                 dataloader_pin_memory=False, log_level="error",
+                                 **({"bf16": True, "use_cpu": True} if a.plain_bf16 else {}))
+        trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
+        faults0, t = _minflt(), time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t
+        steps = trainer.state.global_step
+        faults = (_minflt() - faults0) / max(steps, 1)
+    return {"arm": "plain", "steps": steps, "seconds": seconds, "real_tokens": counts["real"],
+            "computed_tokens": counts["computed"], "peak_rss_mb": B.peak_rss_mb(), "minor_faults_per_step": faults,
+            "bf16": bool(a.plain_bf16), "torch_threads": torch.get_num_threads()}
+
+
 class _Timers:
     """Wall time spent in evaluation, best-model saves and Trainer checkpoints (peak RSS after each)."""
 
     def __init__(self):
         self.calls: dict[str, list[float]] = {"eval": [], "save_best": [], "checkpoint": [], "epoch_begin": []}
         self.rss: list[tuple[str, float]] = []  # (what just finished, peak RSS so far)
+        self.faults: list[tuple[int, int]] = []  # (global step, minor page faults so far) at each train begin/end
+
+    def faults_per_step(self) -> float | None:
+        """Minor page faults per optimizer step while training (evaluation and saves excluded)."""
+        pairs = list(zip(self.faults[::2], self.faults[1::2]))
+        steps = sum(e[0] - b[0] for b, e in pairs)
+        return sum(e[1] - b[1] for b, e in pairs) / steps if steps else None
 
     def _add(self, key: str, seconds: float) -> None:
         self.calls[key].append(seconds)
@@ -121,8 +174,10 @@ class _Timers:
 
             def on_epoch_begin(self, args, state, control, **kw):
                 timers.calls["epoch_begin"].append(time.perf_counter())
+                timers.faults.append((state.global_step, _minflt()))
 
             def on_epoch_end(self, args, state, control, **kw):
+                timers.faults.append((state.global_step, _minflt()))
                 self.mark = time.perf_counter()  # in case no log precedes the save
 
             def on_log(self, args, state, control, **kw):
@@ -132,6 +187,12 @@ class _Timers:
                 timers._add("checkpoint", time.perf_counter() - self.mark)
 
         return Clock()
+
+
+def _minflt() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _coarse_buckets_trainer(megabatches: int):
@@ -173,7 +234,7 @@ def worker_candidate(a) -> dict:
 
     import symptomgen.trainer as T
     from symptomgen import quiet_libraries
-    from symptomgen.batching import PadCollator
+    from symptomgen.batching import PackCollator, PadCollator
     from symptomgen.config import DataConfig, TrainConfig
 
     quiet_libraries()
@@ -181,20 +242,35 @@ def worker_candidate(a) -> dict:
     peak = B.matmul_peak_gflops(a.threads, a.matmul_n)
     peak_bf16 = B.matmul_peak_gflops(a.threads, a.matmul_n, dtype="bfloat16") if B.native_bf16() else None
     counts = {"real": 0, "computed": 0}
+    loaded: dict = {}
 
-    class CountingCollator(PadCollator):  # training batches only; evaluation batches its own rows
+    def prepare_model(model):
+        if a.attn:
+            model.set_attn_implementation(a.attn)
+        if a.persistent_grads:  # experiment: the Trainer's model.zero_grad() keeps the gradient buffers
+            import functools
+
+            model.zero_grad = functools.partial(type(model).zero_grad, model, set_to_none=False)
+        loaded["model"] = model
+
+    class CountingCollator:  # training batches only; evaluation batches its own rows
+        def __init__(self, pad_token_id):
+            self.inner = {"pack": PackCollator, "pad": PadCollator}[a.collator](pad_token_id) \
+                if a.collator != "auto" else T.training_collator(loaded["model"], pad_token_id)
+            self.packed = getattr(self.inner, "packed", False)
+
         def __call__(self, rows):
-            batch = super().__call__(rows)
-            counts["real"] += int(batch["attention_mask"].sum())
-            counts["computed"] += batch["attention_mask"].numel()
+            batch = self.inner(rows)
+            mask = batch.get("attention_mask")
+            counts["real"] += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+            counts["computed"] += batch["input_ids"].numel()
             return batch
 
     timers = _Timers()
     overrides = _parse_sets(a.set)  # for experiments: TrainingArguments fields changed on top of the project's
     hooks = T.TrainingHooks(
         callbacks=(timers.callback(),), args_overrides=overrides, make_collator=CountingCollator,
-        phase=timers.phase,
-        prepare_model=(lambda model: model.set_attn_implementation(a.attn)) if a.attn else None,
+        phase=timers.phase, prepare_model=prepare_model,
         # experiment: coarser length buckets than transformers' default of ~4 megabatches
         trainer_class=_coarse_buckets_trainer(a.megabatches) if a.megabatches else transformers.Trainer,
     )
@@ -232,7 +308,8 @@ def worker_candidate(a) -> dict:
             "matmul_gflops_bf16": peak_bf16,
             "best_val_loss": summary.best_val_loss, "peak_rss_mb": B.peak_rss_mb(), "overrides": overrides,
             "peak_rss_training_mb": max((m for k, m in timers.rss if k == "step"), default=None),
-            "rss_trace": _compress(timers.rss)}
+            "rss_trace": _compress(timers.rss), "packed": counts["real"] == counts["computed"],
+            "minor_faults_per_step": timers.faults_per_step()}
 
 
 def _compress(trace: list[tuple[str, float]]) -> list:
@@ -257,6 +334,10 @@ def _candidate_args(a) -> list[str]:
         out += ["--set", item]
     if a.attn:
         out += ["--attn", a.attn]
+    if a.collator != "auto":
+        out += ["--collator", a.collator]
+    if a.persistent_grads:
+        out += ["--persistent-grads"]
     return out
 
 
@@ -310,6 +391,14 @@ def orchestrate(a) -> str:
                     *_candidate_args(a)])])
                 b["tps"], c["tps"] = b["real_tokens"] / b["seconds"], c["real_tokens"] / c["seconds"]
                 results["pairs"].append((b, c))
+                if not a.no_plain:
+                    pl = B.run_worker(SCRIPT, ["--worker", "plain", *_common(a, [
+                        "--model-dir", str(model_dir), "--rows", str(rows), "--subset-seed", str(i)]),
+                        *(["--plain-bf16"] if a.plain_bf16 else [])])
+                    pl["tps"] = pl["real_tokens"] / pl["seconds"]
+                    pl["vs_candidate"], pl["vs_baseline"] = pl["tps"] / c["tps"], pl["tps"] / b["tps"]
+                    results.setdefault("plain", []).append(pl)
+                    log(f"  plain Trainer: {pl['tps']:.1f} tok/s, candidate {c['tps'] / pl['tps']:.2f}× it")
                 results["peaks"] += [b["matmul_gflops"], c["matmul_gflops"]]
                 log(f"pair {i + 1}/{a.pairs}: baseline {b['tps']:.1f} tok/s ({b['seconds']:.1f}s), "
                     f"candidate {c['tps']:.1f} tok/s ({c['seconds']:.1f}s), ratio {c['tps'] / b['tps']:.2f}")
@@ -393,7 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-out", default=None, help="also write the raw measurements as JSON")
     p.add_argument("--note", default="", help="a sentence appended under the table")
     # worker-only options (one arm in this process)
-    p.add_argument("--worker", choices=("baseline", "candidate"), help=argparse.SUPPRESS)
+    p.add_argument("--no-plain", action="store_true",
+                   help="skip the plain-Trainer peer arm (Trainer + DataCollatorForLanguageModeling, padded, "
+                        "random order) in each pair")
+    p.add_argument("--plain-bf16", action="store_true",
+                   help="run the plain-Trainer arm under bf16 autocast (default: fp32, what TrainingArguments gives)")
+    p.add_argument("--collator", choices=("auto", "pack", "pad"), default="auto",
+                   help="experiment: the candidate's training batches (auto = the project's choice: packed)")
+    p.add_argument("--persistent-grads", action="store_true",
+                   help="experiment: keep gradient buffers between steps (zero them instead of freeing them)")
+    p.add_argument("--worker", choices=("baseline", "candidate", "plain"), help=argparse.SUPPRESS)
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
     p.add_argument("--rows", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--subset-seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -409,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     if a.worker:
-        fn = worker_baseline if a.worker == "baseline" else worker_candidate
+        fn = {"baseline": worker_baseline, "candidate": worker_candidate, "plain": worker_plain}[a.worker]
         print(json.dumps(fn(a), default=str))
         return 0
     a.phases = {x.strip() for x in a.phases.split(",") if x.strip()}

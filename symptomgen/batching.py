@@ -1,9 +1,16 @@
-"""Token ids, labels and dynamically padded batches.
+"""Token ids, labels, and padding-free (packed) or dynamically padded batches.
 
 Labels are made by hand: padding positions are ``-100`` (ignored by the loss),
 the single EOS at the end of each example stays a target so the model learns
 to stop, and with ``loss_on="target"`` the prompt tokens are ignored too.
 (``DataCollatorForLanguageModeling`` with ``pad = eos`` would mask every EOS.)
+
+Training batches are packed by default (``PackCollator``): the batch's rows are
+concatenated into one sequence with ``position_ids`` restarting at every row, so no
+token is padding.  ``batch_size`` still means rows per optimizer step.  Models whose
+attention builds the block-causal mask from ``position_ids`` (GPT-2 and the other
+``create_causal_mask`` models of transformers 5, *without a KV cache*) keep every row
+to itself; ``packing_is_exact`` checks that on the actual model before a run uses it.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ class PadCollator:
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
+    packed = False  # a class attribute: the trainer shuffles packed batches and honours length grouping otherwise
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         longest = max(len(r["input_ids"]) for r in rows)
@@ -81,6 +89,58 @@ class PadCollator:
             labels[i, :n] = torch.tensor(r["labels"])
             mask[i, :n] = 1
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+@dataclass
+class PackCollator:
+    """Padding-free batches: rows concatenated into one ``[1, total_tokens]`` sequence.
+
+    transformers' ``DataCollatorWithFlattening`` does the concatenation: ``position_ids``
+    restart at 0 for each row and the label of each row's first token becomes ``-100``,
+    so the last token of one row never predicts the first of the next (that label is
+    never predicted in a padded batch either).  Our own labels are kept otherwise (the
+    prompt masked unless ``loss_on="full"``, the EOS a target).  ``use_cache=False`` is
+    part of the batch: with a KV cache GPT-2 ignores ``position_ids`` for its mask and
+    rows would attend to each other.  ``pad_token_id`` is unused (nothing is padded); it
+    keeps the ``make_collator(pad_token_id)`` signature of ``PadCollator``.
+    """
+
+    pad_token_id: int | None = None
+    packed = True
+
+    def __post_init__(self):
+        from transformers import DataCollatorWithFlattening
+
+        self._flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE)
+
+    def __call__(self, rows: list[dict]) -> dict:
+        batch = self._flatten([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
+        batch["use_cache"] = False
+        return batch
+
+
+@torch.no_grad()
+def packing_is_exact(model, atol: float = 1e-3) -> bool:
+    """True when ``model`` keeps packed rows apart: the logits of two rows packed by ``PackCollator`` equal
+    those of each row alone (a few tokens, fp32, milliseconds).  False for a model whose attention ignores
+    ``position_ids`` — training then pads instead."""
+    was_training = model.training
+    model.eval()
+    try:
+        vocab = model.get_input_embeddings().weight.shape[0]
+        gen = torch.Generator().manual_seed(0)
+        a, b = (torch.randint(0, vocab, (n,), generator=gen).tolist() for n in (5, 4))
+        device = next(model.parameters()).device
+        packed = PackCollator()([{"input_ids": a, "labels": a}, {"input_ids": b, "labels": b}])
+        packed = {k: v.to(device) if torch.is_tensor(v) else v for k, v in packed.items() if k != "labels"}
+        together = model(**packed).logits[0].float()
+        alone = torch.cat([model(input_ids=torch.tensor([x], device=device), use_cache=False).logits[0].float()
+                           for x in (a, b)])
+        return together.shape == alone.shape and bool(torch.allclose(together, alone, atol=atol, rtol=1e-3))
+    except (TypeError, ValueError, RuntimeError):  # e.g. a forward without position_ids
+        return False
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()

@@ -227,7 +227,9 @@ class TrainConfig(_Settings):
     patience: int = _setting(0, "Early-stop patience", "Stop after this many epochs without validation "
                              "improvement (0 = never).", lo=0, hi=100, integer=True)
     group_by_length: bool = _setting(True, "Group rows of similar length", "Batch rows of similar length "
-                                     "together so little compute goes to padding.", flag="no-length-grouping")
+                                     "together so little compute goes to padding (only for models whose batches are "
+                                     "padded; packed batches have no padding and are shuffled).",
+                                     flag="no-length-grouping")
     # No flag of its own: the CLI's --seed seeds both the split (DataConfig.seed) and the training.
     seed: int = _setting(42, "Seed", "Seed for model init, shuffling and dropout.", lo=0, hi=MAX_SEED,
                          integer=True, slider=False, flag=None)

@@ -15,6 +15,7 @@ from typing import Iterable
 
 import torch
 
+from . import cputune
 from .errors import first_line as _first_line, ModelLoadError
 from .config import TrainConfig, is_scratch
 from .lora import is_adapter_folder, load_adapter
@@ -35,18 +36,28 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def place(model, device: torch.device | None = None):
+def place(model, device: torch.device | None = None, serving: bool = False):
     """Put a loaded model where inference runs (``pick_device``: CUDA, then MPS, then CPU) in eval mode.
 
     On CUDA the weights become bf16 where the GPU supports it, else fp16 (half the memory, tensor cores);
-    elsewhere they stay fp32.  Callers move their inputs to ``next(model.parameters()).device``.
+    elsewhere they stay fp32, except with ``serving=True`` (the app's generation and explanations) on a CPU
+    with native bf16 (``cputune.native_bf16``): there bf16 weights halve the memory each generated token reads
+    and avoid a slow fp32 kernel for the few-row LM-head product (bench/RESULTS.md); greedy text is unchanged on
+    the test model.  Validation losses keep fp32 (``serving=False``).  Callers move their inputs to
+    ``next(model.parameters()).device``.
     """
     device = device or pick_device()
     if device.type == "cuda":
         model.to(device=device, dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    elif serving and device.type == "cpu" and SERVE_BF16_ON_CPU and cputune.native_bf16():
+        model.to(device=device, dtype=torch.bfloat16)
     else:
         model.to(device)
     return model.eval()
+
+
+SERVE_BF16_ON_CPU = True
+"""``place(serving=True)`` serves bf16 weights on CPUs with native bf16 (``SYMPTOMGEN_CPU_BF16=0`` turns it off)."""
 
 
 def build_scratch_tokenizer(texts: Iterable[str], vocab_size: int = 4000):

@@ -30,7 +30,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from . import cputune
 from . import runs as runs_mod
-from .batching import EncodedDataset, PadCollator, encode_frame
+from .batching import EncodedDataset, PackCollator, PadCollator, encode_frame, packing_is_exact
 from .config import DataConfig, TrainConfig, is_scratch
 from .data import PreparedData, format_example, prepare
 from .errors import InvalidInput, TrainingFailed, UserError, failure_reason, first_line as _first_line, is_disk_full
@@ -62,8 +62,10 @@ class TrainingHooks:
     """Extra Trainer callbacks, called after ``EpochReporter`` for each Trainer event."""
     args_overrides: Mapping[str, Any] = field(default_factory=dict)
     """``TrainingArguments`` fields set on top of ``training_arguments()``."""
-    make_collator: Callable[[int], Callable[[list[dict]], dict]] = PadCollator
-    """Builds the training batches' collator from the pad token id (validation batches its own rows)."""
+    make_collator: Callable[[int], Callable[[list[dict]], dict]] | None = None
+    """Builds the training batches' collator from the pad token id (validation batches its own rows).  None (the
+    default): ``PackCollator`` (padding-free, rows in random order) when ``packing_is_exact`` holds for the model,
+    else ``PadCollator`` (length grouping as ``TrainConfig.group_by_length`` says)."""
     prepare_model: Callable[[Any], None] | None = None
     """Called with the model right after it is loaded (e.g. to pick an attention implementation)."""
     phase: Callable[[str], AbstractContextManager] = nullcontext
@@ -324,9 +326,13 @@ def _resume_run(runs_dir: Path, resume: str, hooks: TrainingHooks,
 def _build_trainer(setup: _Setup, train_ds: EncodedDataset, reporter: EpochReporter,
                    hooks: TrainingHooks) -> Trainer:
     """The Trainer for this run: the reporter first, then any extra callbacks."""
+    collator = training_collator(setup.model, setup.tokenizer.pad_token_id, hooks.make_collator)
+    if getattr(collator, "packed", False) and "train_sampling_strategy" not in hooks.args_overrides:
+        # Packed batches carry no padding whatever their rows' lengths: length grouping would only make batches
+        # less random, so rows are shuffled (batch_size rows per step, as before).
+        setup.args.train_sampling_strategy = "random"
     trainer = hooks.trainer_class(model=setup.model, args=setup.args, train_dataset=train_ds,
-                                  processing_class=setup.tokenizer,
-                                  data_collator=hooks.make_collator(setup.tokenizer.pad_token_id),
+                                  processing_class=setup.tokenizer, data_collator=collator,
                                   callbacks=[reporter, *hooks.callbacks])
     # Records are reported through on_event; the Trainer's own printing would duplicate them.
     trainer.remove_callback(PrinterCallback)
@@ -335,6 +341,15 @@ def _build_trainer(setup: _Setup, train_ds: EncodedDataset, reporter: EpochRepor
         if type(cb).__name__ == "TensorBoardCallback":
             cb.logging_dir = str(setup.run.path / "logs")
     return trainer
+
+
+def training_collator(model, pad_token_id: int,
+                      make_collator: Callable[[int], Callable[[list[dict]], dict]] | None = None):
+    """The training batches' collator: ``make_collator``'s if given; else padding-free ``PackCollator`` when the
+    model keeps packed rows apart (checked on the model itself), else ``PadCollator``."""
+    if make_collator is not None:
+        return make_collator(pad_token_id)
+    return PackCollator(pad_token_id) if packing_is_exact(model) else PadCollator(pad_token_id)
 
 
 def _train(trainer: Trainer, setup: _Setup) -> bool:

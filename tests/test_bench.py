@@ -48,7 +48,8 @@ def test_train_bench_tiny_writes_table(tmp_path):
                                     "eval + checkpoint share", "peak RSS MB", "MFU"]
     assert "| seed loop (baseline) |" in text and "| symptomgen trainer (candidate) |" in text
     assert _header(text, "sampling")[:4] == ["sampling", "epochs", "seeds", "padded share"]
-    assert "| length-grouped (project default) |" in text and "| plain shuffling |" in text
+    assert "| packed, shuffled (project default) |" in text and "| padded, plain shuffling |" in text
+    assert "| peer: plain Trainer + DataCollatorForLanguageModeling" in text
     assert _header(text, "target") == ["target", "measured", "verdict"]
     assert "fp32 matmul peak" in text and "CPU:" in text and "threads:" in text
     assert "Per-pair real-token throughput ratio" in text
@@ -62,7 +63,8 @@ def test_gen_bench_tiny_writes_table(tmp_path):
     _run("gen_bench.py", "--tiny", "--data", "sample", "--no-startup", "--results", str(results))
     text = results.read_text()
     assert "<!-- gen_bench:start -->" in text
-    assert _header(text, "figure") == ["figure", "value"]
+    assert _header(text, "figure")[:2] == ["figure", "fp32 weights (float32)"]
+    assert _header(text, "figure")[2].startswith("as served (")
     for row in ("ms per generated token", "ms per cached forward step", "time to first streamed token",
                 "num_return_sequences=3, one batched call", "three single calls"):
         assert f"| {row}" in text
