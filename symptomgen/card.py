@@ -2,8 +2,8 @@
 
 YAML front matter for the Hub (``library_name: transformers``, or ``peft`` when the folder holds a LoRA
 adapter, ``pipeline_tag: text-generation``, tags, base model and dataset when they are Hub ids), then the
-data, the training settings, per-epoch metrics, the best epoch and the
-not-medical-advice note.  Pure text from the run folder: no network.
+data, the training settings, per-epoch metrics, the best epoch, the last evaluation (taught and unseen rows scored
+apart, fine-tuned vs base, when the run was evaluated) and the not-medical-advice note.  Pure text from the run folder: no network.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .data import public_source
 from .hub import looks_like_hub_id
 from .lora import OWN_BASE
 from .runs import Run, atomic_write_text, looks_like_run_id
-from .scoring import KIND_WORDS, SCORE_WORDS
+from .scoring import KIND_WORDS, LIST, SCORE_WORDS, saved_evaluation
 from .splits import BY_NAME, MODE_WORDS
 
 
@@ -26,6 +26,36 @@ def _fmt(value) -> str:
     if value is None:
         return "?"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _evaluation_lines(run: Run, kind: str) -> list[str]:
+    """The run's last evaluation on its own split: a table of taught and unseen rows, fine-tuned vs base."""
+    saved = saved_evaluation(run.path)
+    head = ["## Evaluation", ""]
+    if not saved or not any(isinstance(saved.get(k), dict) for k in ("taught", "unseen")):
+        return head + [f"Not evaluated yet: `python -m symptomgen evaluate --model {run.run_id}` scores it on "
+                       "its validation rows (unseen) and on as many of its training rows (taught).", ""]
+    kind = saved.get("target_kind") if saved.get("target_kind") in SCORE_WORDS else kind
+    main = "f1" if kind == LIST else "rougeL"
+    keys = [main, f"sampled_{main}"]
+    names = {"f1": "F1 (greedy)", "sampled_f1": "F1 (sampled)", "rougeL": "ROUGE-L (greedy)",
+             "sampled_rougeL": "ROUGE-L (sampled)"}
+    lines = head + [f"{SCORE_WORDS[kind].capitalize()} of generations against the reference, on a seeded sample "
+                    "of the training rows (*taught*: how faithfully the model reproduces what it was trained on) "
+                    "and on the validation rows (*unseen*: rows it never trained on), fine-tuned vs its base "
+                    "model.", "", "| rows | scored rows | metric | fine-tuned | base model |", "|---|---|---|---|---|"]
+    for set_name in ("taught", "unseen"):
+        scored = saved.get(set_name)
+        if not isinstance(scored, dict):
+            continue
+        ft, base = scored.get("fine_tuned") or {}, scored.get("base") or {}
+        for key in ["val_loss"] + keys:
+            if ft.get(key) is None:
+                continue
+            label = "loss per real token" if key == "val_loss" else names.get(key, key)
+            lines.append(f"| {set_name} | {_fmt(scored.get('rows'))} | {label} | {_fmt(ft.get(key))} | "
+                         f"{_fmt(base.get(key)) if 'error' not in base else 'not evaluated'} |")
+    return lines + [""]
 
 
 def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapter: bool = False) -> str:
@@ -92,6 +122,7 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapte
             lines.append(f"| {int(r['epoch'])} | {r['training_loss']:.4f} | {r['validation_loss']:.4f} | "
                          f"{r['perplexity']:.2f} | {r['epoch_duration_sec']:.1f} |")
         lines.append("")
+    lines += _evaluation_lines(run, kind)
     if adapter:  # peft applies it to its base: the Hub model it was trained on, or the run's own base/
         own_base = not rec.lora_base or rec.lora_base == OWN_BASE or not looks_like_hub_id(rec.lora_base)
         base = 'f"{folder}/symptomgen/base"' if own_base else f'"{rec.lora_base}"'

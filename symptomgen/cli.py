@@ -111,11 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(g)
 
     e = sub.add_parser("evaluate", help="loss, perplexity and overlap scores of a run (JSON): phrase P/R/F1 for "
-                       "comma lists, ROUGE-L/ROUGE-1 for free text")
+                       "comma lists, ROUGE-L/ROUGE-1 for free text; on its validation rows (unseen) and on as many "
+                       "of its training rows (taught), fine-tuned and base")
     e.add_argument("--model", required=True, help="run folder or run id")
     e.add_argument("--data", help="evaluate on this source's validation split instead of the run's own")
-    e.add_argument("--limit", type=int, help="only N validation rows, spread across names (a seeded sample: "
-                   "each name's first row, then each name's second, ...)")
+    e.add_argument("--limit", type=int, help="only N validation rows and N training rows, spread across names (a "
+                   "seeded sample: each name's first row, then each name's second, ...)")
     e.add_argument("--no-base", action="store_true", help="skip the base-model comparison")
     _add_sampling(e)
 
@@ -256,7 +257,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     sampling = _sampling(a)
     result = evaluate_run(run_dir, frame, sampling=None if sampling.greedy else sampling,
                           include_base=not a.no_base, limit=a.limit)
-    result.pop("table")
+    result.pop("table"), result.pop("taught_table")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -2,13 +2,23 @@
 
 A run's target kind (``scoring``: ``list`` or ``text``, stored in its record) picks the scores: symptom overlap for
 comma lists (generated and reference phrases as sets, lower-cased, stripped: precision, recall and F1), ROUGE-1
-and ROUGE-L for free text; averaged over rows.  Rows come from a run's own stored validation split; a ``limit``
-takes a seeded sample spread across names (``splits.spread_sample``), never the first rows, which in a table
-sorted by name would all be one name.
+and ROUGE-L for free text; averaged over rows.
+
+``evaluate_run`` scores two sets of rows apart, each for the fine-tuned model and its base:
+
+- ``unseen``: the run's own stored validation split, rows it never trained on (for a table whose names repeat,
+  split by row, those are new rows of names it did see; split by name, names it never saw);
+- ``taught``: a seeded sample of its training rows, as many as the unseen rows scored: how faithfully it
+  reproduces what it was taught (the seed notebook's own example, "Kidney Failure", is a name in the table).
+
+A ``limit`` caps both, as a seeded sample spread across names (``splits.spread_sample``), never the first rows,
+which in a table sorted by name would all be one name.  The run's own numbers are also kept in its folder
+(``evaluation.json``), so the model card can quote them.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from dataclasses import asdict, dataclass
@@ -20,11 +30,15 @@ from .errors import EvaluationCancelled, first_line, InvalidInput
 from .batching import encode_frame, mean_token_loss
 from .config import GenerationSettings, TrainConfig
 from .phrases import Overlap, overlap, phrase_pieces, phrases  # noqa: F401 (public here too)
-from .scoring import LIST, METRIC_KEYS, score_text
+from .scoring import EVALUATION_FILE, LIST, METRIC_KEYS, saved_evaluation, score_text  # noqa: F401
 from .splits import name_keys, spread_sample
 from .generation import generate
 
 GREEDY = GenerationSettings(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.2)
+TAUGHT, UNSEEN = "taught", "unseen"
+ROW_SETS = (TAUGHT, UNSEEN)
+SET_LABELS = {TAUGHT: "taught: a seeded sample of the training rows (what the model was trained on)",
+              UNSEEN: "unseen: the validation rows (never trained on)"}
 
 
 @dataclass(frozen=True)
@@ -86,42 +100,78 @@ def evaluate_model(model, tokenizer, frame: pd.DataFrame, loss_on: str = "target
     return report, table
 
 
+def _score_sets(model, tok, sets: dict[str, pd.DataFrame], kwargs: dict) -> dict[str, tuple[EvalReport, pd.DataFrame]]:
+    return {name: evaluate_model(model, tok, frame, **kwargs) for name, frame in sets.items()}
+
+
 def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: GenerationSettings | None = None,
                  include_base: bool = True, limit: int | None = None, stop: threading.Event | None = None) -> dict:
-    """Evaluate a run's best model (and its base model) on its own validation rows."""
+    """Evaluate a run's best model (and its base model) on its validation rows ("unseen") and on as many of its
+    training rows ("taught").
+
+    Returns ``{"run", "target_kind", "unseen": {...}, "taught": {...}, "fine_tuned", "base", "table",
+    "taught_table"}``: each set holds its ``label``, ``rows``, ``names`` and the ``fine_tuned`` and ``base``
+    reports (``{"error": ...}`` for a base that could not be evaluated); the top-level ``fine_tuned`` and ``base``
+    repeat the unseen ones (as before the taught rows were scored), ``table``/``taught_table`` are the per-row
+    fine-tuned tables.  ``frame`` replaces the unseen rows (another source's validation split)."""
     from .catalog import base_model, target_kind
     from .modeling import load_pretrained, place
-    from .runs import Run
+    from .runs import Run, atomic_write_text
 
     run = Run(Path(run_dir))
     rec = run.record()
     train_cfg = rec.train or TrainConfig()
+    own_split = frame is None
+    train_frame, val_frame = run.split_frames()
     if frame is None:
-        frame = run.split_frames()[1]
+        frame = val_frame
     if limit is not None:
         if int(limit) < 1:
             raise InvalidInput(f"The number of rows to evaluate must be at least 1, got {limit}.")
         frame = spread_sample(frame, int(limit))
     if len(frame) == 0:
         raise InvalidInput(f"Run {run.run_id} has no validation rows to evaluate.")
+    sets = {TAUGHT: spread_sample(train_frame, len(frame)), UNSEEN: frame}
+    sets = {k: v for k, v in sets.items() if len(v)}  # a run without training rows (never written so) has none
     kwargs = dict(loss_on=train_cfg.loss_on, max_length=train_cfg.max_length, sampling=sampling, stop=stop,
                   extra_column=rec.extra_target_column, kind=target_kind(run))
     run.require_model()
     model, tok = load_pretrained(run.best_dir)
     place(model)
-    report, table = evaluate_model(model, tok, frame, **kwargs)
-    out = {"run": run.run_id, "target_kind": report.target_kind, "fine_tuned": report.to_dict(), "table": table}
+    tuned = _score_sets(model, tok, sets, kwargs)
+    del model
+    base: dict[str, dict] = {}
     if include_base:
-        base = base_model(run)
-        if base is None:
-            out["base"] = {"error": "no base model is recorded for this run."}
-            return out
+        base_name = base_model(run)
+        if base_name is None:
+            base = {k: {"error": "no base model is recorded for this run."} for k in sets}
+        else:
+            try:
+                bmodel, btok = load_pretrained(base_name)
+                place(bmodel)
+                base = {k: r.to_dict() for k, (r, _) in _score_sets(bmodel, btok, sets, kwargs).items()}
+            except EvaluationCancelled:
+                raise
+            except Exception as exc:  # base model may be unreachable offline; say so, keep the rest
+                base = {k: {"error": first_line(exc)} for k in sets}
+    train_names = set(name_keys(train_frame["prompt"])) if len(train_frame) else set()
+    out: dict = {"run": run.run_id, "target_kind": kwargs["kind"]}
+    for name, (report, _) in tuned.items():
+        keys = set(name_keys(sets[name]["prompt"]))
+        out[name] = {"label": SET_LABELS[name], "rows": report.rows, "names": report.names,
+                     "names_in_training": len(keys & train_names), "fine_tuned": report.to_dict(),
+                     **({"base": base[name]} if include_base else {})}
+    out["fine_tuned"] = out[UNSEEN]["fine_tuned"]  # the keys clients read before taught rows were scored
+    if include_base:
+        out["base"] = out[UNSEEN]["base"]
+    out["table"] = tuned[UNSEEN][1]
+    out["taught_table"] = tuned[TAUGHT][1] if TAUGHT in tuned else None
+    if own_split:
+        saved = {k: v for k, v in out.items() if k not in ("table", "taught_table")}
+        saved["sampling"] = sampling.to_dict() if sampling is not None else None
         try:
-            bmodel, btok = load_pretrained(base)
-            place(bmodel)
-            out["base"] = evaluate_model(bmodel, btok, frame, **kwargs)[0].to_dict()
-        except EvaluationCancelled:
-            raise
-        except Exception as exc:  # base model may be unreachable offline; say so, keep the rest
-            out["base"] = {"error": first_line(exc)}
+            atomic_write_text(run.path / EVALUATION_FILE, json.dumps(saved, indent=2))
+        except OSError:  # a read-only run folder: the numbers are still returned
+            pass
     return out
+

@@ -18,7 +18,9 @@ a sentence nearly always has a stretch of 7 or more words between two commas.
 from __future__ import annotations
 
 import functools
+import json
 import re
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -33,6 +35,8 @@ METRIC_KEYS = {LIST: ("precision", "recall", "f1"), TEXT: ("rouge1", "rougeL")}
 """The per-row scores of each kind, as ``score_text`` returns them (and evaluation reports them)."""
 KIND_WORDS = {LIST: "a comma-separated list", TEXT: "free text"}
 SCORE_WORDS = {LIST: "phrase precision/recall/F1", TEXT: "ROUGE-1 and ROUGE-L"}
+EVALUATION_FILE = "evaluation.json"
+"""In a run folder: its last evaluation on its own split (``evaluation.evaluate_run`` writes it, the card reads it)."""
 
 
 def detect_target_kind(targets: Iterable[str], extra_column: str | None = None) -> str:
@@ -84,3 +88,12 @@ def score_text(generated: str, reference: str, kind: str, extra_column: str | No
         return {"matched": "", "rouge1": r1, "rougeL": rl}
     o = overlap(generated, reference, extra_column)
     return {"matched": ", ".join(o.matched), "precision": o.precision, "recall": o.recall, "f1": o.f1}
+
+
+def saved_evaluation(run_dir: Path | str) -> dict | None:
+    """The last evaluation of a run on its own split, as ``evaluation.evaluate_run`` kept it, or None."""
+    try:
+        data = json.loads((Path(run_dir) / EVALUATION_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -50,26 +50,35 @@ def served(tmp_path_factory):
     demo.close()
 
 
-def test_evaluate_gives_fine_tuned_and_base_numbers_and_a_row_table(served):
+def test_evaluate_gives_fine_tuned_and_base_numbers_for_unseen_and_taught_rows(served):
     client, runs_dir, run_id, _ = served
     job = client.submit(run_id=run_id, rows=3, sampling="seed-notebook", api_name="/evaluate")
-    status, summary, table = job.result(timeout=300)
+    status, summary, unseen_html, taught_html = job.result(timeout=300)
     assert "Evaluating" in job.outputs()[0][0]  # a progress line came first
-    assert "evaluated 3 validation row(s)" in status and "never from its training rows" in status
-    metrics = {r[0]: r[1:] for r in rows(summary)}
-    for name in ("validation loss (per real token)", "perplexity", "symptom F1 (greedy)", "symptom F1 (sampled)"):
-        fine_tuned, base, change = metrics[name]
-        assert isinstance(fine_tuned, float) and isinstance(base, float), name
-        assert change == pytest.approx(fine_tuned - base, abs=1e-3)
-    loss_ft, loss_base, _ = metrics["validation loss (per real token)"]
+    assert "evaluated 3 validation row(s) (unseen) and 3 training row(s) (taught)" in status
+    assert "never from its training rows" in status
+    metrics = {(r[0], r[1]): r[2:] for r in rows(summary)}
+    assert {s for s, _ in metrics} == {"unseen (validation)", "taught (training)"}
+    for name in ("perplexity", "symptom F1 (greedy)", "symptom F1 (sampled)"):
+        for set_label in ("unseen (validation)", "taught (training)"):
+            fine_tuned, base, change = metrics[set_label, name]
+            assert isinstance(fine_tuned, float) and isinstance(base, float), (set_label, name)
+            assert change == pytest.approx(fine_tuned - base, abs=1e-3)
+    loss_ft, loss_base, _ = metrics["unseen (validation)", "validation loss (per real token)"]
     assert loss_ft < loss_base  # three epochs beat the random-init base
-    assert table.count("<tr>") == 4  # header + the 3 rows asked for
+    taught_ft, taught_base, _ = metrics["taught (training)", "training-row loss (per real token)"]
+    assert taught_ft < taught_base and taught_ft < loss_ft  # rows it was trained on: lower loss than unseen ones
+    assert "Unseen: validation rows" in unseen_html and "Taught: training rows" in taught_html
+    assert unseen_html.count("<tr>") == 4 and taught_html.count("<tr>") == 4  # header + the 3 rows asked for, each
     val = pd.read_csv(runs_dir / run_id / "val.csv", dtype=str, keep_default_na=False)
-    # A seeded sample spread across names (never the first rows): three different validation names.
-    shown = [n for n in val["prompt"] if f"<td>{html.escape(n)}</td>" in table]
+    train = pd.read_csv(runs_dir / run_id / "train.csv", dtype=str, keep_default_na=False)
+    # Seeded samples spread across names (never the first rows): three different names in each set.
+    shown = [n for n in val["prompt"] if f"<td>{html.escape(n)}</td>" in unseen_html]
     assert len(set(shown)) == 3
-    train_names = set(pd.read_csv(runs_dir / run_id / "train.csv", dtype=str)["prompt"])
-    assert not any(f"<td>{n}</td>" in table for n in train_names - set(val["prompt"]))
+    taught = [n for n in train["prompt"] if f"<td>{html.escape(n)}</td>" in taught_html]
+    assert len(set(taught)) == 3
+    train_names = set(train["prompt"])
+    assert not any(f"<td>{html.escape(n)}</td>" in unseen_html for n in train_names - set(val["prompt"]))
 
 
 def test_row_table_escapes_user_data_and_highlights_matches():

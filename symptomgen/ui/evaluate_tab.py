@@ -1,9 +1,10 @@
 """Evaluate tab: honest numbers for a finished run, its base model, and several runs' loss curves.
 
 ``evaluate`` runs ``evaluation.evaluate_run`` on the run's own stored validation split
-(never training rows), for the fine-tuned model and its base, greedy and optionally
-with a sampling preset, and renders a summary table plus a per-disease table with
-the matched symptom phrases highlighted.  Evaluation is CPU-heavy, so a "rows" limit
+("unseen": rows it never trained on) and on as many of its training rows ("taught"), for
+the fine-tuned model and its base, greedy and optionally with a sampling preset, and
+renders a summary table (each row labelled with its set) plus a per-disease table per set
+with the matched symptom phrases highlighted.  Evaluation is CPU-heavy, so a "rows" limit
 keeps it short and the status line ticks while it works.  ``compare_runs`` draws the
 train/validation loss of several runs (their ``metrics.csv``) on one plot.  The
 keep-and-share accordion lives in ``share_panel``.
@@ -32,7 +33,9 @@ from .widgets import checked_types, ListedChoices, setting_widget, user_errors
 
 SAMPLING_CHOICES = [("Greedy only (fastest)", "none"), ("Greedy + seed-notebook sampling", "seed-notebook"),
                     ("Greedy + creative sampling", "creative")]
-SUMMARY_COLUMNS = ["metric", "fine-tuned", "base model", "change"]
+SUMMARY_COLUMNS = ["rows", "metric", "fine-tuned", "base model", "change"]
+# The sets evaluate_run scores, as the summary's "rows" column names them, unseen first.
+SET_NAMES = [("unseen", "unseen (validation)"), ("taught", "taught (training)")]
 COMPARE_TITLE = "Loss per real token: one colour per run (solid: train, dashed: validation)"
 COMPARE_COLUMNS = ["run", "model", "epochs", "best epoch", "best val loss"]
 # (label, EvalReport field); lower is better for the first two, higher for the rest.
@@ -59,10 +62,12 @@ def mark_phrases(text: str, matched: set[str]) -> str:
     return "".join(out)
 
 
-def rows_html(table: pd.DataFrame) -> str:
-    """The per-disease table; every cell from the data is escaped (names and symptoms are user data)."""
+def rows_html(table: pd.DataFrame, title: str = "") -> str:
+    """The per-disease table (under ``title``); every cell from the data is escaped (names and symptoms are user
+    data)."""
+    head_html = f"<h4>{html.escape(title)}</h4>" if title else ""
     if table is None or not len(table):
-        return "<p>No rows evaluated.</p>"
+        return head_html + "<p>No rows evaluated.</p>"
     score = "rougeL" if "rougeL" in table.columns else "f1"  # a free-text run's rows carry ROUGE, not phrases
     head = "".join(f"<th>{h}</th>" for h in ("#", "disease", "reference symptoms", "generated (greedy)",
                                              "matched", "ROUGE-L" if score == "rougeL" else "F1"))
@@ -72,20 +77,29 @@ def rows_html(table: pd.DataFrame) -> str:
         body.append(f"<tr><td>{i}</td><td>{html.escape(str(r.name))}</td>"
                     f"<td>{mark_phrases(r.reference, matched)}</td><td>{mark_phrases(r.generated, matched)}</td>"
                     f"<td>{len(matched)}</td><td>{float(getattr(r, score)):.2f}</td></tr>")
-    return (f"<table class='eval-rows'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f"{head_html}<table class='eval-rows'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             "<p><small>Highlighted: symptom phrases found in both the reference and the generated text "
             "(lower-cased, split on commas).</small></p>")
 
 
 def summary_frame(result: dict) -> pd.DataFrame:
-    ft, base = result["fine_tuned"], result.get("base") or {}
+    """One row per metric and set of rows (unseen, then taught): fine-tuned, base and the change."""
     rows = []
-    for label, key in METRICS:
-        a, b = ft.get(key), base.get(key)
-        if a is None and b is None:
-            continue  # sampled numbers when no sampling was asked for
-        change = round(a - b, 4) if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
-        rows.append([label, a, b, change])
+    for key_set, set_label in SET_NAMES:
+        scored = result.get(key_set)
+        if scored is None and key_set == "unseen":  # a result from before the sets were scored apart
+            scored = {"fine_tuned": result["fine_tuned"], "base": result.get("base")}
+        if scored is None:
+            continue
+        ft, base = scored["fine_tuned"], scored.get("base") or {}
+        for label, key in METRICS:
+            a, b = ft.get(key), base.get(key)
+            if a is None and b is None:
+                continue  # sampled numbers when no sampling was asked for
+            if key == "val_loss" and key_set == "taught":
+                label = "training-row loss (per real token)"
+            change = round(a - b, 4) if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
+            rows.append([set_label, label, a, b, change])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -105,13 +119,15 @@ def curves_frame(runs_dir: Path, run_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _status(run: Run, n: int, passes: str, elapsed: float, done: bool = False) -> str:
-    what = f"{n} validation row(s) of run `{run.run_id}`, fine-tuned and base model, {passes}"
+    what = (f"{n} validation row(s) (unseen) and {n} training row(s) (taught) of run `{run.run_id}`, fine-tuned "
+            f"and base model, {passes}")
     if not done:
-        return (f"Evaluating {what}… {elapsed:.0f} s elapsed (about {n} × 2 generations per pass on CPU)."
+        return (f"Evaluating {what}… {elapsed:.0f} s elapsed (about {n} × 4 generations per pass on CPU)."
                 "<progress style='width:100%'></progress>")
-    return (f"**Done:** evaluated {what} in {elapsed:.0f} s. Rows come from the run's own validation split, never "
-            "from its training rows. Lower loss/perplexity and higher precision/recall/F1 (ROUGE for free text) "
-            "are better; *change* is fine-tuned minus base.")
+    return (f"**Done:** evaluated {what} in {elapsed:.0f} s. *Unseen* rows come from the run's own validation "
+            "split, never from its training rows: how it does on rows it never saw. *Taught* rows are a seeded "
+            "sample of its training rows: how faithfully it reproduces what it was taught. Lower loss/perplexity "
+            "and higher precision/recall/F1 (ROUGE for free text) are better; *change* is fine-tuned minus base.")
 
 
 # -- the tab ----------------------------------------------------------------------------------
@@ -124,9 +140,9 @@ class EvaluateTab:
 def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: gr.Dropdown) -> EvaluateTab:
     """Lay out the Evaluate tab inside ``tab`` and wire its events (and the share accordion)."""
 
-    gr.Markdown("Measure what a finished run learned, on rows it never trained on: loss and perplexity per "
-                "real token, and how many reference symptom phrases its generations recover — next to the "
-                "same numbers for its base model.")
+    gr.Markdown("Measure what a finished run learned, on rows it never trained on (*unseen*) and on rows it was "
+                "trained on (*taught*), scored apart: loss and perplexity per real token, and how many reference "
+                "symptom phrases its generations recover — next to the same numbers for its base model.")
     with gr.Row():
         run = ListedChoices([], value=None, label="Finished run", elem_id="eval-run", scale=3)
         refresh = gr.Button("Refresh runs", scale=1)
@@ -136,9 +152,10 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
                                info="sampling presets as on the Generate tab (fixed seed)")
         go = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button")
     status = gr.Markdown(elem_id="eval-status")
-    summary = gr.Dataframe(pd.DataFrame(columns=SUMMARY_COLUMNS), label="Fine-tuned vs base model",
+    summary = gr.Dataframe(pd.DataFrame(columns=SUMMARY_COLUMNS), label="Fine-tuned vs base model, on unseen and taught rows",
                            interactive=False, elem_id="eval-summary")
     table = gr.HTML(elem_id="eval-table")
+    taught_table = gr.HTML(elem_id="eval-taught-table")
     with gr.Accordion("Compare runs: loss curves on one plot", open=False):
         # Only listed runs can be picked: a half-typed name and Enter add nothing (API callers are checked).
         compare = ListedChoices([], value=[], multiselect=True, label="Runs", elem_id="compare-runs")
@@ -152,7 +169,8 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
     @user_errors
     @checked_types
     def evaluate(run_id: str | None, rows: int | None, sampling: str):
-        """Evaluate a finished run and its base model on the run's own validation rows."""
+        """Evaluate a finished run and its base model on the run's own validation rows (unseen) and on as many of
+        its training rows (taught), scored apart."""
         from ..evaluation import evaluate_run
 
         run = finished_run(runs_dir, run_id)
@@ -179,11 +197,11 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
         worker = threading.Thread(target=work, daemon=True, name=f"evaluate-{run.run_id}")
         worker.start()
         try:
-            yield _status(run, n, passes, 0.0), pd.DataFrame(columns=SUMMARY_COLUMNS), ""
+            yield _status(run, n, passes, 0.0), pd.DataFrame(columns=SUMMARY_COLUMNS), "", ""
             while worker.is_alive():
                 worker.join(timeout=1.0)
                 if worker.is_alive():
-                    yield _status(run, n, passes, time.monotonic() - started), gr.skip(), gr.skip()
+                    yield _status(run, n, passes, time.monotonic() - started), gr.skip(), gr.skip(), gr.skip()
         finally:
             # Cancelled or disconnected (the generator is closed): the worker stops after its current row,
             # so an abandoned evaluation does not keep a core busy behind the one-at-a-time limit.
@@ -194,7 +212,8 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
         note = _status(run, n, passes, time.monotonic() - started, done=True)
         if "error" in (out.get("base") or {}):
             note += f"\n\n⚠️ Base model not evaluated: {out['base']['error']}"
-        yield note, summary_frame(out), rows_html(out["table"])
+        yield (note, summary_frame(out), rows_html(out["table"], "Unseen: validation rows (never trained on)"),
+               rows_html(out.get("taught_table"), "Taught: training rows (a seeded sample)"))
 
     @user_errors
     @checked_types
@@ -211,7 +230,8 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
         return (gr.update(choices=choices, value=current if current in values else (values[0] if values else None)),
                 gr.update(choices=curves, value=keep))
 
-    go.click(evaluate, inputs=[run, rows, sampling], outputs=[status, summary, table], api_name="evaluate",
+    go.click(evaluate, inputs=[run, rows, sampling], outputs=[status, summary, table, taught_table],
+             api_name="evaluate",
              concurrency_limit=1, concurrency_id="evaluate", show_progress="minimal", show_progress_on=status)
     compare.change(compare_runs, inputs=compare, outputs=[plot, compare_table], api_name="compare_runs",
                    show_progress_on=compare)  # a refused name marks the list, not the plot drawn before
