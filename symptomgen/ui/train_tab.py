@@ -28,7 +28,7 @@ from .data_tab import DATA_INPUTS, DataTab, data_config
 from .charts import loss_chart, loss_points
 
 PRESETS: dict[str, C.TrainConfig] = {"defaults": C.TrainConfig(), **C.TRAIN_PRESETS}
-PRESET_CHOICES = [("Defaults (distilgpt2, loss on the symptoms)", "defaults"),
+PRESET_CHOICES = [("Defaults (distilgpt2, loss on the whole text)", "defaults"),
                   ("Seed notebook (its exact settings)", "seed-notebook"),
                   ("Quick CPU demo (small scratch model)", "quick-cpu")]
 MODEL_CHOICES = [C.DEFAULT_MODEL, "gpt2", "gpt2-medium", C.SCRATCH_MODEL]
