@@ -8,6 +8,7 @@ apart, fine-tuned vs base, when the run was evaluated) and the not-medical-advic
 
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
@@ -23,9 +24,18 @@ from .splits import BY_NAME, MODE_WORDS
 
 
 def _fmt(value) -> str:
+    """A value outside code: text from the run folder (an imported run is a stranger's) is escaped, so no HTML or
+    table syntax of its own reaches the page or the Hub."""
     if value is None:
         return "?"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(" ".join(str(value).split()), quote=False).replace("|", "&#124;")[:300]
+
+
+def _code(value) -> str:
+    """A value as inline code: shown literally (no HTML inside a code span renders), on one line, no backticks."""
+    return "`" + " ".join(str("?" if value is None else value).split()).replace("`", "'")[:300] + "`"
 
 
 def _evaluation_lines(run: Run, kind: str) -> list[str]:
@@ -92,12 +102,12 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapte
              f"> **Not medical advice.** {NOT_MEDICAL_ADVICE}", "",
              f"A causal language model fine-tuned with SymptomGen {__version__} to continue "
              f"`\"<name> |\"` with {KIND_WORDS[kind]} (learned from the data's target column).", "", "## Data", "",
-             f"- Source: `{source}`" + (" (SymptomGen's bundled sample)" if source == "sample" else ""),
-             f"- Prompt column `{data_dict.get('prompt_column', '?')}` → target column "
-             f"`{data_dict.get('target_column', '?')}`"
-             + (f" + `{rec.extra_target_column}`" if rec.extra_target_column else ""),
+             f"- Source: {_code(source)}" + (" (SymptomGen's bundled sample)" if source == "sample" else ""),
+             f"- Prompt column {_code(data_dict.get('prompt_column', '?'))} → target column "
+             f"{_code(data_dict.get('target_column', '?'))}"
+             + (f" + {_code(rec.extra_target_column)}" if rec.extra_target_column else ""),
              f"- Split: {_fmt(rec.train_rows)} training rows, {_fmt(rec.val_rows)} validation rows "
-             f"(validation fraction {data_dict.get('val_fraction', '?')}, split seed {data_dict.get('seed', '?')}, "
+             f"(validation fraction {_fmt(data_dict.get('val_fraction'))}, split seed {_fmt(data_dict.get('seed'))}, "
              f"split {MODE_WORDS[rec.split_by or BY_NAME]}); the split is in `symptomgen/train.csv` and "
              "`symptomgen/val.csv`.",
              f"- Target: {KIND_WORDS[kind]}; generations are scored with {SCORE_WORDS[kind]} against the "
@@ -110,8 +120,8 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapte
     lines += [f"| {k} | {_fmt(train_dict[k])} |" for k in shown if k in train_dict]
     lines += [f"| parameters | {rec.parameters:,} |" if rec.parameters is not None
               else "| parameters | ? |", f"| processes (world size) | {rec.world_size} |",
-              f"| device | {rec.device or '?'} |", "", "## Results", "",
-              f"- Status: {rec.status}; epochs done: {rec.epochs_done or len(metrics)}",
+              f"| device | {_fmt(rec.device)} |", "", "## Results", "",
+              f"- Status: {_fmt(rec.status)}; epochs done: {_fmt(rec.epochs_done or len(metrics))}",
               (f"- Best epoch: {best_epoch} (validation loss {best_val:.4f} per real token, perplexity "
                f"{math.exp(min(best_val, 50.0)):.2f})" if best_val is not None
                else "- Best epoch: none finished"),
@@ -128,7 +138,7 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapte
         base = 'f"{folder}/symptomgen/base"' if own_base else f'"{rec.lora_base}"'
         lines += ["## Use", "", "This folder holds a LoRA adapter, not whole weights; peft applies it to its base "
                   + ("(this run's own starting weights, in `symptomgen/base/`)." if own_base
-                     else f"(`{rec.lora_base}`)."), "", "```python",
+                     else f"({_code(rec.lora_base)})."), "", "```python",
                   "from peft import PeftModel", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
                   'folder = "<this folder>"  # from the Hub: huggingface_hub.snapshot_download("<this repo>")',
                   f"base = AutoModelForCausalLM.from_pretrained({base})",

@@ -286,21 +286,22 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_import(a: argparse.Namespace) -> int:
-    from .share import import_run_from_hub, import_run_zip
+    from .share import hub_token, import_run_from_hub, import_run_zip
 
     src = Path(a.source).expanduser()
     if src.exists() or src.suffix.lower() == ".zip":
         run = import_run_zip(src, a.runs_dir)
     else:
-        run = import_run_from_hub(a.source, a.runs_dir)
+        run = import_run_from_hub(a.source, a.runs_dir, token=hub_token())  # the owner's own door
     print(f"imported run {run.run_id}: {run.path}")
     return 0
 
 
 def cmd_push(a: argparse.Namespace) -> int:
-    from .share import push_run_to_hub
+    from .share import hub_token, push_run_to_hub
 
-    url = push_run_to_hub(_run_dir(a.run, a.runs_dir), a.repo_id, private=not a.public, merged=a.merged)
+    url = push_run_to_hub(_run_dir(a.run, a.runs_dir), a.repo_id, token=hub_token(), private=not a.public,
+                          merged=a.merged)
     print(f"pushed to {url}")
     return 0
 

@@ -90,6 +90,12 @@ class Settings:
     """``user:password`` pairs, comma-separated (``SYMPTOMGEN_AUTH``); empty = no login."""
     mcp: bool = False
     """Also serve generation and the run list as MCP tools at ``/gradio_api/mcp/`` (``SYMPTOMGEN_MCP``)."""
+    lend_hub_token: bool = False
+    """Let logged-in visitors push and import with the server's own Hub token (``SYMPTOMGEN_LEND_HF_TOKEN``).
+    Honoured only when a login is configured (``SYMPTOMGEN_AUTH``): without one every visitor is a stranger, and
+    Hub writes and private reads use the visitor's own token (Sign in with Hugging Face, or one they type)."""
+    max_request_bytes: int = 1 * _MB
+    """Largest request body the web server reads, file uploads aside (``SYMPTOMGEN_MAX_REQUEST_KB``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,7 +125,26 @@ class Settings:
             share=env_flag(env.get("SYMPTOMGEN_SHARE")),
             auth=env.get("SYMPTOMGEN_AUTH") or "",
             mcp=env_flag(env.get("SYMPTOMGEN_MCP")),
+            lend_hub_token=env_flag(env.get("SYMPTOMGEN_LEND_HF_TOKEN")),
+            max_request_bytes=int(_number(env, "SYMPTOMGEN_MAX_REQUEST_KB", d.max_request_bytes / 1024, float)
+                                  * 1024),
         )
+
+    @property
+    def lends_hub_token(self) -> bool:
+        """Whether the server's own Hub token may act for visitors: only behind a login, and only when the owner
+        opted in."""
+        return bool(self.auth.strip()) and self.lend_hub_token
+
+
+def keep_owner_token_private() -> None:
+    """Stop huggingface_hub from sending this machine's token (``HF_TOKEN`` or a saved login) on requests that do
+    not pass one explicitly, in this process and the training processes it starts.  A public page calls it: a
+    visitor's Hub model id or dataset then loads anonymously, so a private repo of the owner is not theirs to read."""
+    os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+    from huggingface_hub import constants
+
+    constants.HF_HUB_DISABLE_IMPLICIT_TOKEN = True  # read at each request; the variable only at import
 
 
 _override: dict[str, object] = {}

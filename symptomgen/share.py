@@ -309,17 +309,32 @@ def _import_failure(label: str, exc: Exception) -> Exception:
 # ----------------------------------------------------------------------------- Hub
 
 def hub_token() -> str | None:
-    """The Hub token of this machine: ``HF_TOKEN``, else a saved ``hf auth login`` (never logged or stored)."""
+    """The Hub token of this machine's owner: ``HF_TOKEN``, else a saved ``hf auth login`` (never logged or stored).
+
+    For the owner's own doors (the CLI).  The web page never passes it on a visitor's behalf unless a login is
+    configured and the owner opted in (``visitor_token``)."""
     from huggingface_hub import get_token
 
     return (get_token() or "").strip() or None
 
 
+def visitor_token(typed: str | None = None, signed_in: str | None = None) -> str | None:
+    """The Hub token a page visitor's push or import acts with: the one they typed, else the one their "Sign in with
+    Hugging Face" gave (on a Space), else the server's own only where ``Settings.lends_hub_token``; else None
+    (anonymous: public repos only, and no push)."""
+    for token in (typed, signed_in):
+        token = (token or "").strip()
+        if token:
+            return token
+    return hub_token() if current().lends_hub_token else None
+
+
 def _token(token: str | None) -> str:
-    token = (token or hub_token() or "").strip()
+    token = (token or "").strip()
     if not token:
-        raise ShareError("No Hugging Face token: set the HF_TOKEN environment variable to a write token "
-                         "(https://huggingface.co/settings/tokens) to push a run.")
+        raise ShareError("No Hugging Face token: sign in with Hugging Face or give a write token "
+                         "(https://huggingface.co/settings/tokens) to push a run; from the command line, set the "
+                         "HF_TOKEN environment variable.")
     return token
 
 
@@ -347,8 +362,8 @@ def _check_repo_id(repo_id: str) -> str:
 
 def push_run_to_hub(run_dir: Path | str, repo_id: str, token: str | None = None, private: bool = True,
                     merged: bool = False) -> str:
-    """Upload a run (share layout, model card) to a Hub model repo; returns the repo URL (``merged``: as for
-    ``export_run_zip``)."""
+    """Upload a run (share layout, model card) to a Hub model repo with ``token`` (required: never a token found
+    on this machine, see ``hub_token``); returns the repo URL (``merged``: as for ``export_run_zip``)."""
     run, repo_id = Run(Path(run_dir)), _check_repo_id(repo_id)
     action = f"push run {run.run_id} to the Hugging Face Hub"
     with tempfile.TemporaryDirectory(prefix="symptomgen-push-") as stage:
@@ -358,7 +373,8 @@ def push_run_to_hub(run_dir: Path | str, repo_id: str, token: str | None = None,
             raise _unreachable(action, "the run is still here, and `export` makes a zip you can share instead")
         from huggingface_hub import HfApi
 
-        api = HfApi(token=secret, library_name="symptomgen", library_version=__version__)
+        api = HfApi(endpoint=hub_endpoint(), token=secret, library_name="symptomgen",
+                    library_version=__version__)
         try:
             url = api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
             api.upload_folder(repo_id=repo_id, folder_path=stage, repo_type="model",
@@ -368,22 +384,25 @@ def push_run_to_hub(run_dir: Path | str, repo_id: str, token: str | None = None,
     return str(url)
 
 
-def import_run_from_hub(repo_id: str, runs_dir: Path | str, revision: str | None = None) -> Run:
-    """Download a pushed run from the Hub (safetensors and text files only) into ``runs_dir``."""
+def import_run_from_hub(repo_id: str, runs_dir: Path | str, revision: str | None = None,
+                        token: str | None = None) -> Run:
+    """Download a pushed run from the Hub (safetensors and text files only) into ``runs_dir``, with ``token`` or
+    anonymously (public repos only) when it is None: never with a token found on this machine."""
     repo_id, runs_dir = _check_repo_id(repo_id), Path(runs_dir)
     action = f"download run '{repo_id}' from the Hugging Face Hub"
     if not hub_reachable():
         raise _unreachable(action, "import an exported zip of the run instead")
     from huggingface_hub import HfApi, snapshot_download
 
-    secret = hub_token()
+    secret = (token or "").strip() or None
     runs_dir.mkdir(parents=True, exist_ok=True)
     check_room(runs_dir)
     work = runs_dir / f".importing-{uuid.uuid4().hex[:12]}"
     work.mkdir()
     try:
         try:
-            info = HfApi(token=secret or False).model_info(repo_id, revision=revision, files_metadata=True)
+            info = HfApi(endpoint=hub_endpoint(), token=secret or False).model_info(repo_id, revision=revision,
+                                                                                  files_metadata=True)
             size = sum(s.size or 0 for s in info.siblings or []
                        if PurePosixPath(s.rfilename).suffix in ALLOWED_SUFFIXES)
             if size > current().max_import_bytes:
@@ -393,6 +412,7 @@ def import_run_from_hub(repo_id: str, runs_dir: Path | str, revision: str | None
                 if rel.suffix in ALLOWED_SUFFIXES and (s.size or 0) > IC.member_limit(rel):
                     raise _member_too_big(repo_id, rel)
             folder = Path(snapshot_download(repo_id, revision=info.sha, local_dir=work / "download",
+                                            endpoint=hub_endpoint(),
                                             token=secret or False,
                                             allow_patterns=[f"*{s}" for s in sorted(ALLOWED_SUFFIXES)]))
         except ShareError:

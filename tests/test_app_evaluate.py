@@ -150,15 +150,15 @@ def test_import_errors_are_one_sentence(served, tmp_path):
         client.predict(upload=handle_file(str(fake)), hub_id="", api_name="/import_run")
 
 
-def test_push_without_token_or_network_says_so(served, monkeypatch):
+def test_push_without_a_visitor_token_or_network_says_so(served, monkeypatch):
     client, _, run_id, _ = served
-    monkeypatch.delenv("HF_TOKEN", raising=False)  # the server runs in this process
-    with pytest.raises(AppError, match="No Hugging Face token: set the HF_TOKEN environment variable") as err:
+    monkeypatch.setenv("HF_TOKEN", "hf_the_owners_token")  # the server runs in this process: never lent to visitors
+    with pytest.raises(AppError, match="No Hugging Face token: sign in with Hugging Face or give a write") as err:
         client.predict(run_id=run_id, repo_id="me/symptomgen-test", private=True, api_name="/push_run")
     assert "Traceback" not in str(err.value)
-    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     with pytest.raises(AppError, match="Could not push run .* offline mode is on") as err:
-        client.predict(run_id=run_id, repo_id="me/symptomgen-test", private=True, api_name="/push_run")
+        client.predict(run_id=run_id, repo_id="me/symptomgen-test", private=True, typed_token="hf_not_a_real_token",
+                       api_name="/push_run")
     assert "hf_not_a_real_token" not in str(err.value)
 
 

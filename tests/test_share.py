@@ -153,9 +153,9 @@ def test_model_card_lists_data_settings_metrics_and_the_medical_note(trained_run
     assert len(metrics) == 3
 
 
-def test_push_without_token_says_how_to_set_one(trained_run, monkeypatch):
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    with pytest.raises(ShareError, match="No Hugging Face token: set the HF_TOKEN environment variable"):
+def test_push_without_token_says_how_to_give_one_and_never_takes_the_machines(trained_run, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)  # the machine has one: push still acts only with the token it is given
+    with pytest.raises(ShareError, match="No Hugging Face token: sign in with Hugging Face or give a write token"):
         push_run_to_hub(trained_run.run_dir, "someone/symptoms")
 
 
@@ -172,7 +172,7 @@ def test_push_and_hub_import_offline_fail_with_a_clear_message(trained_run, monk
     monkeypatch.setattr(huggingface_hub, "snapshot_download", _no_network)
     offline = r"offline mode is on \(HF_HUB_OFFLINE=1\)"
     with pytest.raises(HubUnreachableError, match=r"Could not push run .* " + offline) as e:
-        push_run_to_hub(trained_run.run_dir, "someone/symptoms")
+        push_run_to_hub(trained_run.run_dir, "someone/symptoms", token=SECRET)
     assert SECRET not in str(e.value)
     with pytest.raises(HubUnreachableError, match=r"Could not download run 'someone/symptoms' .* offline mode is on"):
         import_run_from_hub("someone/symptoms", tmp_path / "runs")
@@ -214,7 +214,7 @@ def test_push_uses_the_upload_api_and_a_pushed_run_imports_back(trained_run, mon
     monkeypatch.setenv("HF_TOKEN", SECRET)
     monkeypatch.setattr(share, "hub_reachable", lambda: True)
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    url = push_run_to_hub(trained_run.run_dir, "someone/symptoms")
+    url = push_run_to_hub(trained_run.run_dir, "someone/symptoms", token=SECRET)
     assert url == "https://huggingface.co/someone/symptoms"
     assert FakeApi.calls == [("init", SECRET), ("create_repo", "someone/symptoms", True, True),
                              ("upload_folder", "someone/symptoms")]
@@ -231,15 +231,16 @@ def test_push_uses_the_upload_api_and_a_pushed_run_imports_back(trained_run, mon
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
     run = import_run_from_hub("someone/symptoms", tmp_path / "runs")
+    assert FakeApi.calls[-1] == ("init", False)  # no token given: anonymous, never the machine's HF_TOKEN
     assert run.record().imported_from == "hub:someone/symptoms@abc123"
     assert _state(run.best_dir).keys() == _state(trained_run.run_dir / "best").keys()
 
     FakeApi.fail_with = RuntimeError(f"401 Client Error: Unauthorized for token {SECRET}")
     with pytest.raises(ShareError, match=r"Could not push run .*401 Client Error") as e:
-        push_run_to_hub(trained_run.run_dir, "someone/symptoms")
+        push_run_to_hub(trained_run.run_dir, "someone/symptoms", token=SECRET)
     assert SECRET not in str(e.value) and "***" in str(e.value)
     with pytest.raises(ShareError, match="owner/name"):
-        push_run_to_hub(trained_run.run_dir, "../not a repo")
+        push_run_to_hub(trained_run.run_dir, "../not a repo", token=SECRET)
 
 
 def test_cli_export_import_push(trained_run, tmp_path, monkeypatch, capsys):

@@ -24,11 +24,12 @@ from .. import NOT_MEDICAL_ADVICE, quiet_libraries
 from ..hub import hub_reachable, offline_requested, unreachable_message
 from ..catalog import model_choices
 from ..jobs import JobManager
-from ..settings import Settings, current
+from ..settings import Settings, current, keep_owner_token_private
 from ..storage import start_sweeper
 from .data_tab import build_data_tab
 from .evaluate_tab import build_evaluate_tab
 from .generate_tab import LazyModelCache, build_generate_tab
+from .guard import guard_app_kwargs
 from .mcp_tools import add_tools, expose_only_tools
 from .train_tab import PRESETS, TRAIN_FIELDS, build_train_tab, wire_train
 
@@ -51,6 +52,8 @@ QUEUE_SIZE = 64  # requests waiting in the queue (all events); beyond that a cli
 def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
     """The whole page.  ``runs_dir`` holds run folders (default ``runs/`` or ``$SYMPTOMGEN_RUNS_DIR``)."""
     runs_dir = Path(runs_dir) if runs_dir is not None else current().runs_dir
+    if not current().lends_hub_token:  # a visitor's Hub model or dataset id never reads with the owner's token
+        keep_owner_token_private()
     manager = JobManager(runs_dir)
     cache = LazyModelCache(capacity=4)
     offline = offline_requested()  # an environment variable, not a network check
@@ -126,6 +129,13 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def guarded_launch(env: Settings, auth: list[tuple[str, str]] | None) -> dict:
+    """``launch()`` options every door uses: the request guard (body cap; MCP behind the login) and the upload cap.
+    Run zips (a distilgpt2 run is ~330 MB) may exceed the data-file cap; data uploads keep their own check."""
+    return dict(max_file_size=max(env.max_file_bytes, env.max_import_bytes),
+                app_kwargs=guard_app_kwargs(env.max_request_bytes, auth))
+
+
 def launch_error(exc: OSError, host: str, port: int | None) -> str:
     """Why the server could not start, in this app's words: a busy port names ``--port`` and
     ``SYMPTOMGEN_PORT`` (Gradio's own message names its ``server_port``/``launch()`` parameters)."""
@@ -147,9 +157,7 @@ def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
         sys.exit(f"error: {first_line(exc)}")
     quiet_libraries()
     start_sweeper(getattr(demo, "symptomgen_runs_dir", env.runs_dir))  # now, not only at the first visit
-    # Run zips (a distilgpt2 run is ~330 MB) may exceed the data-file cap; data uploads keep their own check.
-    kwargs = dict(server_name=args.host, server_port=args.port, auth=auth, css=PAGE_CSS,
-                  max_file_size=max(env.max_file_bytes, env.max_import_bytes))
+    kwargs = dict(server_name=args.host, server_port=args.port, auth=auth, css=PAGE_CSS, **guarded_launch(env, auth))
     if auth:
         kwargs["auth_message"] = "SymptomGen: please log in."
     share = args.share
@@ -179,4 +187,4 @@ def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
     demo.block_thread()
 
 
-__all__ = ["PAGE_CSS", "build_demo", "main"]
+__all__ = ["PAGE_CSS", "build_demo", "guarded_launch", "main"]

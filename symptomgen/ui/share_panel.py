@@ -3,8 +3,12 @@
 The download is only ever a zip the server has just built (``share.export_run_zip``) from a
 run found by ``runs.resolve_run`` inside the runs folder: no path from the page or an API
 caller is ever served.  Imports go through ``share.import_run_zip``/``import_run_from_hub``,
-which treat every archive as hostile.  Pushing reads the token from the server's
-``HF_TOKEN`` environment variable only: there is deliberately no token box.
+which treat every archive as hostile.
+
+A page's visitors are strangers, so pushing and reading private repos act with the *visitor's* Hub token: the one
+their "Sign in with Hugging Face" gave (on a Space) or one they type for this request (never stored or shown).
+The server's own ``HF_TOKEN`` acts for them only behind a login, when the owner sets ``SYMPTOMGEN_LEND_HF_TOKEN=1``
+(``share.visitor_token``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Callable
 import gradio as gr
 
 from ..catalog import finished_run, run_choices
-from ..share import hub_token
+from ..settings import current
+from ..share import visitor_token
 from ..storage import EXPORTS_DIR
 from .widgets import checked_types, user_errors
 
@@ -36,10 +41,17 @@ def _card_body(text: str) -> str:
 
 
 def token_note() -> str:
-    state = "is set" if hub_token() else "is **not** set"
-    return (f"The Hub token is read from the server's `HF_TOKEN` environment variable or its saved "
-            f"`hf auth login` (a token {state}); it is never typed into this page. Repos are created private "
-            "unless you untick *Private*.")
+    who = ("sign in with Hugging Face above, or paste a write token" if current().on_space
+           else "paste a write token")
+    lent = (" Logged-in users of this server may also leave it empty: the owner lends the server's token."
+            if current().lends_hub_token else "")
+    return (f"Pushing acts with **your own** Hub token: {who} "
+            "([huggingface.co/settings/tokens](https://huggingface.co/settings/tokens)). It is used for this request "
+            f"only, never stored or shown.{lent} Repos are created private unless you untick *Private*.")
+
+
+def _signed_in(oauth: gr.OAuthToken | None) -> str | None:
+    return getattr(oauth, "token", None) or None
 
 
 def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
@@ -62,6 +74,10 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
             load = gr.Button("Load run", elem_id="import-button", scale=1)
         import_status = gr.Markdown(elem_id="import-status")
         gr.Markdown("**Push to the Hugging Face Hub**")
+        if current().on_space:  # Gradio's OAuth: a Space with `hf_oauth: true` (README front matter)
+            gr.LoginButton()
+        token = gr.Textbox("", label="Your Hugging Face token (write; used for this request only)", type="password",
+                           placeholder="hf_…", elem_id="hub-token")
         with gr.Row():
             repo = gr.Textbox("", label="Hub repo id (owner/name)", placeholder="you/symptomgen-kidney", scale=3)
             private = gr.Checkbox(True, label="Private", scale=1)
@@ -87,8 +103,10 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
 
     @user_errors
     @checked_types
-    def import_run(upload: str | None, hub_id: str | None):
-        """Load a run from an uploaded zip, or else from a Hub repo id, into this server's runs."""
+    def import_run(upload: str | None, hub_id: str | None, typed_token: str | None = None,
+                   oauth: gr.OAuthToken | None = None):
+        """Load a run from an uploaded zip, or else from a Hub repo id (public, or private with your own token),
+        into this server's runs."""
         from ..share import import_run_from_hub, import_run_zip
 
         hub_id = (hub_id or "").strip()
@@ -96,7 +114,7 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
             new = import_run_zip(upload, runs_dir)
             origin = "the uploaded zip"
         elif hub_id:
-            new = import_run_from_hub(hub_id, runs_dir)
+            new = import_run_from_hub(hub_id, runs_dir, token=visitor_token(typed_token, _signed_in(oauth)))
             origin = f"the Hub repo `{hub_id}`"
         else:
             raise InvalidInput("Upload a run zip or enter a Hub id (owner/name) first.")
@@ -109,12 +127,14 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
 
     @user_errors
     @checked_types
-    def push_run(run_id: str | None, repo_id: str | None, private: bool):
-        """Upload a finished run (model, card, metrics, split) to a Hub model repo; token from HF_TOKEN."""
+    def push_run(run_id: str | None, repo_id: str | None, private: bool, typed_token: str | None = None,
+                 oauth: gr.OAuthToken | None = None):
+        """Upload a finished run (model, card, metrics, split) to a Hub model repo, with your own Hub token."""
         from ..share import push_run_to_hub
 
         found = finished_run(runs_dir, run_id)
-        url = push_run_to_hub(found.path, repo_id, private=bool(private))
+        url = push_run_to_hub(found.path, repo_id, token=visitor_token(typed_token, _signed_in(oauth)),
+                              private=bool(private))
         return f"**Pushed** run `{found.run_id}` to {url} ({'private' if private else 'public'})."
 
     @user_errors
@@ -144,11 +164,11 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
                  **share_limit)
     # The run lists follow only a successful import (via the new id): a failed one would badge them "Error".
     imported = gr.Textbox(visible=False)
-    load.click(import_run, inputs=[upload, hub_id], outputs=[import_status, imported], api_name="import_run",
+    load.click(import_run, inputs=[upload, hub_id, token], outputs=[import_status, imported], api_name="import_run",
                **share_limit) \
         .success(show_imported, inputs=imported, outputs=[run, upload, *other_outputs], api_visibility="private",
                  show_progress="hidden")
-    push.click(push_run, inputs=[run, repo, private], outputs=push_status, api_name="push_run", **share_limit)
+    push.click(push_run, inputs=[run, repo, private, token], outputs=push_status, api_name="push_run", **share_limit)
     # The page asks first (a browser confirm; cancelling sends no run); API callers name the run themselves.
     delete.click(delete_run, inputs=run, outputs=[delete_status, zip_file], api_name="delete_run",
                  show_progress_on=delete_status,
