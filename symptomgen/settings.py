@@ -90,6 +90,12 @@ class Settings:
     """``user:password`` pairs, comma-separated (``SYMPTOMGEN_AUTH``); empty = no login."""
     mcp: bool = False
     """Also serve generation and the run list as MCP tools at ``/gradio_api/mcp/`` (``SYMPTOMGEN_MCP``)."""
+    cpu_bf16: bool = True
+    """Use bf16 autocast (training) and bf16 weights (serving) on CPUs that multiply bf16 natively
+    (``SYMPTOMGEN_CPU_BF16``; ``cputune.native_bf16``)."""
+    keep_freed_memory: bool = False
+    """Make glibc keep freed memory for reuse while training: fewer page faults, more resident memory
+    (``SYMPTOMGEN_KEEP_FREED_MEMORY``; ``cputune.keep_freed_memory``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,7 +125,37 @@ class Settings:
             share=env_flag(env.get("SYMPTOMGEN_SHARE")),
             auth=env.get("SYMPTOMGEN_AUTH") or "",
             mcp=env_flag(env.get("SYMPTOMGEN_MCP")),
+            cpu_bf16=env_flag(env.get("SYMPTOMGEN_CPU_BF16"), d.cpu_bf16),
+            keep_freed_memory=env_flag(env.get("SYMPTOMGEN_KEEP_FREED_MEMORY"), d.keep_freed_memory),
         )
+
+
+def rank(env: Mapping[str, str] | None = None) -> int:
+    """This process's rank in a torchrun/accelerate job (``RANK``); 0 when it runs alone.
+
+    Read on its own, not through ``Settings``: every rank needs it before anything else (and before
+    ``TrainingArguments`` initialises the process group), and printing must not fail on an unrelated variable."""
+    env = os.environ if env is None else env
+    return int(env.get("RANK") or 0)
+
+
+def world_size(env: Mapping[str, str] | None = None) -> int:
+    """How many processes train together (``WORLD_SIZE``, set by torchrun); 1 when this one runs alone."""
+    env = os.environ if env is None else env
+    return int(env.get("WORLD_SIZE") or 1)
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or the only process: the one that writes the run folder and prints."""
+    return rank() == 0
+
+
+def set_library_defaults() -> None:
+    """Environment defaults for the libraries we load; a variable already set is left alone.
+
+    ``TOKENIZERS_PARALLELISM=false``: the Rust tokenizers' thread pool off, so a process forked after tokenizing
+    (a DataLoader worker, the training child) neither warns nor risks the pool's fork deadlock."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 _override: dict[str, object] = {}
