@@ -19,7 +19,6 @@ which in a table sorted by name would all be one name.  The run's own numbers ar
 from __future__ import annotations
 
 import json
-import math
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import pandas as pd
 from .errors import EvaluationCancelled, first_line, InvalidInput
 from .batching import encode_frame, mean_token_loss
 from .config import GenerationSettings, TrainConfig
+from .events import perplexity
 from .phrases import Overlap, overlap, phrase_pieces, phrases  # noqa: F401 (public here too)
 from .scoring import EVALUATION_FILE, LIST, METRIC_KEYS, saved_evaluation, score_text  # noqa: F401
 from .splits import name_keys, spread_sample
@@ -95,7 +95,7 @@ def evaluate_model(model, tokenizer, frame: pd.DataFrame, loss_on: str = "target
     scores = {key: float(table[key].mean()) for key in METRIC_KEYS[kind]}
     if sampled is not None:
         scores.update({f"sampled_{key}": float(sampled[key].mean()) for key in METRIC_KEYS[kind]})
-    report = EvalReport(rows=len(frame), val_loss=loss, perplexity=math.exp(min(loss, 50.0)), target_kind=kind,
+    report = EvalReport(rows=len(frame), val_loss=loss, perplexity=perplexity(loss), target_kind=kind,
                         names=int(name_keys(frame["prompt"]).nunique()), **scores)
     return report, table
 

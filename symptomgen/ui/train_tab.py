@@ -20,6 +20,7 @@ import pandas as pd
 from .. import config as C
 from ..catalog import resumable_choices
 from ..errors import InvalidInput
+from ..events import perplexity
 from ..jobs import JobManager, JobSnapshot
 from ..storage import DOWNLOADS_DIR
 from ..runs import Run, parent_run_id
@@ -196,7 +197,7 @@ def _summary_md(s: JobSnapshot) -> str:
     if r is None:
         return ""
     best = (f"best epoch **{r.best_epoch}** (validation loss {r.best_val_loss:.4f}, perplexity "
-            f"{math.exp(min(r.best_val_loss, 50)):.1f})" if r.best_epoch else "no epoch finished, so no model saved")
+            f"{perplexity(r.best_val_loss):.1f})" if r.best_epoch else "no epoch finished, so no model saved")
     extra = f" {r.message}" if r.message else ""
     listed = " It is listed on the Generate tab." if r.best_epoch else ""
     return (f"**Run `{r.run_dir.name}` {r.status}**: {best}; {r.epochs_done} epoch(s) in {r.seconds:.0f} s."
