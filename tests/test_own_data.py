@@ -221,6 +221,20 @@ def test_the_epoch_estimate_scales_with_the_rows(table, tiny_cfg):
     assert planned_seconds(100.0, tiny_cfg.with_(epochs=5, max_minutes=2)) == 120.0
 
 
+def test_one_shape_table_sizes_the_gpu_step_estimate():
+    from symptomgen.timing import ESTIMATED_STEP_SECONDS, KNOWN_SHAPES, estimated_step_seconds, known_shape, \
+        shape_parameters
+
+    assert shape_parameters(**KNOWN_SHAPES["gpt2"]) == pytest.approx(124_439_808, rel=0.01)  # the real counts
+    assert shape_parameters(**KNOWN_SHAPES["gpt2-xl"]) == pytest.approx(1_557_611_200, rel=0.01)
+    assert known_shape("openai-community/gpt2-medium") is known_shape("me/gpt2-medium-ft") is KNOWN_SHAPES["gpt2-medium"]
+    assert known_shape("me/bert-base") is None
+    names = ("scratch", "distilgpt2", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+    steps = [estimated_step_seconds(TrainConfig(model=name)) for name in names]
+    assert steps == sorted(steps) and steps[1] == ESTIMATED_STEP_SECONDS == estimated_step_seconds(
+        TrainConfig(model="me/unknown"))
+
+
 def test_the_data_flags_and_preview_name_the_split(table, capsys):
     from symptomgen import cli
     from symptomgen.ui.data_tab import preview_data
