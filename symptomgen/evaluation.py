@@ -36,7 +36,6 @@ from .generation import generate
 
 GREEDY = GenerationSettings(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.2)
 TAUGHT, UNSEEN = "taught", "unseen"
-ROW_SETS = (TAUGHT, UNSEEN)
 SET_LABELS = {TAUGHT: "taught: a seeded sample of the training rows (what the model was trained on)",
               UNSEEN: "unseen: the validation rows (never trained on)"}
 

@@ -14,12 +14,12 @@ from make_table import write_table
 from symptomgen.catalog import target_kind
 from symptomgen.cli import main as cli_main
 from symptomgen.config import DataConfig, GenerationSettings, TrainConfig
-from symptomgen.data import prepare, split
+from symptomgen.data import prepare
 from symptomgen.events import Progress
 from symptomgen.reporter import kept_model_note
 from symptomgen.runs import Run
 from symptomgen.scoring import detect_target_kind, rouge
-from symptomgen.splits import name_keys, spread_sample
+from symptomgen.splits import name_keys, split_rows, spread_sample
 from symptomgen.trainer import TrainingHooks, run_training
 
 NAMES, ROWS = 12, 8
@@ -66,7 +66,7 @@ def test_default_split_puts_every_repeated_name_on_both_sides(table):
 def test_names_with_two_or_more_rows_are_on_both_sides_when_some_have_one():
     df = pd.DataFrame({"prompt": ["A"] * 5 + ["B"] * 2 + ["C"] * 3 + ["D", "E", "F", "G"],
                        "target": [f"text {i}" for i in range(14)]})
-    train, val = split(df, 0.2, seed=3, mode="by-row")
+    train, val, _ = split_rows(df, 0.2, seed=3, mode="by-row")
     for name in "ABC":
         assert name in set(train["prompt"]) and name in set(val["prompt"]), name
     assert len(train) + len(val) == len(df)
