@@ -18,7 +18,7 @@ import gradio as gr
 import pandas as pd
 
 from .. import config as C
-from ..catalog import resumable_choices
+from ..catalog import ModelSpec, resumable_choices
 from ..errors import InvalidInput
 from ..events import perplexity
 from ..jobs import JobManager, JobSnapshot
@@ -291,7 +291,6 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
     @named_parameters(params)
     def estimate(*values):
         """Seconds per epoch of these settings on this machine, before Start (``timing``)."""
-        from ..catalog import ModelSpec
         from ..data import prepare
         from ..offline import with_offline_fallback
         from ..timing import estimate_epoch_seconds, planned_seconds
