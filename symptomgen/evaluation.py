@@ -108,11 +108,9 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
     """Evaluate a run's best model (and its base model) on its validation rows ("unseen") and on as many of its
     training rows ("taught").
 
-    Returns ``{"run", "target_kind", "unseen": {...}, "taught": {...}, "fine_tuned", "base", "table",
-    "taught_table"}``: each set holds its ``label``, ``rows``, ``names`` and the ``fine_tuned`` and ``base``
-    reports (``{"error": ...}`` for a base that could not be evaluated); the top-level ``fine_tuned`` and ``base``
-    repeat the unseen ones (as before the taught rows were scored), ``table``/``taught_table`` are the per-row
-    fine-tuned tables.  ``frame`` replaces the unseen rows (another source's validation split)."""
+    Returns ``{"run", "target_kind", "unseen": {...}, "taught": {...}, "table", "taught_table"}``: each set holds
+    its ``label``, ``rows``, ``names`` and the ``fine_tuned`` and ``base`` reports (``{"error": ...}`` for a base
+    that could not be evaluated); ``table``/``taught_table`` are the per-row fine-tuned tables.  ``frame`` replaces the unseen rows (another source's validation split)."""
     from .catalog import base_model, target_kind
     from .modeling import load_pretrained, place
     from .runs import Run, atomic_write_text
@@ -160,9 +158,6 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
         out[name] = {"label": SET_LABELS[name], "rows": report.rows, "names": report.names,
                      "names_in_training": len(keys & train_names), "fine_tuned": report.to_dict(),
                      **({"base": base[name]} if include_base else {})}
-    out["fine_tuned"] = out[UNSEEN]["fine_tuned"]  # the keys clients read before taught rows were scored
-    if include_base:
-        out["base"] = out[UNSEEN]["base"]
     out["table"] = tuned[UNSEEN][1]
     out["taught_table"] = tuned[TAUGHT][1] if TAUGHT in tuned else None
     if own_split:

@@ -133,11 +133,12 @@ def test_free_text_runs_are_scored_with_rouge_for_fine_tuned_and_base(own_run, c
     assert cli_main(["--runs-dir", str(runs), "evaluate", "--model", str(summary.run_dir), "--limit", "6"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["target_kind"] == "text"
+    unseen = report["unseen"]
     for side in ("fine_tuned", "base"):
-        assert 0.0 <= report[side]["rougeL"] <= 1.0 and 0.0 <= report[side]["rouge1"] <= 1.0, side
-        assert "f1" not in report[side]  # comma-phrase overlap cannot score sentences
-        assert report[side]["names"] == 6  # six rows, six different names
-    assert report["fine_tuned"]["rougeL"] > report["base"]["rougeL"]  # the random-init base writes noise
+        assert 0.0 <= unseen[side]["rougeL"] <= 1.0 and 0.0 <= unseen[side]["rouge1"] <= 1.0, side
+        assert "f1" not in unseen[side]  # comma-phrase overlap cannot score sentences
+        assert unseen[side]["names"] == 6  # six rows, six different names
+    assert unseen["fine_tuned"]["rougeL"] > unseen["base"]["rougeL"]  # the random-init base writes noise
 
 
 def test_the_model_card_describes_free_text_and_the_split(own_run):
