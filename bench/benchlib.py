@@ -27,10 +27,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from symptomgen.timing import GPT2_POSITIONS, GPT2_VOCAB, KNOWN_SHAPES  # noqa: E402 (after sys.path and env)
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 REAL_DATA = ROOT.parent / "shared" / "data" / "Diseases_Symptoms.csv"
 # distilgpt2's shape; random init has the same compute cost as the real weights.
-DISTILGPT2_SHAPE = dict(n_layer=6, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024)
+DISTILGPT2_SHAPE = dict(KNOWN_SHAPES["distilgpt2"], vocab_size=GPT2_VOCAB, n_positions=GPT2_POSITIONS)
 # Byte-level BPE size whose mean tokens per row on the real data matches GPT-2's own
 # tokenizer (24.2 tokens/row, median 21, measured once against GPT-2's vocab.bpe).
 CALIBRATED_BPE_VOCAB = 2500

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if torch.cuda.is_available():
         print(f"\nGPU: {torch.cuda.get_device_name(0)} · torch {torch.__version__} · CUDA {torch.version.cuda} · "
               f"bf16 supported: {torch.cuda.is_bf16_supported()}")
-    print(f"fine-tuned val loss {report['fine_tuned']['val_loss']}, generated: {text!r}\n")
+    print(f"fine-tuned val loss {report['unseen']['fine_tuned']['val_loss']}, generated: {text!r}\n")
     rows, bad = [], []
     for ph, rec in seen.items():
         if ph in ("setup", "between"):

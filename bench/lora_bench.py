@@ -31,14 +31,12 @@ import time
 from pathlib import Path
 
 import benchlib as B
+from symptomgen.timing import GPT2_VOCAB, KNOWN_SHAPES
 
 SCRIPT = Path(__file__).resolve()
 RESULTS = SCRIPT.parent / "LORA.md"
-SHAPES = {
-    "distilgpt2": dict(n_layer=6, n_head=12, n_embd=768),
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
-}
-VOCAB = 50257  # GPT-2's: the LM head is a large share of the compute and of the optimizer state
+SHAPES = {name: KNOWN_SHAPES[name] for name in ("distilgpt2", "gpt2-medium")}
+VOCAB = GPT2_VOCAB  # GPT-2's: the LM head is a large share of the compute and of the optimizer state
 BATCH = 8
 
 

@@ -12,9 +12,9 @@ NOT_MEDICAL_ADVICE = ("Generated text comes from a small language model trained 
 
 def quiet_libraries() -> None:
     """Silence per-file progress bars and info logs from transformers/datasets (we report our own)."""
-    import os
+    from .settings import set_library_defaults
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    set_library_defaults()
     from transformers.utils import logging as tlog
 
     tlog.set_verbosity_error()

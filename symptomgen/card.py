@@ -9,13 +9,13 @@ apart, fine-tuned vs base, when the run was evaluated) and the not-medical-advic
 from __future__ import annotations
 
 import html
-import math
 from pathlib import Path
 
 from . import NOT_MEDICAL_ADVICE, __version__
 from .catalog import target_kind
 from .config import is_scratch
 from .data import public_source
+from .events import perplexity
 from .hub import looks_like_hub_id
 from .lora import OWN_BASE
 from .runs import Run, atomic_write_text, looks_like_run_id
@@ -123,7 +123,7 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapte
               f"| device | {_fmt(rec.device)} |", "", "## Results", "",
               f"- Status: {_fmt(rec.status)}; epochs done: {_fmt(rec.epochs_done or len(metrics))}",
               (f"- Best epoch: {best_epoch} (validation loss {best_val:.4f} per real token, perplexity "
-               f"{math.exp(min(best_val, 50.0)):.2f})" if best_val is not None
+               f"{perplexity(best_val):.2f})" if best_val is not None
                else "- Best epoch: none finished"),
               "- Losses are averaged over real target tokens (padding excluded); " + kept, ""]
     if len(metrics):

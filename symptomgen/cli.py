@@ -18,7 +18,7 @@ from . import config as C
 from .catalog import find_run, generation_target
 from .errors import UserError, first_line, internal_error_line
 from .runs import Run, list_runs, run_label
-from .settings import current
+from .settings import current, is_main_process
 
 
 def _dest(s: C.Spec) -> str:
@@ -48,12 +48,8 @@ class OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def _is_main() -> bool:
-    return os.environ.get("RANK", "0") == "0"
-
-
 def say(*args, **kwargs) -> None:
-    if _is_main():
+    if is_main_process():
         print(*args, **kwargs, flush=True)
 
 
@@ -180,7 +176,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                 say(f"notice: {n}", file=sys.stderr)
         prepared = prepare(data)
         say(prepared.summary())
-    bar = tqdm(total=0, unit="step", leave=False, disable=None if _is_main() else True)
+    bar = tqdm(total=0, unit="step", leave=False, disable=None if is_main_process() else True)
 
     def on_event(ev) -> None:
         if isinstance(ev, Progress):

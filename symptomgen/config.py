@@ -146,12 +146,6 @@ def setting(cls: type, name: str) -> Spec:
     raise KeyError(f"{cls.__name__} has no setting {name!r}")
 
 
-def range_of(cls: type, name: str) -> tuple[float, float, Any]:
-    """``(min, max, default)`` of a numeric setting."""
-    s = setting(cls, name)
-    return s.min, s.max, s.default
-
-
 def ui_fields(cls: type) -> tuple[str, ...]:
     """Names of the settings shown as widgets, in field order (the order the UI handlers receive them)."""
     return tuple(s.name for s in settings_of(cls) if s.ui)

@@ -17,22 +17,17 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import sys
 
-from .settings import env_flag
+from .settings import current
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
-
-
-def _enabled(name: str, default: bool = True) -> bool:
-    return env_flag(os.environ.get(name), default)
 
 
 @functools.lru_cache(maxsize=1)
 def native_bf16() -> bool:
     """True when this CPU has bf16 dot-product instructions (Linux ``/proc/cpuinfo`` flags)."""
-    if not _enabled("SYMPTOMGEN_CPU_BF16") or not sys.platform.startswith("linux"):
+    if not current().cpu_bf16 or not sys.platform.startswith("linux"):
         return False
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -47,7 +42,7 @@ def native_bf16() -> bool:
 @functools.lru_cache(maxsize=1)
 def keep_freed_memory() -> bool:
     """If opted in, make glibc keep freed memory for reuse (no per-step page faults); True if applied."""
-    if not _enabled("SYMPTOMGEN_KEEP_FREED_MEMORY", default=False) or not sys.platform.startswith("linux"):
+    if not current().keep_freed_memory or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -210,16 +210,6 @@ def select_columns(df: pd.DataFrame, cfg: DataConfig, label: str) -> tuple[pd.Da
     return out, dropped
 
 
-def split(df: pd.DataFrame, val_fraction: float, seed: int, mode: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded train/validation split (``splits.split_rows``): ``auto`` splits by row, stratified by name, when names
-    repeat, and by name (a name never on both sides) when each name has one row; ``by-row``/``by-name`` force one.
-
-    Uses NumPy's PCG64 generator, whose stream is fixed across platforms and versions.
-    """
-    train, val, _ = split_rows(df, val_fraction, seed, mode)
-    return train, val
-
-
 def prepare(cfg: DataConfig, frame: pd.DataFrame | None = None) -> PreparedData:
     """Load (unless ``frame`` is given), map columns, validate and split."""
     label = "The bundled sample" if cfg.source == SAMPLE_SOURCE else Path(cfg.source).name or cfg.source

@@ -19,7 +19,6 @@ which in a table sorted by name would all be one name.  The run's own numbers ar
 from __future__ import annotations
 
 import json
-import math
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import pandas as pd
 from .errors import EvaluationCancelled, first_line, InvalidInput
 from .batching import encode_frame, mean_token_loss
 from .config import GenerationSettings, TrainConfig
+from .events import perplexity
 from .phrases import Overlap, overlap, phrase_pieces, phrases  # noqa: F401 (public here too)
 from .scoring import EVALUATION_FILE, LIST, METRIC_KEYS, saved_evaluation, score_text  # noqa: F401
 from .splits import name_keys, spread_sample
@@ -36,7 +36,6 @@ from .generation import generate
 
 GREEDY = GenerationSettings(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.2)
 TAUGHT, UNSEEN = "taught", "unseen"
-ROW_SETS = (TAUGHT, UNSEEN)
 SET_LABELS = {TAUGHT: "taught: a seeded sample of the training rows (what the model was trained on)",
               UNSEEN: "unseen: the validation rows (never trained on)"}
 
@@ -95,7 +94,7 @@ def evaluate_model(model, tokenizer, frame: pd.DataFrame, loss_on: str = "target
     scores = {key: float(table[key].mean()) for key in METRIC_KEYS[kind]}
     if sampled is not None:
         scores.update({f"sampled_{key}": float(sampled[key].mean()) for key in METRIC_KEYS[kind]})
-    report = EvalReport(rows=len(frame), val_loss=loss, perplexity=math.exp(min(loss, 50.0)), target_kind=kind,
+    report = EvalReport(rows=len(frame), val_loss=loss, perplexity=perplexity(loss), target_kind=kind,
                         names=int(name_keys(frame["prompt"]).nunique()), **scores)
     return report, table
 
@@ -109,11 +108,9 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
     """Evaluate a run's best model (and its base model) on its validation rows ("unseen") and on as many of its
     training rows ("taught").
 
-    Returns ``{"run", "target_kind", "unseen": {...}, "taught": {...}, "fine_tuned", "base", "table",
-    "taught_table"}``: each set holds its ``label``, ``rows``, ``names`` and the ``fine_tuned`` and ``base``
-    reports (``{"error": ...}`` for a base that could not be evaluated); the top-level ``fine_tuned`` and ``base``
-    repeat the unseen ones (as before the taught rows were scored), ``table``/``taught_table`` are the per-row
-    fine-tuned tables.  ``frame`` replaces the unseen rows (another source's validation split)."""
+    Returns ``{"run", "target_kind", "unseen": {...}, "taught": {...}, "table", "taught_table"}``: each set holds
+    its ``label``, ``rows``, ``names`` and the ``fine_tuned`` and ``base`` reports (``{"error": ...}`` for a base
+    that could not be evaluated); ``table``/``taught_table`` are the per-row fine-tuned tables.  ``frame`` replaces the unseen rows (another source's validation split)."""
     from .catalog import base_model, target_kind
     from .modeling import load_pretrained, place
     from .runs import Run, atomic_write_text
@@ -161,9 +158,6 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
         out[name] = {"label": SET_LABELS[name], "rows": report.rows, "names": report.names,
                      "names_in_training": len(keys & train_names), "fine_tuned": report.to_dict(),
                      **({"base": base[name]} if include_base else {})}
-    out["fine_tuned"] = out[UNSEEN]["fine_tuned"]  # the keys clients read before taught rows were scored
-    if include_base:
-        out["base"] = out[UNSEEN]["base"]
     out["table"] = tuned[UNSEEN][1]
     out["taught_table"] = tuned[TAUGHT][1] if TAUGHT in tuned else None
     if own_split:

@@ -12,6 +12,14 @@ from pathlib import Path
 
 from .records import RunStatus
 
+PERPLEXITY_CAP_LOSS = 50.0
+"""The loss where perplexity stops growing (e**50): a diverged run shows a large finite number, not an overflow."""
+
+
+def perplexity(mean_loss: float) -> float:
+    """Perplexity of a mean per-token loss (natural log): ``e ** loss``, capped at ``PERPLEXITY_CAP_LOSS``."""
+    return math.exp(min(mean_loss, PERPLEXITY_CAP_LOSS))
+
 
 @dataclass(frozen=True)
 class RunStarted:
@@ -50,7 +58,7 @@ class EpochResult:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(min(self.val_loss, 50.0))
+        return perplexity(self.val_loss)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "perplexity": self.perplexity}

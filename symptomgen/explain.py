@@ -24,6 +24,7 @@ import torch
 from .config import GenerationSettings
 from .data import format_prompt, format_target
 from .errors import InvalidInput
+from .events import perplexity
 from .generation import (clean_name, context_window, decode_continuation, encode_prompt, generation_kwargs,
                          sampling_rng)
 
@@ -70,7 +71,7 @@ class Explanation:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(min(-self.mean_logprob, 50.0))
+        return perplexity(-self.mean_logprob)
 
     def highlighted(self, score: str = "probability", include_end: bool = True) -> list[tuple[str, float]]:
         """``(text, value)`` pairs for ``gr.HighlightedText``: ``probability`` (0-1), or

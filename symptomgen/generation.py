@@ -23,9 +23,9 @@ from transformers.generation.streamers import BaseStreamer
 
 from .config import MAX_PROMPT_CHARS, SAMPLE_SOURCE, SCRATCH_MODEL, DataConfig, GenerationSettings, TrainConfig, \
     is_scratch
-from .data import format_prompt, squash_spaces
+from .data import format_example, format_prompt, prepare, squash_spaces
 from .errors import InvalidInput
-from .modeling import MODEL_BUILD_LOCK, load_pretrained, place
+from .modeling import MODEL_BUILD_LOCK, build_scratch_model, build_scratch_tokenizer, load_pretrained, place
 
 _seed_lock = threading.Lock()  # torch's global RNG is shared: one seeded call at a time
 
@@ -161,9 +161,6 @@ def untrained_scratch():
     """(model, tokenizer) of ``scratch`` before any training: the tokenizer trained on the bundled sample's
     training rows and the default-size GPT-2 with seeded random weights, as a scratch run starts.  It needs no
     download, so an offline page has a model to show before the first run (its text is gibberish, and says so)."""
-    from .data import format_example, prepare
-    from .modeling import build_scratch_model, build_scratch_tokenizer
-
     train = prepare(DataConfig(source=SAMPLE_SOURCE)).train
     cfg = TrainConfig(model=SCRATCH_MODEL)
     tok = build_scratch_tokenizer([format_example(p, t) for p, t in zip(train["prompt"], train["target"])],

@@ -74,16 +74,23 @@ def build_scratch_tokenizer(texts: Iterable[str], vocab_size: int = 4000):
     return tok
 
 
+def scratch_config(cfg: TrainConfig, vocab_size: int, eos_token_id: int, pad_token_id: int | None = None,
+                   positions: int | None = None):
+    """The ``GPT2Config`` of a ``scratch`` model: ``cfg.scratch_layers`` x ``cfg.scratch_width``, 4 heads, room for
+    ``positions`` tokens (default ``cfg.max_length``; at least 256)."""
+    from transformers import GPT2Config
+
+    return GPT2Config(vocab_size=vocab_size, n_positions=max(256, cfg.max_length if positions is None else positions),
+                      n_embd=cfg.scratch_width, n_layer=cfg.scratch_layers, n_head=4,
+                      bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+
+
 def build_scratch_model(tokenizer, cfg: TrainConfig):
     """A small GPT-2 (``cfg.scratch_layers`` x ``cfg.scratch_width``), random init, seeded."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
     torch.manual_seed(cfg.seed)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=max(256, cfg.max_length),
-                        n_embd=cfg.scratch_width, n_layer=cfg.scratch_layers, n_head=4,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id)
-    return GPT2LMHeadModel(config)
+    return GPT2LMHeadModel(scratch_config(cfg, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id))
 
 
 def _with_pad(tokenizer, model=None):

@@ -11,17 +11,7 @@ from pathlib import Path
 
 from .config import SAMPLE_SOURCE, SCRATCH_MODEL, DataConfig, TrainConfig, is_scratch
 from .data import source_kind
-from .hub import hub_reachable, looks_like_hub_id, offline_requested
-
-
-def model_cached(model_id: str) -> bool:
-    """Whether a Hub model's config is already in the local cache (usable offline)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
-    except Exception:  # invalid id or cache layout: treat as not cached
-        return False
+from .hub import hub_reachable, looks_like_hub_id, model_cached, offline_requested
 
 
 def needs_hub_for_data(source: str) -> bool:

@@ -96,6 +96,12 @@ class Settings:
     Hub writes and private reads use the visitor's own token (Sign in with Hugging Face, or one they type)."""
     max_request_bytes: int = 1 * _MB
     """Largest request body the web server reads, file uploads aside (``SYMPTOMGEN_MAX_REQUEST_KB``)."""
+    cpu_bf16: bool = True
+    """Use bf16 autocast (training) and bf16 weights (serving) on CPUs that multiply bf16 natively
+    (``SYMPTOMGEN_CPU_BF16``; ``cputune.native_bf16``)."""
+    keep_freed_memory: bool = False
+    """Make glibc keep freed memory for reuse while training: fewer page faults, more resident memory
+    (``SYMPTOMGEN_KEEP_FREED_MEMORY``; ``cputune.keep_freed_memory``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -128,6 +134,8 @@ class Settings:
             lend_hub_token=env_flag(env.get("SYMPTOMGEN_LEND_HF_TOKEN")),
             max_request_bytes=int(_number(env, "SYMPTOMGEN_MAX_REQUEST_KB", d.max_request_bytes / 1024, float)
                                   * 1024),
+            cpu_bf16=env_flag(env.get("SYMPTOMGEN_CPU_BF16"), d.cpu_bf16),
+            keep_freed_memory=env_flag(env.get("SYMPTOMGEN_KEEP_FREED_MEMORY"), d.keep_freed_memory),
         )
 
     @property
@@ -145,6 +153,34 @@ def keep_owner_token_private() -> None:
     from huggingface_hub import constants
 
     constants.HF_HUB_DISABLE_IMPLICIT_TOKEN = True  # read at each request; the variable only at import
+
+
+def rank(env: Mapping[str, str] | None = None) -> int:
+    """This process's rank in a torchrun/accelerate job (``RANK``); 0 when it runs alone.
+
+    Read on its own, not through ``Settings``: every rank needs it before anything else (and before
+    ``TrainingArguments`` initialises the process group), and printing must not fail on an unrelated variable."""
+    env = os.environ if env is None else env
+    return int(env.get("RANK") or 0)
+
+
+def world_size(env: Mapping[str, str] | None = None) -> int:
+    """How many processes train together (``WORLD_SIZE``, set by torchrun); 1 when this one runs alone."""
+    env = os.environ if env is None else env
+    return int(env.get("WORLD_SIZE") or 1)
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or the only process: the one that writes the run folder and prints."""
+    return rank() == 0
+
+
+def set_library_defaults() -> None:
+    """Environment defaults for the libraries we load; a variable already set is left alone.
+
+    ``TOKENIZERS_PARALLELISM=false``: the Rust tokenizers' thread pool off, so a process forked after tokenizing
+    (a DataLoader worker, the training child) neither warns nor risks the pool's fork deadlock."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 _override: dict[str, object] = {}

@@ -6,6 +6,10 @@ the same model and machine) or, without one, a short timed probe: a randomly ini
 takes a few optimizer steps on a batch like the run's, under the same precision training would use.
 ``planned_seconds`` turns that into the run's length under its epochs and time budget.  While a run trains,
 ``events.Progress`` carries the measured ``seconds_per_step`` and ``seconds_left``.
+
+The model shapes live here once: ``KNOWN_SHAPES`` (the GPT-2 family, for when the Hub cannot be asked) and
+``model_shape``; ``estimated_step_seconds`` scales a distilgpt2 step by a shape's parameter count, for a GPU that
+cannot be probed from here (``zerogpu.plan``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,38 @@ KNOWN_SHAPES = {  # the GPT-2 family's shapes, for when the Hub cannot be asked
     "gpt2-large": {"n_layer": 36, "n_embd": 1280, "n_head": 20},
     "gpt2-xl": {"n_layer": 48, "n_embd": 1600, "n_head": 25},
 }
+GPT2_VOCAB, GPT2_POSITIONS = 50257, 1024
+"""The GPT-2 family's vocabulary and context length (every shape in ``KNOWN_SHAPES`` has them)."""
+ESTIMATED_STEP_SECONDS = 0.25
+"""GPU seconds per optimizer step (validation and saves included) assumed for distilgpt2 before one is measured."""
+
+
+def known_shape(model: str) -> dict | None:
+    """The ``KNOWN_SHAPES`` entry of a model name (``openai-community/gpt2-medium`` → gpt2-medium's), else of the
+    longest known name inside it (``me/gpt2-medium-ft`` → gpt2-medium's); None when neither."""
+    short = model.strip().split("/")[-1].lower()
+    if short in KNOWN_SHAPES:
+        return KNOWN_SHAPES[short]
+    inside = [name for name in KNOWN_SHAPES if name in short]
+    return KNOWN_SHAPES[max(inside, key=len)] if inside else None
+
+
+def shape_parameters(n_layer: int, n_embd: int, vocab_size: int = GPT2_VOCAB, n_positions: int = GPT2_POSITIONS,
+                     **_: object) -> int:
+    """About how many parameters a GPT-2 of this shape has: 12·d² per layer (attention and MLP) plus the token
+    and position embeddings (the LM head is tied); within 1% of the real count for the family."""
+    return 12 * n_layer * n_embd * n_embd + (vocab_size + n_positions) * n_embd
+
+
+def estimated_step_seconds(cfg: TrainConfig) -> float:
+    """GPU seconds per optimizer step before one has been measured: distilgpt2's ``ESTIMATED_STEP_SECONDS`` scaled
+    by the model's parameters (a model of unknown shape counts as distilgpt2; ``scratch`` as a quarter of it, the
+    floor a small model's step costs on a GPU)."""
+    if is_scratch(cfg.model):
+        return ESTIMATED_STEP_SECONDS / 4
+    shape = known_shape(cfg.model)
+    scale = shape_parameters(**shape) / shape_parameters(**KNOWN_SHAPES["distilgpt2"]) if shape else 1.0
+    return ESTIMATED_STEP_SECONDS * scale
 
 
 def approx_tokens(frame: pd.DataFrame, max_length: int) -> int:
@@ -45,9 +81,10 @@ def _shape(cfg: TrainConfig, positions: int):
     the local cache or folder, or the known GPT-2 shapes)."""
     from transformers import AutoConfig, GPT2Config
 
+    from .modeling import scratch_config
+
     if is_scratch(cfg.model):
-        return GPT2Config(vocab_size=cfg.scratch_vocab, n_positions=max(256, positions), n_embd=cfg.scratch_width,
-                          n_layer=cfg.scratch_layers, n_head=4, bos_token_id=0, eos_token_id=0)
+        return scratch_config(cfg, vocab_size=cfg.scratch_vocab, eos_token_id=0, positions=positions)
     try:
         return AutoConfig.from_pretrained(cfg.model, local_files_only=True, trust_remote_code=False)
     except Exception:  # not cached, not a folder: the GPT-2 family's shapes are known
@@ -55,7 +92,7 @@ def _shape(cfg: TrainConfig, positions: int):
         if short not in KNOWN_SHAPES:
             raise InvalidInput(f"The speed of '{cfg.model[:80]}' cannot be probed here (its config is not cached); "
                                "pass a measured tokens per second instead.") from None
-        return GPT2Config(n_positions=1024, **KNOWN_SHAPES[short])
+        return GPT2Config(n_positions=GPT2_POSITIONS, vocab_size=GPT2_VOCAB, **KNOWN_SHAPES[short])
 
 
 def probe_tokens_per_second(cfg: TrainConfig, seq_len: int = 64, steps: int = 3) -> float:

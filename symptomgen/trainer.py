@@ -7,7 +7,7 @@ runs it in a child process (``jobs.JobManager``).  An event passed as ``stop`` (
 ``is_set()``) is honoured within one optimizer step.  The best-validation weights are saved
 to ``runs/<id>/best``.  Whatever exception ends a run, its record says "failed" and why.
 
-Under torchrun every rank trains and only the main process (``_is_main_process``)
+Under torchrun every rank trains and only the main process (``settings.is_main_process``)
 writes the run folder.  ``TrainingHooks`` are the explicit ways in for measurements
 and experiments (the benchmark), so nothing here needs monkeypatching.
 """
@@ -40,18 +40,10 @@ from . import lora as lora_mod
 from .hub import looks_like_hub_id
 from .records import RunRecord, RunStatus
 from .reporter import EpochReporter, device_name, kept_model_note
+from .settings import is_main_process, world_size
 
 __all__ = ["EpochReporter", "EpochResult", "Event", "Progress", "RunSummary", "TrainingHooks", "run_training",
            "training_arguments"]
-
-
-def _is_main_process() -> bool:
-    """Rank 0 of a torchrun job, or the only process: the one that writes the run folder.
-
-    Read from ``RANK`` (set by torchrun and accelerate), not from torch.distributed: the resume
-    checks must know it before ``TrainingArguments`` initialises the process group.
-    """
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass(frozen=True)
@@ -91,7 +83,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path,
         cputune.keep_freed_memory()  # opt-in: fewer page faults per step for more RSS (bench/RESULTS.md)
     # Without CUDA, accelerate only goes data-parallel when told to use the CPU; otherwise every torchrun
     # rank trains alone, and each believes it is rank 0 (world size 1).  Single-process runs keep MPS.
-    cpu_ddp = not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cpu_ddp = not cuda and world_size() > 1
     args = TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
@@ -207,7 +199,7 @@ def _failed(run: runs_mod.Run | None, exc: BaseException) -> BaseException:
     raise: a user's error as is, a full disk or another file or memory problem as ``TrainingFailed`` (one sentence,
     no path), anything else (a bug) as is, for its traceback."""
     interrupted = not isinstance(exc, Exception)  # KeyboardInterrupt, SystemExit
-    if run is not None and _is_main_process():
+    if run is not None and is_main_process():
         try:
             if run.record().status is RunStatus.RUNNING:
                 run.update(status=RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED,
@@ -230,7 +222,7 @@ def _run_setup(setup: _Setup, hooks: TrainingHooks, started: float, on_event: Ca
     # Sorted by length, validation batches carry almost no padding (the loss is a sum over tokens: order-free).
     val_rows = sorted(encode_frame(setup.tokenizer, setup.val_df, cfg.max_length, cfg.loss_on),
                       key=lambda r: len(r["input_ids"]))
-    reporter = EpochReporter(setup.run if _is_main_process() else None, setup.tokenizer, val_rows,
+    reporter = EpochReporter(setup.run if is_main_process() else None, setup.tokenizer, val_rows,
                              train_ds.real_tokens, cfg, on_event, stop, setup.best.val_loss, setup.best.epoch,
                              setup.best.bad_epochs, phase=hooks.phase, clock=hooks.clock)
     if setup.checkpoint is not None and cfg.keep == "last":  # resumed: best/ holds the last epoch saved
@@ -270,7 +262,7 @@ def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path,
     # Initialises torch.distributed under torchrun; the output folder is known only once the id is shared.
     args = training_arguments(train_cfg, runs_dir, hooks.args_overrides)
     run_id = _shared_run_id(train_cfg, runs_dir)
-    if _is_main_process():
+    if is_main_process():
         run = runs_mod.create_run(runs_dir, run_id, RunRecord(
             data=data_cfg, train=train_cfg, parameters=count_parameters(model), world_size=args.world_size,
             train_rows=len(train_df), val_rows=len(val_df), device=device_name(), parent_run=parent,
@@ -294,7 +286,7 @@ def _resume_run(runs_dir: Path, resume: str, hooks: TrainingHooks,
     """Reload a stopped or interrupted run from its last checkpoint, with its saved settings and best epoch."""
     run = runs_mod.resolve_run(runs_dir, resume)
     # Main process only checks liveness: under torchrun it marks the run "running" before slower ranks get here.
-    problem = run.resume_problem(check_live=_is_main_process())
+    problem = run.resume_problem(check_live=is_main_process())
     if problem:
         raise TrainingFailed(problem)
     saved, checkpoint = run.record(), run.last_checkpoint()
@@ -315,7 +307,7 @@ def _resume_run(runs_dir: Path, resume: str, hooks: TrainingHooks,
         row = metrics.loc[metrics["validation_loss"].idxmin()]
         # Epochs since the best one: patience goes on counting from there.
         best = _BestSoFar(float(row["validation_loss"]), int(row["epoch"]), done - int(row["epoch"]))
-    if _is_main_process():
+    if is_main_process():
         run.truncate_metrics(done)
         run.update(status=RunStatus.RUNNING, pid=os.getpid())
         running(run)
@@ -361,7 +353,7 @@ def _train(trainer: Trainer, setup: _Setup) -> bool:
         trainer.train(resume_from_checkpoint=str(setup.checkpoint) if setup.checkpoint else None)
     except (MemoryError, RuntimeError) as exc:
         if not _is_oom(exc):
-            if _is_main_process():
+            if is_main_process():
                 setup.run.update(status=RunStatus.FAILED, message=_first_line(exc))
             raise TrainingFailed(f"Training failed: {_first_line(exc)}") from exc
         return True
@@ -406,7 +398,7 @@ def _finish(setup: _Setup, reporter: EpochReporter, oom: bool, started: float,
                          best_epoch=reporter.best_epoch,
                          best_val_loss=None if reporter.best_epoch is None else reporter.best_val,
                          seconds=time.perf_counter() - started, message=message, kept_epoch=reporter.kept_epoch)
-    if _is_main_process():
+    if is_main_process():
         setup.run.update(status=status, message=message, seconds=round(summary.seconds, 2))
     on_event(summary)
     return summary

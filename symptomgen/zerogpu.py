@@ -9,7 +9,7 @@ job follows them exactly as it follows its own child.  Stop crosses the process 
 
 The duration is sized before the call: optimizer steps (rows, batch, accumulation, epochs) times a step time
 *measured* by the newest run on this server with the same model, batch and length that trained on a GPU (its
-``metrics.csv``: epoch seconds over steps, so validation and saves are included), else a conservative estimate;
+``metrics.csv``: epoch seconds over steps, so validation and saves are included), else ``timing``'s estimate;
 plus a fixed allowance for loading the model.  When that exceeds what a ZeroGPU call may take
 (``SYMPTOMGEN_ZEROGPU_MAX_S``), the Start is refused with the number of epochs that would fit.
 """
@@ -26,18 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .config import TrainConfig, is_scratch
+from .config import TrainConfig
 from .errors import TrainingFailed
 from .gpu import gpu, on_zero_gpu
 from .settings import current
+from .timing import estimated_step_seconds
 
 LOAD_SECONDS = 30
 """Allowance for moving the model to the GPU, building the Trainer and the final save."""
 SAFETY = 1.3
 """Margin on the step time: a call that runs out of time loses the epoch in progress."""
-ESTIMATED_STEP_SECONDS = 0.25
-"""Step time (with validation and saves) assumed for a distilgpt2-sized model before one has been measured."""
-_SIZE = (("xl", 19.0), ("large", 9.0), ("medium", 4.3))  # GPT-2 family sizes relative to distilgpt2's compute
 _PROGRESS_EVERY_S = 0.25  # step records sent back at most this often (every epoch record is sent)
 
 
@@ -85,13 +83,6 @@ def measured_step_seconds(train: TrainConfig, runs_dir: Path) -> float | None:
         if len(metrics) and metrics["epoch_duration_sec"].notna().any():
             return float(metrics["epoch_duration_sec"].median()) / steps_per_epoch(t, rec.train_rows)
     return None
-
-
-def estimated_step_seconds(train: TrainConfig) -> float:
-    if is_scratch(train.model):
-        return ESTIMATED_STEP_SECONDS / 4
-    name = train.model.lower()
-    return ESTIMATED_STEP_SECONDS * next((f for key, f in _SIZE if key in name), 1.0)
 
 
 @dataclass(frozen=True)

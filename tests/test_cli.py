@@ -53,7 +53,7 @@ def test_evaluate_prints_json_for_run_and_base(cli_run):
     run_dir = next(runs.iterdir())
     out = cli("evaluate", "--model", run_dir, "--limit", "4", "--temperature", "0")
     assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    report = json.loads(out.stdout)["unseen"]
     for key in ("val_loss", "perplexity", "precision", "recall", "f1"):
         assert key in report["fine_tuned"] and key in report["base"]
     assert report["fine_tuned"]["val_loss"] < report["base"]["val_loss"]

@@ -117,7 +117,8 @@ def test_choices_are_checked_with_the_label():
     with pytest.raises(ValueError, match="Learning-rate schedule must be one of constant, linear, cosine"):
         C.TrainConfig(scheduler="step")
     assert C.setting(C.TrainConfig, "scheduler").choices == C.SCHEDULERS
-    assert C.range_of(C.TrainConfig, "epochs") == (1, 100, 10)
+    epochs = C.setting(C.TrainConfig, "epochs")
+    assert (epochs.min, epochs.max, epochs.default) == (1, 100, 10)
 
 
 @pytest.mark.parametrize("cls, s", ALL, ids=ids(ALL))

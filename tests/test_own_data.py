@@ -14,12 +14,12 @@ from make_table import write_table
 from symptomgen.catalog import target_kind
 from symptomgen.cli import main as cli_main
 from symptomgen.config import DataConfig, GenerationSettings, TrainConfig
-from symptomgen.data import prepare, split
+from symptomgen.data import prepare
 from symptomgen.events import Progress
 from symptomgen.reporter import kept_model_note
 from symptomgen.runs import Run
 from symptomgen.scoring import detect_target_kind, rouge
-from symptomgen.splits import name_keys, spread_sample
+from symptomgen.splits import name_keys, split_rows, spread_sample
 from symptomgen.trainer import TrainingHooks, run_training
 
 NAMES, ROWS = 12, 8
@@ -66,7 +66,7 @@ def test_default_split_puts_every_repeated_name_on_both_sides(table):
 def test_names_with_two_or_more_rows_are_on_both_sides_when_some_have_one():
     df = pd.DataFrame({"prompt": ["A"] * 5 + ["B"] * 2 + ["C"] * 3 + ["D", "E", "F", "G"],
                        "target": [f"text {i}" for i in range(14)]})
-    train, val = split(df, 0.2, seed=3, mode="by-row")
+    train, val, _ = split_rows(df, 0.2, seed=3, mode="by-row")
     for name in "ABC":
         assert name in set(train["prompt"]) and name in set(val["prompt"]), name
     assert len(train) + len(val) == len(df)
@@ -133,11 +133,12 @@ def test_free_text_runs_are_scored_with_rouge_for_fine_tuned_and_base(own_run, c
     assert cli_main(["--runs-dir", str(runs), "evaluate", "--model", str(summary.run_dir), "--limit", "6"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["target_kind"] == "text"
+    unseen = report["unseen"]
     for side in ("fine_tuned", "base"):
-        assert 0.0 <= report[side]["rougeL"] <= 1.0 and 0.0 <= report[side]["rouge1"] <= 1.0, side
-        assert "f1" not in report[side]  # comma-phrase overlap cannot score sentences
-        assert report[side]["names"] == 6  # six rows, six different names
-    assert report["fine_tuned"]["rougeL"] > report["base"]["rougeL"]  # the random-init base writes noise
+        assert 0.0 <= unseen[side]["rougeL"] <= 1.0 and 0.0 <= unseen[side]["rouge1"] <= 1.0, side
+        assert "f1" not in unseen[side]  # comma-phrase overlap cannot score sentences
+        assert unseen[side]["names"] == 6  # six rows, six different names
+    assert unseen["fine_tuned"]["rougeL"] > unseen["base"]["rougeL"]  # the random-init base writes noise
 
 
 def test_the_model_card_describes_free_text_and_the_split(own_run):
@@ -219,6 +220,20 @@ def test_the_epoch_estimate_scales_with_the_rows(table, tiny_cfg):
     assert math.isfinite(probed) and probed > 0
     assert planned_seconds(10.0, tiny_cfg.with_(epochs=5)) == 50.0
     assert planned_seconds(100.0, tiny_cfg.with_(epochs=5, max_minutes=2)) == 120.0
+
+
+def test_one_shape_table_sizes_the_gpu_step_estimate():
+    from symptomgen.timing import ESTIMATED_STEP_SECONDS, KNOWN_SHAPES, estimated_step_seconds, known_shape, \
+        shape_parameters
+
+    assert shape_parameters(**KNOWN_SHAPES["gpt2"]) == pytest.approx(124_439_808, rel=0.01)  # the real counts
+    assert shape_parameters(**KNOWN_SHAPES["gpt2-xl"]) == pytest.approx(1_557_611_200, rel=0.01)
+    assert known_shape("openai-community/gpt2-medium") is known_shape("me/gpt2-medium-ft") is KNOWN_SHAPES["gpt2-medium"]
+    assert known_shape("me/bert-base") is None
+    names = ("scratch", "distilgpt2", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+    steps = [estimated_step_seconds(TrainConfig(model=name)) for name in names]
+    assert steps == sorted(steps) and steps[1] == ESTIMATED_STEP_SECONDS == estimated_step_seconds(
+        TrainConfig(model="me/unknown"))
 
 
 def test_the_data_flags_and_preview_name_the_split(table, capsys):

@@ -147,7 +147,7 @@ def test_training_on_from_a_finished_run_names_it_and_keeps_its_own_base(tmp_pat
     shutil.rmtree(parent.path)
     assert base_model(child) == str(child.base_dir)
     report = evaluate_run(child.path, limit=2)
-    assert report["base"] is not None and report["fine_tuned"]["val_loss"] > 0
+    assert report["unseen"]["base"] is not None and report["unseen"]["fine_tuned"]["val_loss"] > 0
 
 
 def test_a_kill_between_the_best_model_renames_is_repaired(trained_run, tmp_path):

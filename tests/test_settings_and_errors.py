@@ -24,6 +24,19 @@ def test_settings_read_every_variable_with_one_boolean_parser():
     assert env_flag("", default=True) and not env_flag("off", default=True)
 
 
+def test_the_process_role_and_cpu_switches_come_from_settings(monkeypatch):
+    assert Settings.from_env({"SYMPTOMGEN_CPU_BF16": "0", "SYMPTOMGEN_KEEP_FREED_MEMORY": "1"}) == Settings(
+        cpu_bf16=False, keep_freed_memory=True)
+    assert settings.rank({}) == 0 and settings.world_size({}) == 1
+    assert settings.rank({"RANK": "2"}) == 2 and settings.world_size({"WORLD_SIZE": "4"}) == 4
+    monkeypatch.delenv("RANK", raising=False)
+    assert settings.is_main_process()
+    monkeypatch.setenv("RANK", "1")
+    assert not settings.is_main_process()
+    monkeypatch.setenv("RANK", "0")
+    assert settings.is_main_process()
+
+
 def test_a_bad_number_in_the_environment_is_one_sentence():
     with pytest.raises(InvalidInput, match="SYMPTOMGEN_MAX_ROWS must be a number, got 'lots'"):
         Settings.from_env({"SYMPTOMGEN_MAX_ROWS": "lots"})

@@ -285,7 +285,7 @@ def test_an_imported_run_never_names_a_server_path_or_disallowed_model_as_its_ba
     run = import_run_zip(crafted, runs_dir)
     assert base_model(run) is None  # no base/, and the named model is a path or not allowed here
     out = evaluate_run(run.path, limit=1)
-    assert out["base"] == {"error": "no base model is recorded for this run."}
+    assert out["unseen"]["base"] == {"error": "no base model is recorded for this run."}
 
 
 def test_an_imported_run_with_a_minimal_metrics_table_still_has_a_card(exported, tmp_path):

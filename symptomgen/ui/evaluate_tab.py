@@ -87,8 +87,6 @@ def summary_frame(result: dict) -> pd.DataFrame:
     rows = []
     for key_set, set_label in SET_NAMES:
         scored = result.get(key_set)
-        if scored is None and key_set == "unseen":  # a result from before the sets were scored apart
-            scored = {"fine_tuned": result["fine_tuned"], "base": result.get("base")}
         if scored is None:
             continue
         ft, base = scored["fine_tuned"], scored.get("base") or {}
@@ -210,8 +208,9 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
             raise result["error"]
         out = result["out"]
         note = _status(run, n, passes, time.monotonic() - started, done=True)
-        if "error" in (out.get("base") or {}):
-            note += f"\n\n⚠️ Base model not evaluated: {out['base']['error']}"
+        unseen_base = out["unseen"].get("base") or {}
+        if "error" in unseen_base:
+            note += f"\n\n⚠️ Base model not evaluated: {unseen_base['error']}"
         yield (note, summary_frame(out), rows_html(out["table"], "Unseen: validation rows (never trained on)"),
                rows_html(out.get("taught_table"), "Taught: training rows (a seeded sample)"))
 

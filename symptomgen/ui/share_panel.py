@@ -23,8 +23,8 @@ import gradio as gr
 
 from ..catalog import finished_run, run_choices
 from ..settings import current
-from ..share import visitor_token
-from ..storage import EXPORTS_DIR
+from ..share import export_run_zip, import_run_from_hub, import_run_zip, push_run_to_hub, visitor_token
+from ..storage import EXPORTS_DIR, delete_run as delete
 from .widgets import checked_types, user_errors
 
 EXPORT_DIR = EXPORTS_DIR  # one zip per run, replaced on each export; swept after an hour (storage.sweep)
@@ -94,8 +94,6 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
     @checked_types
     def export_run(run_id: str | None):
         """Build a zip of a finished run (best model, tokenizer, config, metrics, split, model card)."""
-        from ..share import export_run_zip
-
         found = finished_run(runs_dir, run_id)  # a run inside runs_dir, by name: never a caller's path
         with _export_lock:
             path = export_run_zip(found.path, EXPORT_DIR / f"{found.run_id}.zip")
@@ -107,8 +105,6 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
                    oauth: gr.OAuthToken | None = None):
         """Load a run from an uploaded zip, or else from a Hub repo id (public, or private with your own token),
         into this server's runs."""
-        from ..share import import_run_from_hub, import_run_zip
-
         hub_id = (hub_id or "").strip()
         if upload:
             new = import_run_zip(upload, runs_dir)
@@ -130,8 +126,6 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
     def push_run(run_id: str | None, repo_id: str | None, private: bool, typed_token: str | None = None,
                  oauth: gr.OAuthToken | None = None):
         """Upload a finished run (model, card, metrics, split) to a Hub model repo, with your own Hub token."""
-        from ..share import push_run_to_hub
-
         found = finished_run(runs_dir, run_id)
         url = push_run_to_hub(found.path, repo_id, token=visitor_token(typed_token, _signed_in(oauth)),
                               private=bool(private))
@@ -149,8 +143,6 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
     @checked_types
     def delete_run(run_id: str | None):
         """Delete a run that is not training (its folder, model and checkpoints) from this server."""
-        from ..storage import delete_run as delete
-
         if not (run_id or "").strip():
             return "Nothing deleted (no run selected, or cancelled).", None
         return f"**{delete(runs_dir, run_id)}**", None

@@ -18,8 +18,9 @@ import gradio as gr
 import pandas as pd
 
 from .. import config as C
-from ..catalog import resumable_choices
+from ..catalog import ModelSpec, resumable_choices
 from ..errors import InvalidInput
+from ..events import perplexity
 from ..jobs import JobManager, JobSnapshot
 from ..storage import DOWNLOADS_DIR
 from ..runs import Run, parent_run_id
@@ -196,7 +197,7 @@ def _summary_md(s: JobSnapshot) -> str:
     if r is None:
         return ""
     best = (f"best epoch **{r.best_epoch}** (validation loss {r.best_val_loss:.4f}, perplexity "
-            f"{math.exp(min(r.best_val_loss, 50)):.1f})" if r.best_epoch else "no epoch finished, so no model saved")
+            f"{perplexity(r.best_val_loss):.1f})" if r.best_epoch else "no epoch finished, so no model saved")
     extra = f" {r.message}" if r.message else ""
     listed = " It is listed on the Generate tab." if r.best_epoch else ""
     return (f"**Run `{r.run_dir.name}` {r.status}**: {best}; {r.epochs_done} epoch(s) in {r.seconds:.0f} s."
@@ -290,7 +291,6 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
     @named_parameters(params)
     def estimate(*values):
         """Seconds per epoch of these settings on this machine, before Start (``timing``)."""
-        from ..catalog import ModelSpec
         from ..data import prepare
         from ..offline import with_offline_fallback
         from ..timing import estimate_epoch_seconds, planned_seconds
