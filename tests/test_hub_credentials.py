@@ -127,15 +127,26 @@ def test_the_owners_token_is_lent_only_behind_a_login_and_an_opt_in(monkeypatch)
 
 
 def test_a_request_body_over_the_cap_is_refused_in_one_sentence_and_the_server_stays_up(page):
-    url = page[0]
-    big = json.dumps({"data": ["x" * (2 << 20)], "fn_index": 0, "session_hash": "abc"}).encode()
-    request = urllib.request.Request(url + "gradio_api/queue/join", data=big, method="POST",
-                                     headers={"content-type": "application/json"})
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(request, timeout=10)
-    assert err.value.code == 413
-    assert "larger than this server's 1024 KB limit" in json.loads(err.value.read())["error"]
-    with urllib.request.urlopen(url + "config", timeout=10) as answer:  # still serving
+    import http.client
+    from urllib.parse import urlparse
+
+    url = urlparse(page[0])
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.putrequest("POST", "/gradio_api/queue/join")  # a 50 MB disease name: refused on its headers alone
+    conn.putheader("content-type", "application/json")
+    conn.putheader("content-length", str(50 << 20))
+    conn.endheaders()
+    conn.send(b'{"data": ["' + b"x" * 4096)
+    answer = conn.getresponse()
+    assert answer.status == 413
+    assert "larger than this server's 1024 KB limit" in json.loads(answer.read())["error"]
+    conn.close()
+    chunked = http.client.HTTPConnection(url.hostname, url.port, timeout=10)  # no Content-Length: counted as read
+    chunked.request("POST", "/gradio_api/queue/join", body=iter([b"x" * (256 << 10)] * 8),
+                    headers={"content-type": "application/json"}, encode_chunked=True)
+    assert chunked.getresponse().status == 413
+    chunked.close()
+    with urllib.request.urlopen(page[0] + "config", timeout=10) as answer:  # still serving
         assert answer.status == 200
 
 

@@ -4,7 +4,7 @@ A pure ASGI middleware that the page's FastAPI app runs first (``launch_guard``)
 
 - **Body cap.**  Every request body but a file upload is refused past ``Settings.max_request_bytes`` (1 MB by
   default) with HTTP 413 and one sentence, from its ``Content-Length`` before a byte is read, or while it streams
-  when it has none.  A 50 MB disease name in a JSON body is refused for the cost of its headers, not parsed.
+  when it has none (such a body is buffered up to the cap, never past it).  A 50 MB disease name in a JSON body is refused for the cost of its headers, not parsed.
 - **MCP behind the login.**  Gradio checks its login on the page's routes and on tool *calls*, but serves MCP's tool
   list and schemas to anyone.  With a login configured, every ``/gradio_api/mcp`` request needs the page's login
   cookie or HTTP Basic credentials of a configured user (what an MCP client can send in a header).
@@ -47,21 +47,26 @@ class RequestGuard:
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return await _refuse(send, 413, _too_large(limit))
-        seen = 0
-
-        async def capped_receive() -> dict:
-            nonlocal seen
+        if length is not None:
+            return await self.app(scope, receive, send)
+        # No Content-Length (chunked): read up to the cap here, then hand the body on.  Raising from inside the
+        # app's own read would not do: FastAPI turns any error while parsing a body into a 400 of its own.
+        messages, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:  # a body without Content-Length (chunked) that grows past the cap
-                    raise BodyTooLarge
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                return await _refuse(send, 413, _too_large(limit))
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, capped_receive, send)
-        except BodyTooLarge:
-            await _refuse(send, 413, _too_large(limit))
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
     def _logged_in(self, scope: dict) -> bool:
         app: Any = scope.get("app")
@@ -80,10 +85,6 @@ class RequestGuard:
         except (binascii.Error, UnicodeDecodeError):
             return False
         return any(hmac.compare_digest(user, u) & hmac.compare_digest(password, p) for u, p in self.credentials)
-
-
-class BodyTooLarge(Exception):
-    """A streamed request body passed the cap."""
 
 
 def _too_large(limit: int) -> str:
