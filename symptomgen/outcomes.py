@@ -21,6 +21,8 @@ from .settings import current
 
 OOM_MESSAGE = "Out of memory: lower the batch size or max length. The best finished epoch is kept."
 INTERRUPTED_MESSAGE = "Interrupted; resume the run to continue."
+STOPPED_MESSAGE = "Stopped on request; the best finished epoch is kept."
+STOPPED_EMPTY_MESSAGE = "Stopped on request before the first epoch finished; nothing to keep."
 _FAILED = "Training failed: "
 
 
@@ -110,10 +112,7 @@ def of_training(end: TrainingEnd, cfg: TrainConfig, oom: bool, train_rows: int |
     if end.error:
         status, message = RunStatus.FAILED, end.error
     elif end.stopped:
-        status, message = RunStatus.STOPPED, ("Stopped on request; the best finished epoch is kept."
-                                              if end.best_epoch is not None
-                                              else "Stopped on request before the first epoch finished; "
-                                                   "nothing to keep.")
+        status, message = RunStatus.STOPPED, STOPPED_MESSAGE if end.best_epoch is not None else STOPPED_EMPTY_MESSAGE
     elif end.out_of_time:
         budget = (f"The time budget ({cfg.max_minutes:g} min) ran out after {end.epochs_done} of {cfg.epochs} "
                   "epochs")
