@@ -1,19 +1,13 @@
-"""The server's training job: at most one at a time, in its own process, owned by the server, not a browser tab.
+"""The server's training job: at most one at a time, owned by the server, not a browser tab.
 
-``JobManager.start`` checks and reserves the single training slot under a lock (two simultaneous starts yield
-exactly one job), checks the disk limits and prepares the data in the caller's thread (so bad input fails at once,
-with its message), then runs ``trainer.run_training`` in a child process started with multiprocessing's *spawn*
-context.  The child has its own memory, threads and torch random generator: a training that runs out of memory,
-crashes or is killed takes only itself down, and the server's seeded generations never share a random state
-with training.  The child runs at a lower priority (``nice``), so the page stays responsive while it trains.
-
-Records flow back over a one-way pipe: ``RunStarted`` (the run folder, sent as soon as it exists), ``Progress``,
-``EpochResult`` and ``RunSummary`` exactly as ``run_training`` reports them, or ``JobFailed`` with one sentence
-when an exception ends it.  A pump thread in the server receives them.  When the pipe ends (the child exited, for
-whatever reason) without a summary or a failure, the child died: the pump marks the run interrupted (killed by a
-signal) or failed (any other exit) with one sentence, and the slot is free for the next Start.  Stop sets an
-``mp.Event`` that the trainer checks after every optimizer step; a child still alive ``stop_grace_s`` later is
-terminated, then killed.  A child whose server dies stops by itself (it watches its parent).
+``JobManager`` keeps the single training slot, the history of its recent jobs and their snapshots.
+``start`` checks and reserves the slot under a lock (two simultaneous starts yield exactly one job), then runs
+the checks (``preflight``: disk limits, model choice, offline fallback, data, GPU plan) in the caller's thread,
+so bad input fails at once, with its message.  The training itself is launched by the one ``launchers.Launcher``
+the manager picked when it was built: a spawned child process, or a ZeroGPU call.  Either way it reports
+``RunStarted`` (the run folder, sent as soon as it exists), ``Progress``, ``EpochResult`` and ``RunSummary``
+exactly as ``run_training`` reports them, or ``JobFailed`` with one sentence when an exception ends it; when it
+ends without either, its launcher says how (``outcomes``) and the slot is free for the next Start.
 
 Of the records the job keeps what a page draws: the latest ``Progress``, every ``EpochResult`` and the
 ``RunSummary`` (so memory and snapshot cost do not grow with the steps), plus a version that grows by one per
@@ -27,32 +21,22 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
-import logging
-import multiprocessing as mp
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from .catalog import ModelSpec
+from . import launchers, outcomes
 from .config import DataConfig, TrainConfig
-from .data import prepare
-from .errors import TrainingBusyError, TrainingFailed, UserError, failure_reason
+from .errors import TrainingBusyError
 from .events import EpochResult, Event, Progress, RunStarted, RunSummary
-from .offline import with_offline_fallback
-from .records import RunStatus
-from .runs import Run, resolve_run
-from .settings import current
-from .storage import check_room
-from .worker import CHILD_NAME, JobFailed, child_main, death_reason, run_training_in_child
-from . import zerogpu
+from .preflight import Ready, preflight, preflight_resume
+from .worker import JobFailed, run_training_in_child
 
-log = logging.getLogger(__name__)
 _KEEP_JOBS = 8  # finished jobs remembered (for late followers); runs themselves live on disk
-_SPAWN = mp.get_context("spawn")  # a fresh interpreter: no copy of the server's threads, locks or RNG state
-_KILL_AFTER_S = 5.0  # after terminate(), before kill()
 
 
 @dataclass(frozen=True)
@@ -86,7 +70,7 @@ class JobSnapshot:
 
 @dataclass
 class _Job:
-    """One job's state, changed only under the manager's lock (the process handle by the pump thread)."""
+    """One job's state, changed only under the manager's lock (its training's handle by the launcher's thread)."""
 
     job_id: int
     data: DataConfig
@@ -98,15 +82,10 @@ class _Job:
     progress: Progress | None = None
     epochs: tuple[EpochResult, ...] = ()  # a tuple: a snapshot shares it instead of copying
     summary: RunSummary | None = None
-    stop: Any = field(default_factory=_SPAWN.Event)
     error: str | None = None
     done: bool = False
     run_dir: Path | None = None
-    process: Any = None  # multiprocessing.Process
-    pump: threading.Thread | None = None
-    stop_asked: float | None = None  # time.monotonic() of the Stop request
-    terminated: float | None = None  # time.monotonic() of terminate()
-    shutting_down: bool = False  # ended because the server is shutting down
+    launched: launchers.Launched | None = None
 
     @property
     def version(self) -> int:
@@ -153,8 +132,7 @@ class JobManager:
         signature: ``(data, train, runs_dir, on_event, stop, prepared=None[, resume=...])``)."""
         self.runs_dir = Path(runs_dir)
         self._train_fn = train_fn or run_training_in_child
-        # ZeroGPU: training runs inside a spaces.GPU call (its own process already), decorated with the page.
-        self._gpu_training = zerogpu.gpu_training() if zerogpu.active() else None
+        self.launcher = launchers.pick()  # once: a child process, or a ZeroGPU call decorated with the page
         self._cond = threading.Condition()
         self._jobs: dict[int, _Job] = {}
         self._latest: _Job | None = None
@@ -186,48 +164,26 @@ class JobManager:
             self._reserved = False
 
     def start(self, data: DataConfig, train: TrainConfig, fallback: bool = True) -> JobSnapshot:
-        """Start training in a child process, or raise ``TrainingBusyError``, ``QuotaExceeded`` or the data's
-        ``ValueError``."""
+        """Start training, or raise ``TrainingBusyError``, ``QuotaExceeded``, the data's ``ValueError`` or, where
+        the training must fit a GPU call, ``TrainingFailed`` saying what would fit."""
         self._reserve()
         try:
-            check_room(self.runs_dir)
-            notices: list[str] = []
-            train = train.with_(model=ModelSpec.parse(train.model, self.runs_dir).target)
-            if fallback:
-                data, train, notices = with_offline_fallback(data, train)
-            prepared = prepare(data)
-            if self._gpu_training is not None:  # refused now, in one sentence, when the GPU budget is too small
-                gpu_plan = zerogpu.plan(train, len(prepared.train), self.runs_dir)
+            ready = preflight(data, train, self.runs_dir, fallback=fallback, plan=self.launcher.plan)
         except BaseException:
             self._release()
             raise
-        job = _Job(next(self._ids), data, train, tuple(notices), prepared.summary())
-        if self._gpu_training is not None:
-            return self._launch_in_gpu_call(job, (data, train, self.runs_dir), {"prepared": prepared}, gpu_plan)
-        return self._launch(job, (data, train, self.runs_dir), {"prepared": prepared})
+        return self._launch(ready)
 
     def resume(self, run_id: str) -> JobSnapshot:
         """Continue a stopped, failed or interrupted run from its last checkpoint (as ``train --resume``), or raise
         saying why it cannot be."""
         self._reserve()
         try:
-            run = resolve_run(self.runs_dir, run_id)
-            problem = run.resume_problem()
-            if problem:
-                raise TrainingFailed(problem)
-            rec = run.record()
-            if self._gpu_training is not None:
-                gpu_plan = zerogpu.plan(rec.train, rec.train_rows or 0, self.runs_dir)
+            ready = preflight_resume(run_id, self.runs_dir, plan=self.launcher.plan)
         except BaseException:
             self._release()
             raise
-        rows = f"{rec.train_rows} training and {rec.val_rows} validation rows" if rec.train_rows else "its own split"
-        job = _Job(next(self._ids), rec.data, rec.train, (),
-                   f"Resuming run {run.run_id} from its last checkpoint ({rows}).")
-        if self._gpu_training is not None:
-            return self._launch_in_gpu_call(job, (rec.data, rec.train, self.runs_dir), {"resume": run.run_id},
-                                            gpu_plan)
-        return self._launch(job, (rec.data, rec.train, self.runs_dir), {"resume": run.run_id})
+        return self._launch(ready)
 
     def _register(self, job: _Job) -> None:
         """Make ``job`` the latest (the slot passes from the reservation to it), forgetting the oldest."""
@@ -237,113 +193,26 @@ class JobManager:
                 self._jobs.pop(old)
             self._latest, self._reserved = job, False
 
-    def _launch_in_gpu_call(self, job: _Job, args: tuple, kwargs: dict, gpu_plan) -> JobSnapshot:
-        """ZeroGPU: the job follows one ``spaces.GPU`` call (``zerogpu``) instead of a child process of its own."""
-        job.stop = zerogpu.FileStop.new()  # crosses into ZeroGPU's process; set() by stop() as the event would be
+    def _launch(self, ready: Ready) -> JobSnapshot:
+        """Register a job for ``ready`` (its stop flag works from now on) and start its training."""
+        job = _Job(next(self._ids), ready.data, ready.train, ready.notices, ready.summary)
+        job.launched = self.launcher.new(job.job_id, partial(self._receive, job), partial(self._end, job))
         self._register(job)
-
-        def follow() -> None:
-            try:
-                for record in self._gpu_training(self._train_fn, args, kwargs, job.stop, gpu_plan.seconds):
-                    self._receive(job, record)
-            except BaseException as exc:  # noqa: BLE001 (a failure of the call, e.g. its time ran out)
-                if not isinstance(exc, UserError):
-                    log.exception("training job %s failed in its ZeroGPU call", job.job_id)
-                self._receive(job, JobFailed(failure_reason(exc)))
-            finally:
-                job.stop.clear()
-                self._end(job, 0)
-
-        job.pump = threading.Thread(target=follow, daemon=True, name=f"symptomgen-job-{job.job_id}")
-        job.pump.start()
-        return self.snapshot(job.job_id)
-
-    def _launch(self, job: _Job, args: tuple, kwargs: dict) -> JobSnapshot:
-        """Register ``job`` (the slot passes from the reservation to it) and start its process and pump."""
-        self._register(job)
-        reader, writer = _SPAWN.Pipe(duplex=False)
         # Started outside the lock: spawning writes the prepared data to the child, which takes a moment.
-        try:
-            job.process = _SPAWN.Process(target=child_main, args=(self._train_fn, args, kwargs, writer, job.stop),
-                                         name=f"{CHILD_NAME}-{job.job_id}", daemon=True)
-            job.process.start()
-        except BaseException as exc:
-            reader.close()
-            log.exception("could not start the training process")
-            with self._cond:
-                job.error, job.done = f"Training could not start: {failure_reason(exc)}", True
-                self._cond.notify_all()
-            raise TrainingFailed(job.error) from None
-        finally:
-            writer.close()  # the child holds its own copy: the pipe ends when the child does
-        job.pump = threading.Thread(target=self._pump, args=(job, reader), daemon=True,
-                                    name=f"symptomgen-job-{job.job_id}")
-        job.pump.start()
+        job.launched.start(self._train_fn, (ready.data, ready.train, self.runs_dir), ready.kwargs, ready.gpu_seconds)
         return self.snapshot(job.job_id)
-
-    def _pump(self, job: _Job, reader) -> None:
-        """Receive the child's records until its pipe ends, enforcing Stop's grace period meanwhile."""
-        proc = job.process
-        try:
-            while True:
-                if reader.poll(0.25):
-                    try:
-                        record = reader.recv()
-                    except (EOFError, OSError):
-                        break  # the child has exited (or closed its end)
-                    except Exception:  # a record that does not unpickle: skip it, keep following
-                        log.exception("unreadable record from the training process")
-                        continue
-                    self._receive(job, record)
-                elif not proc.is_alive():
-                    if not reader.poll(0.1):  # nothing left (a grandchild may hold the pipe open)
-                        break
-                else:
-                    self._enforce_stop(job)
-        finally:
-            reader.close()
-            proc.join(_KILL_AFTER_S)
-            if proc.is_alive():  # its pipe is closed but it does not exit (stuck in teardown): free its memory
-                log.warning("training job %s did not exit after closing its pipe: killing it", job.job_id)
-                proc.kill()
-                proc.join(_KILL_AFTER_S)
-            self._end(job, proc.exitcode)
 
     def _receive(self, job: _Job, record) -> None:
         with self._cond:
             if isinstance(record, JobFailed):
-                msg = record.message
-                job.error = msg if msg.startswith("Training failed") else f"Training failed: {msg}"
+                job.error = outcomes.failed_line(record.message)
                 job.recorded += 1
             else:
                 job.record(record)
             self._cond.notify_all()
 
-    def _enforce_stop(self, job: _Job) -> None:
-        now = time.monotonic()
-        if job.stop_asked is None:
-            return
-        if job.terminated is None and now - job.stop_asked > current().stop_grace_s:
-            log.warning("training job %s ignored Stop for %.0f s: terminating it", job.job_id, now - job.stop_asked)
-            job.terminated = now
-            job.process.terminate()
-        elif job.terminated is not None and now - job.terminated > _KILL_AFTER_S:
-            job.process.kill()
-
-    def _end(self, job: _Job, exitcode: int | None) -> None:
-        """The child is gone: say how, mark its run if it could not, free the slot."""
-        status, message = RunStatus.FAILED, job.error
-        if job.summary is None and job.error is None:
-            status, message = death_reason(exitcode, shutting_down=job.shutting_down,
-                                           terminated=job.terminated is not None)
-            log.warning("training job %s: %s", job.job_id, message)
-        if job.summary is None and job.run_dir is not None:
-            try:
-                run = Run(job.run_dir)
-                if run.record().status is RunStatus.RUNNING:
-                    run.update(status=status, message=(message or "").removeprefix("Training failed: "))
-            except OSError:
-                log.exception("could not record how training job %s ended", job.job_id)
+    def _end(self, job: _Job, message: str | None) -> None:
+        """The training is gone (``message`` says how, when no record did): the slot is free."""
         with self._cond:
             if job.summary is None and job.error is None:
                 job.error = message
@@ -356,22 +225,15 @@ class JobManager:
             job = self._latest
             if job is None or job.settled:
                 return "No training is running."
-            job.stop.set()
-            if job.stop_asked is None:
-                job.stop_asked = time.monotonic()
+            job.launched.stop()
             return "Stopping after the current step; the best finished epoch is kept."
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop the running job, wait up to ``timeout`` for it, then end its process (server shutdown)."""
+        """Stop the running job, wait up to ``timeout`` for it, then end it (server shutdown; its launcher's way)."""
         job = self._latest
-        if job is None or job.done or job.process is None:
+        if job is None or job.done or job.launched is None:
             return
-        self.stop()
-        if not self.join(timeout):
-            job.shutting_down = True
-            job.terminated = job.terminated or time.monotonic()
-            job.process.terminate()
-            self.join(_KILL_AFTER_S)
+        job.launched.shutdown(timeout)
 
     # -- following -------------------------------------------------------------------------
     def snapshot(self, job_id: int | None = None) -> JobSnapshot | None:
@@ -392,12 +254,9 @@ class JobManager:
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the latest job to end (tests, shutdown); True when it has."""
         job = self._latest
-        if job is None or job.pump is None:
-            return True
-        job.pump.join(timeout)
-        return not job.pump.is_alive()
+        return job is None or job.launched is None or job.launched.join(timeout)
 
     def child_pid(self) -> int | None:
         """The running job's process id (tests and benchmarks), or None."""
         job = self._latest
-        return job.process.pid if job is not None and not job.done and job.process is not None else None
+        return job.launched.pid if job is not None and not job.done and job.launched is not None else None

@@ -134,33 +134,6 @@ class EpochReporter(TrainerCallback):
             control.should_training_stop = True
 
 
-def kept_model_note(best_epoch: int | None, epochs_done: int, kept_epoch: int | None, cfg: TrainConfig,
-                    train_rows: int | None, split_by: str | None) -> str:
-    """What the run summary says about the model ``best/`` holds, when it needs saying ("" otherwise): with
-    ``keep=last``, that it is not the best epoch's; when validation was best at epoch 1 (or 2) of several, that the
-    early model is kept, and the likely causes — unseen names in validation, the learning rate, too few rows."""
-    if best_epoch is None or epochs_done < 2:
-        return ""
-    parts = []
-    if cfg.keep == "last" and kept_epoch is not None and kept_epoch != best_epoch:
-        parts.append(f"best/ holds the last epoch's model (epoch {kept_epoch}) as asked (keep=last); validation "
-                     f"loss was lowest at epoch {best_epoch}.")
-    if best_epoch > 2 or epochs_done <= best_epoch:
-        return " ".join(parts)
-    if cfg.keep == "best":
-        parts.append(f"Validation loss was lowest at epoch {best_epoch} of {epochs_done} and never improved after it, "
-                     f"so the epoch-{best_epoch} model is kept.")
-    causes = []
-    if split_by in (None, "by-name"):  # runs from before the choice were split by name
-        causes.append("validation names are unseen in training, so later epochs learn the training names' texts "
-                      "rather than anything that carries over (split by row if names repeat)")
-    if train_rows is not None and train_rows < 1000:
-        causes.append(f"{train_rows} training rows are few enough to memorise in an epoch or two")
-    causes.append(f"the learning rate ({cfg.learning_rate:g}) may be too high: try a lower one or a decaying schedule")
-    parts.append("Likely causes: " + "; ".join(causes) + ".")
-    return " ".join(parts)
-
-
 def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)

@@ -33,13 +33,14 @@ from . import runs as runs_mod
 from .batching import EncodedDataset, PackCollator, PadCollator, encode_frame, packing_is_exact
 from .config import DataConfig, TrainConfig, is_scratch
 from .data import PreparedData, format_example, prepare
-from .errors import InvalidInput, TrainingFailed, UserError, failure_reason, first_line as _first_line, is_disk_full
+from .errors import InvalidInput, TrainingFailed, UserError, first_line as _first_line, is_disk_full
 from .events import EpochResult, Event, Progress, RunStarted, RunSummary
 from .modeling import count_parameters, load_for_training, load_pretrained
 from . import lora as lora_mod
+from . import outcomes
 from .hub import looks_like_hub_id
 from .records import RunRecord, RunStatus
-from .reporter import EpochReporter, device_name, kept_model_note
+from .reporter import EpochReporter, device_name
 from .settings import is_main_process, world_size
 
 __all__ = ["EpochReporter", "EpochResult", "Event", "Progress", "RunSummary", "TrainingHooks", "run_training",
@@ -198,19 +199,17 @@ def _failed(run: runs_mod.Run | None, exc: BaseException) -> BaseException:
     """Record why the run ended on ``exc`` (a run never stays "running" after an exception), and return what to
     raise: a user's error as is, a full disk or another file or memory problem as ``TrainingFailed`` (one sentence,
     no path), anything else (a bug) as is, for its traceback."""
-    interrupted = not isinstance(exc, Exception)  # KeyboardInterrupt, SystemExit
+    outcome = outcomes.of_exception(exc)
     if run is not None and is_main_process():
         try:
             if run.record().status is RunStatus.RUNNING:
-                run.update(status=RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED,
-                           message="Interrupted; resume the run to continue." if interrupted
-                           else failure_reason(exc))
+                run.update(status=outcome.status, message=outcome.message)
         except OSError:
             pass  # e.g. the disk is still full: the record keeps this process's id, which reads as interrupted
-    if interrupted or isinstance(exc, UserError):
+    if outcome.status is RunStatus.INTERRUPTED or isinstance(exc, UserError):
         return exc
     if is_disk_full(exc) or isinstance(exc, (OSError, MemoryError)):
-        return TrainingFailed(failure_reason(exc))
+        return TrainingFailed(outcome.message)
     return exc
 
 
@@ -355,7 +354,7 @@ def _train(trainer: Trainer, setup: _Setup) -> bool:
         if not _is_oom(exc):
             if is_main_process():
                 setup.run.update(status=RunStatus.FAILED, message=_first_line(exc))
-            raise TrainingFailed(f"Training failed: {_first_line(exc)}") from exc
+            raise outcomes.RunFailed(_first_line(exc)) from exc
         return True
     return False
 
@@ -363,37 +362,8 @@ def _train(trainer: Trainer, setup: _Setup) -> bool:
 def _finish(setup: _Setup, reporter: EpochReporter, oom: bool, started: float,
             on_event: Callable[[Event], None]) -> RunSummary:
     """How the run ended, recorded in its folder (main process) and reported as the last event."""
-    status, message = RunStatus.FINISHED, ""
-    if oom:
-        status, message = RunStatus.FAILED, OOM_MESSAGE
-    if reporter.error:
-        status, message = RunStatus.FAILED, reporter.error
-    elif reporter.stopped:
-        status, message = RunStatus.STOPPED, ("Stopped on request; the best finished epoch is kept."
-                                              if reporter.best_epoch is not None
-                                              else "Stopped on request before the first epoch finished; "
-                                                   "nothing to keep.")
-    elif reporter.out_of_time:
-        cfg = setup.train_cfg
-        budget = (f"The time budget ({cfg.max_minutes:g} min) ran out after {reporter.epochs_done} of {cfg.epochs} "
-                  "epochs")
-        status, message = RunStatus.STOPPED, (
-            f"{budget}; training stopped at that step, keeping the model of epoch {reporter.kept_epoch}."
-            if reporter.kept_epoch is not None else
-            f"{budget}, before the first epoch finished: there is no model to keep. Raise the budget, or use fewer "
-            "rows or a smaller model.")
-    elif reporter.out_of_room:
-        status, message = RunStatus.STOPPED, (
-            f"The runs folder passed its disk limit after epoch {reporter.epochs_done} of {setup.train_cfg.epochs}; "
-            f"training stopped there, keeping the model of epoch {reporter.kept_epoch}. Delete runs you no longer "
-            "need before training more.")
-    elif reporter.early_stopped:
-        status, message = RunStatus.EARLY_STOPPED, \
-            f"No validation improvement for {setup.train_cfg.patience} epoch(s)."
-    if status is not RunStatus.FAILED:
-        note = kept_model_note(reporter.best_epoch, reporter.epochs_done, reporter.kept_epoch, setup.train_cfg,
-                               len(setup.train_df), setup.run.record().split_by)
-        message = " ".join(m for m in (message, note) if m)
+    outcome = outcomes.of_training(reporter, setup.train_cfg, oom, len(setup.train_df), setup.run.record().split_by)
+    status, message = outcome.status, outcome.message
     summary = RunSummary(run_dir=setup.run.path, status=status, epochs_done=reporter.epochs_done,
                          best_epoch=reporter.best_epoch,
                          best_val_loss=None if reporter.best_epoch is None else reporter.best_val,
@@ -402,9 +372,6 @@ def _finish(setup: _Setup, reporter: EpochReporter, oom: bool, started: float,
         setup.run.update(status=status, message=message, seconds=round(summary.seconds, 2))
     on_event(summary)
     return summary
-
-
-OOM_MESSAGE = "Out of memory: lower the batch size or max length. The best finished epoch is kept."
 
 
 def _is_oom(exc: BaseException) -> bool:

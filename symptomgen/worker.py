@@ -1,9 +1,9 @@
-"""The training process of a server job (``jobs``): what runs in the child, and how its end is told.
+"""The training process of a server job (``launchers.ChildProcessLauncher``): what runs in the child.
 
 ``child_main`` runs ``trainer.run_training`` (or a test's stand-in) in the spawned process, at a lower priority,
 ignoring the terminal's Ctrl-C, and sends each record to the server over the pipe, then ``JobFailed`` with one
-sentence if an exception ended it.  It watches its parent: when the server dies, training stops by itself.
-``death_reason`` words the end of a process that sent neither a summary nor a failure (killed, crashed).
+sentence (``outcomes.failure``) if an exception ended it.  It watches its parent: when the server dies, training
+stops by itself.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import UserError, failure_reason
+from .errors import UserError
 from .events import RunSummary
-from .records import RunStatus
-from .settings import current
+from .outcomes import failure
 
 CHILD_NAME = "symptomgen-training"  # app.py skips building the page in a process with this name
 _NICE = 10  # training yields the CPU to the server's requests
@@ -28,7 +27,8 @@ _NICE = 10  # training yields the CPU to the server's requests
 
 @dataclass(frozen=True)
 class JobFailed:
-    """Sent by the training process when an exception ended it: why, in one sentence without a server path."""
+    """Sent by the training process when an exception ended it: why, in one sentence without a server path (a
+    person sees it behind ``outcomes.failed_line``'s prefix)."""
 
     message: str
 
@@ -66,27 +66,6 @@ def child_main(train_fn: Callable[..., Any], args: tuple, kwargs: dict, conn, st
     except BaseException as exc:  # noqa: BLE001 (everything is reported, then the process ends)
         if not isinstance(exc, UserError):
             traceback.print_exc()  # for the server's log; the page gets one sentence
-        send(JobFailed(failure_reason(exc)))
+        send(JobFailed(failure(exc)))
     finally:
         conn.close()
-
-
-def death_reason(exitcode: int | None, *, shutting_down: bool, terminated: bool) -> tuple[RunStatus, str]:
-    """How a training process that ended without a summary or a failure report is recorded, in one sentence."""
-    if shutting_down:
-        return RunStatus.INTERRUPTED, ("The server shut down during training; the best finished epoch is kept, "
-                                       "and the run can be resumed from its last checkpoint.")
-    if terminated:
-        return RunStatus.STOPPED, (f"Stopped on request: training did not reach a stopping point within "
-                                   f"{current().stop_grace_s:g} s, so its process was ended; the best finished "
-                                   "epoch is kept.")
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        why = " (often the system running out of memory)" if -exitcode == signal.SIGKILL else ""
-        return RunStatus.INTERRUPTED, (f"The training process was killed by {name}{why}; the best finished epoch "
-                                       "is kept, and the run can be resumed from its last checkpoint.")
-    return RunStatus.FAILED, (f"The training process ended unexpectedly (exit code {exitcode}); the best finished "
-                              "epoch is kept.")

@@ -2,7 +2,7 @@
 
 On ZeroGPU a GPU exists only while a function decorated with ``spaces.GPU`` runs, in a process ZeroGPU starts
 for that call, for at most the duration the call asked for.  So there a Start does not spawn a training process
-of its own (``jobs.JobManager``): it calls ``gpu_training``'s function, which runs ``run_training`` in that GPU
+of its own (``launchers.GpuCallLauncher``): it calls ``gpu_training``'s function, which runs ``run_training`` in that GPU
 process and streams its records back as a generator (ZeroGPU forwards a generator's items as they come), and the
 job follows them exactly as it follows its own child.  Stop crosses the process boundary as a file
 (``FileStop``): the trainer checks it after every optimizer step.
@@ -148,5 +148,5 @@ def _requested(train_fn, args, kwargs, stop, seconds) -> int:
 def gpu_training() -> Callable[..., Iterator[Any]]:
     """The training generator under ``spaces.GPU`` with the planned duration (a plain generator off ZeroGPU).
 
-    Call it when the server's job manager is built, as the page's other GPU handlers are decorated."""
+    Call it when the server's job launcher is built, as the page's other GPU handlers are decorated."""
     return gpu(_requested)(_records)

@@ -16,7 +16,7 @@ from symptomgen.cli import main as cli_main
 from symptomgen.config import DataConfig, GenerationSettings, TrainConfig
 from symptomgen.data import prepare
 from symptomgen.events import Progress
-from symptomgen.reporter import kept_model_note
+from symptomgen.outcomes import kept_model_note
 from symptomgen.runs import Run
 from symptomgen.scoring import detect_target_kind, rouge
 from symptomgen.splits import name_keys, split_rows, spread_sample

@@ -291,8 +291,7 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
     @named_parameters(params)
     def estimate(*values):
         """Seconds per epoch of these settings on this machine, before Start (``timing``)."""
-        from ..data import prepare
-        from ..offline import with_offline_fallback
+        from ..preflight import preflight
         from ..timing import estimate_epoch_seconds, planned_seconds
 
         if manager.busy():
@@ -300,12 +299,13 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
         given = dict(zip(params, values, strict=True))
         dcfg = data_config(**{n: given[n] for n in DATA_INPUTS})
         tcfg = train_config(**{n: given[n] for n in TRAIN_FIELDS})
-        tcfg = tcfg.with_(model=ModelSpec.parse(tcfg.model, manager.runs_dir).target)
-        dcfg, tcfg, notices = with_offline_fallback(dcfg, tcfg)
-        seconds = estimate_epoch_seconds(prepare(dcfg), tcfg)
+        # Start's own checks (model choice, offline fallback, data), less the disk limits and the GPU plan.
+        ready = preflight(dcfg, tcfg, manager.runs_dir, check_quota=False)
+        tcfg = ready.train
+        seconds = estimate_epoch_seconds(ready.prepared, tcfg)
         total = planned_seconds(seconds, tcfg)
         budget = " (the time budget stops it sooner)" if total < seconds * tcfg.epochs else ""
-        notes = "".join(f"⚠️ {n}\n\n" for n in notices)
+        notes = "".join(f"⚠️ {n}\n\n" for n in ready.notices)
         return (f"{notes}About **{duration(seconds)} per epoch** on this machine: {tcfg.epochs} epoch(s) ≈ "
                 f"{duration(total)}{budget}. Timed from a few steps of a model shaped like "
                 f"`{parent_run_id(tcfg.model) or tcfg.model}`; loading it and saving checkpoints add a little.")

@@ -1,0 +1,75 @@
+"""The checks before a run trains, in the caller's thread, so bad input fails at once with its message.
+
+``preflight`` takes a new run's settings through the runs folder's disk limits, the model choice (a run name
+becomes its ``best/`` folder), the offline fallback (with its notices), data preparation (the data's own errors)
+and, where training runs in a sized GPU call, the plan for that call (refused in one sentence when it cannot fit).
+``preflight_resume`` does the same for continuing a run.  ``JobManager.start``/``resume`` train what they return;
+the Train tab's time estimate runs the same steps (without the disk limits and the GPU plan) and times the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .catalog import ModelSpec
+from .config import DataConfig, TrainConfig
+from .data import PreparedData, prepare
+from .errors import TrainingFailed
+from .offline import with_offline_fallback
+from .runs import resolve_run
+from .storage import check_room
+
+GpuPlan = Callable[[TrainConfig, int, Path], "int | None"]
+"""``(train, training rows, runs_dir) -> seconds`` to ask of a GPU call (None where no call is sized), raising
+``TrainingFailed`` when the training cannot fit one (``launchers.Launcher.plan``)."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A run that passed its checks: what to train, what its job shows before the first record, and what the
+    training function gets besides ``(data, train, runs_dir)``."""
+
+    data: DataConfig
+    train: TrainConfig
+    notices: tuple[str, ...]
+    summary: str
+    """One line about the data (rows, split), shown while the run starts."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """``prepared=`` (a new run's data, prepared once) or ``resume=`` (the run to continue)."""
+    gpu_seconds: int | None = None
+    """The GPU call's planned duration, where training runs in one."""
+
+    @property
+    def prepared(self) -> PreparedData | None:
+        return self.kwargs.get("prepared")
+
+
+def preflight(data: DataConfig, train: TrainConfig, runs_dir: Path, *, fallback: bool = True,
+              check_quota: bool = True, plan: GpuPlan | None = None) -> Ready:
+    """A new run's checks, in order: disk limits (``QuotaExceeded``), the model choice, the offline fallback,
+    the data (its ``ValueError``), the GPU plan (``TrainingFailed``)."""
+    if check_quota:
+        check_room(runs_dir)
+    notices: list[str] = []
+    train = train.with_(model=ModelSpec.parse(train.model, runs_dir).target)
+    if fallback:
+        data, train, notices = with_offline_fallback(data, train)
+    prepared = prepare(data)
+    seconds = plan(train, len(prepared.train), runs_dir) if plan is not None else None
+    return Ready(data, train, tuple(notices), prepared.summary(), {"prepared": prepared}, seconds)
+
+
+def preflight_resume(run_id: str, runs_dir: Path, *, plan: GpuPlan | None = None) -> Ready:
+    """Continuing ``run_id`` from its last checkpoint (as ``train --resume``): the run must be resumable; its
+    saved settings and split are trained, under a GPU plan where one is sized."""
+    run = resolve_run(runs_dir, run_id)
+    problem = run.resume_problem()
+    if problem:
+        raise TrainingFailed(problem)
+    rec = run.record()
+    seconds = plan(rec.train, rec.train_rows or 0, runs_dir) if plan is not None else None
+    rows = f"{rec.train_rows} training and {rec.val_rows} validation rows" if rec.train_rows else "its own split"
+    return Ready(rec.data, rec.train, (), f"Resuming run {run.run_id} from its last checkpoint ({rows}).",
+                 {"resume": run.run_id}, seconds)
