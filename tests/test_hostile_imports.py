@@ -21,6 +21,7 @@ import pytest
 
 from symptomgen import settings
 from symptomgen.errors import QuotaExceeded, ShareError
+from symptomgen.runs import Run
 from symptomgen.store import RunStore
 from symptomgen.share import export_run_zip, import_run_zip
 

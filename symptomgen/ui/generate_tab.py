@@ -24,7 +24,7 @@ from ..errors import HubUnreachableError, first_line
 from ..hub import unreachable_reason
 from ..gpu import generation_seconds, gpu
 from ..store import RunStore
-from .context import LazyModelCache, PageContext
+from .context import PageContext
 from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, setting_widget, user_errors
 from .explain_panel import build_explain_section
 
