@@ -9,9 +9,9 @@ import multiprocessing
 # Training runs in a child process started with "spawn", which imports this file again as its main module:
 # that process trains and needs no page (building one would cost it seconds and memory).
 if not multiprocessing.current_process().name.startswith("symptomgen-training"):
-    from symptomgen.ui import build_demo, main
+    from symptomgen.ui import build_page, main
 
-    demo = build_demo()
+    demo, page = build_page()
 
     if __name__ == "__main__":
-        main(demo)
+        main(demo, store=page.store)

@@ -32,6 +32,7 @@ def worker(zip_path: str, root: str) -> None:
     import transformers  # noqa: F401
 
     from symptomgen.share import import_run_zip
+    from symptomgen.store import RunStore
 
     proc = psutil.Process()
     start, peak, done = proc.memory_info().rss, [0], threading.Event()
@@ -44,7 +45,7 @@ def worker(zip_path: str, root: str) -> None:
     threading.Thread(target=sample, daemon=True).start()
     t0 = time.perf_counter()
     try:
-        import_run_zip(zip_path, tempfile.mkdtemp(prefix="hostile-runs-"))
+        import_run_zip(zip_path, RunStore(tempfile.mkdtemp(prefix="hostile-runs-")))
         outcome = "imported"
     except Exception as exc:  # noqa: BLE001
         outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0][:90]}"
@@ -73,6 +74,7 @@ def main() -> None:
     from test_hostile_imports import CASES, _write_zip
 
     from symptomgen.config import DataConfig, TrainConfig
+    from symptomgen.runs import Run
     from symptomgen.share import export_run_zip
     from symptomgen.trainer import run_training
     import zipfile
@@ -81,7 +83,7 @@ def main() -> None:
     tiny = TrainConfig(model="scratch", epochs=1, batch_size=16, max_length=64, scratch_layers=2, scratch_width=64,
                        scratch_vocab=800, save_checkpoints=False)
     summary = run_training(DataConfig(source="sample"), tiny, work / "runs")
-    with zipfile.ZipFile(export_run_zip(summary.run_dir, work / "good.zip")) as zf:
+    with zipfile.ZipFile(export_run_zip(Run(summary.run_dir), work / "good.zip")) as zf:
         genuine = {i.filename: zf.read(i) for i in zf.infolist()}
     rows = []
     for label, change, _ in CASES:

@@ -1,7 +1,8 @@
 """Questions about runs and models, answered once for both doors (CLI and web page).
 
-Which runs can serve a model now, how they are labelled, what a typed model name means (``ModelSpec``), what a
-run started from (its base model), and the reference text for a name.  The web page passes ``allow_paths=False``
+How runs are labelled, what a typed model name means (``ModelSpec``), what a run started from (its base model),
+and the reference text for a name.  A name becomes a run through the store (``RunStore.get``/``open``) or, where a
+folder may be typed too, through ``find_run``.  The web page passes ``allow_paths=False``
 so nothing a visitor types reaches the server's filesystem; the CLI, run by the machine's own user, allows folders.
 """
 
@@ -15,13 +16,14 @@ from typing import Literal
 
 import pandas as pd
 
+from . import layout as L
 from .config import DEFAULT_MODEL, SAMPLE_SOURCE, SCRATCH_MODEL, is_scratch
 from .data import load_records, squash_spaces
 from .errors import HubUnreachableError, InvalidInput
 from .hub import check_model_allowed, hub_reachable, looks_like_hub_id, model_cached, unreachable_reason
-from .records import RunStatus
 from .scoring import LIST, detect_target_kind
-from .runs import RUN_ID_RE, Run, is_run_folder, list_runs, looks_like_run_id, parent_run_id, resolve_run
+from .runs import Run, is_run_folder, looks_like_run_id, parent_run_id
+from .store import RunStore
 
 BASE_LABEL = f"Base model: {DEFAULT_MODEL} (not fine-tuned)"
 UNTRAINED_LABEL = "Untrained scratch model (random weights: gibberish until you train a run)"
@@ -37,6 +39,8 @@ class ModelSpec:
     """The Hub id, the run's name, the folder as given, or ``scratch``."""
     path: Path | None = None
     """The folder to load from (a run's ``best/``, or the folder given)."""
+    run: Run | None = None
+    """The run, when the name is one."""
 
     @property
     def is_scratch(self) -> bool:
@@ -48,11 +52,12 @@ class ModelSpec:
         return str(self.path) if self.path is not None else self.name
 
     @classmethod
-    def parse(cls, text: object, runs_dir: Path | str, *, allow_paths: bool = False,
+    def parse(cls, text: object, store: RunStore, *, allow_paths: bool = False,
               trained_only: bool = False) -> ModelSpec:
         """``scratch``, a run's name (with a saved model), an allowed Hub id, or — ``allow_paths`` only — a run
         folder or a ``save_pretrained`` folder.  ``trained_only`` (generation) refuses ``scratch``.
         Raises ``InvalidInput`` naming what is accepted."""
+        store = RunStore.at(store)  # jobs.py passes its folder until it holds the store
         spec = str(text or "").strip()
         if not spec:
             raise InvalidInput("Pick a model first: a finished run, a Hub model id, or 'scratch'.")
@@ -61,12 +66,15 @@ class ModelSpec:
         if allow_paths and Path(spec).expanduser().exists():
             path = Path(spec).expanduser()
             if is_run_folder(path):
-                return cls("run", path.name, Run(path).require_model().best_dir)
+                run = find_run(spec, store, allow_paths=True)
+                store.repair(run)  # opened for use
+                return cls("run", path.name, run.require_model().best_dir, run)
             return cls("folder", spec, path)
-        if RUN_ID_RE.match(spec) and (Path(runs_dir) / spec).is_dir():
-            return cls("run", spec, resolve_run(runs_dir, spec).require_model().best_dir)
+        if L.RUN_ID_RE.match(spec) and store.get(spec, must_exist=False).path.is_dir():
+            run = store.open(spec)
+            return cls("run", spec, run.best_dir, run)
         if looks_like_run_id(spec):  # a run listed when the page loaded, deleted since
-            resolve_run(runs_dir, spec)
+            store.get(spec)
         if looks_like_hub_id(spec) and (allow_paths or not Path(spec).exists()):
             check_model_allowed(spec)
             return cls("hub", spec)
@@ -77,30 +85,24 @@ class ModelSpec:
                            "or the name of a finished run.")
 
 
-def find_run(text: object, runs_dir: Path | str, *, allow_paths: bool = False) -> Run:
-    """A run by name inside ``runs_dir`` (or, ``allow_paths``, its folder or its ``best/``)."""
+def find_run(text: object, store: RunStore, *, allow_paths: bool = False) -> Run:
+    """The one name → run resolver where a folder may be typed: a run by name in ``store`` (``RunStore.get``) or,
+    ``allow_paths`` (the CLI), a run folder or its ``best/``."""
     spec = str(text or "").strip()
     if allow_paths:
         path = Path(spec).expanduser()
-        if path.name == "best" and (path.parent / "config.json").is_file():
+        if path.name == L.BEST and (path.parent / L.RECORD).is_file():
             path = path.parent
         if is_run_folder(path):
             return Run(path)
-    return resolve_run(runs_dir, spec)
-
-
-def finished_run(runs_dir: Path | str, run_id: object) -> Run:
-    """The named run inside ``runs_dir``, with a saved model and no training going on, or an error saying why."""
-    if not str(run_id or "").strip():
-        raise InvalidInput("No run is selected: pick a finished run, or train one first (none is listed yet).")
-    return resolve_run(runs_dir, str(run_id or "")).require_model()
+    return store.get(spec)
 
 
 def base_model(run: Run) -> str | None:
     """What this run started from, to compare with: its own ``base/`` (scratch runs, runs trained on from
     another run), else the model it names.  For an imported run (its record came from a stranger's zip or
     repo) only a Hub id this server allows: never a path on this machine.  None when there is none."""
-    if (run.base_dir / "config.json").is_file():
+    if (run.base_dir / L.MODEL_CONFIG).is_file():
         return str(run.base_dir)
     rec = run.record()
     model = rec.model.strip()
@@ -126,36 +128,28 @@ class GenerationTarget:
     run: Run | None
 
 
-def generation_target(choice: object, runs_dir: Path | str, *, allow_paths: bool = False) -> GenerationTarget:
+def generation_target(choice: object, store: RunStore, *, allow_paths: bool = False) -> GenerationTarget:
     if is_scratch(choice):  # the untrained starting point (offline, the one model there is before a run)
         return GenerationTarget(SCRATCH_MODEL, None, None)
-    spec = ModelSpec.parse(choice, runs_dir, allow_paths=allow_paths, trained_only=True)
+    spec = ModelSpec.parse(choice, store, allow_paths=allow_paths, trained_only=True)
     if spec.kind == "hub" and not allow_paths:
         check_loadable(spec.name)
-    run = Run(spec.path.parent) if spec.kind == "run" and spec.path is not None else None
-    return GenerationTarget(spec.target, base_model(run) if run is not None else None, run)
+    return GenerationTarget(spec.target, base_model(spec.run) if spec.run is not None else None, spec.run)
 
 
-def usable_runs(runs_dir: Path | str) -> list[Run]:
-    """Runs that finished at least one epoch and are not training now, newest first."""
-    return [r for r in list_runs(runs_dir) if r.status() is not RunStatus.RUNNING and r.has_best()]
-
-
-def resumable_choices(runs_dir: Path | str) -> list[tuple[str, str]]:
-    """(label, run id) for every run that can continue from its last checkpoint now (stopped, failed or
-    interrupted, with settings and a checkpoint, not training), newest first."""
+def resumable_choices(store: RunStore) -> list[tuple[str, str]]:
+    """(label, run id) for every run that can continue from its last checkpoint now, newest first."""
     out = []
-    for r in list_runs(runs_dir):
-        if r.resume_problem() is None:
-            rec = r.record()
-            out.append((f"{r.run_id} ({r.status()}, {rec.epochs_done} of {rec.train.epochs} epochs)", r.run_id))
+    for r in store.resumable():
+        rec = r.record()
+        out.append((f"{r.run_id} ({r.status()}, {rec.epochs_done} of {rec.train.epochs} epochs)", r.run_id))
     return out
 
 
-def run_choices(runs_dir: Path | str) -> list[tuple[str, str]]:
-    """(label, run id) for every usable run, newest first."""
+def run_choices(store: RunStore) -> list[tuple[str, str]]:
+    """(label, run id) for every finished run, newest first."""
     out = []
-    for r in usable_runs(runs_dir):
+    for r in store.finished():
         rec, kept = r.record(), r.best_info()  # the loss of the weights in best/, recorded with them
         loss = f", val loss {kept.val_loss:.3f}" if kept.val_loss is not None else ""
         out.append((f"{r.run_id} ({r.status()}, {rec.model or '?'}{loss})", r.run_id))
@@ -181,9 +175,9 @@ def base_choice() -> tuple[str, str]:
     return UNTRAINED_LABEL, SCRATCH_MODEL
 
 
-def model_choices(runs_dir: Path | str) -> list[tuple[str, str]]:
-    """Usable runs, then the base model: what generation can pick from."""
-    return run_choices(runs_dir) + [base_choice()]
+def model_choices(store: RunStore) -> list[tuple[str, str]]:
+    """Finished runs, then the base model: what generation can pick from."""
+    return run_choices(store) + [base_choice()]
 
 
 def base_description(run: Run | None) -> str:
@@ -199,10 +193,10 @@ def base_description(run: Run | None) -> str:
     return f"Base model: {model[:80]} (not fine-tuned)"
 
 
-def runs_frame(runs_dir: Path | str) -> pd.DataFrame:
+def runs_frame(store: RunStore) -> pd.DataFrame:
     """Every run on this server, one row each (``RUNS_COLUMNS``)."""
     rows = []
-    for r in list_runs(runs_dir):
+    for r in store.list():
         rec = r.record()
         best = round(rec.best_val_loss, 4) if rec.best_val_loss is not None else None
         rows.append([r.run_id, str(r.status()), rec.model, rec.epochs_done, rec.best_epoch, best,
@@ -210,9 +204,9 @@ def runs_frame(runs_dir: Path | str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUNS_COLUMNS)
 
 
-def runs_with_curves(runs_dir: Path | str) -> list[str]:
+def runs_with_curves(store: RunStore) -> list[str]:
     """Runs with at least a metrics file (loss curves to draw)."""
-    return [r.run_id for r in list_runs(runs_dir) if r.metrics_path.is_file()]
+    return [r.run_id for r in store.list() if r.metrics_path.is_file()]
 
 
 def target_kind(run: Run | None) -> str:
@@ -250,7 +244,7 @@ def _version(path: Path) -> tuple:
 def _reference_index(run: Run | None) -> dict[str, tuple[str, str]]:
     """Name (spaces squashed, lower case) → (reference, where) for a run's split or the sample: read once per
     version of the files (inode, mtime, size), so a Generate click never re-reads a large split."""
-    files = (run.path / "train.csv", run.path / "val.csv") if run is not None else ()
+    files = (run.path / L.TRAIN_SPLIT, run.path / L.VAL_SPLIT) if run is not None else ()
     key = (str(run.path) if run is not None else SAMPLE_SOURCE, *(_version(f) for f in files if f.is_file()))
     with _references_lock:
         if key in _references:

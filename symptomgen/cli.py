@@ -17,8 +17,9 @@ from pathlib import Path
 from . import config as C
 from .catalog import find_run, generation_target
 from .errors import UserError, first_line, internal_error_line
-from .runs import Run, list_runs, run_label
+from .runs import Run, run_label
 from .settings import current, is_main_process
+from .store import RunStore
 
 
 def _dest(s: C.Spec) -> str:
@@ -158,9 +159,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .offline import with_offline_fallback
     from .trainer import EpochResult, Progress, run_training
 
-    runs_dir = a.output_dir or a.runs_dir
+    store = RunStore(a.output_dir) if a.output_dir else a.store
     if a.resume and Path(a.resume).is_dir():  # the "run folder:" line train printed works as well as the id
-        runs_dir, a.resume = Path(a.resume).resolve().parent, Path(a.resume).resolve().name
+        store, a.resume = RunStore(Path(a.resume).resolve().parent), Path(a.resume).resolve().name
     if a.resume:
         ignored = [f"--{k.replace('_', '-')}" for k in RESUME_IGNORES if getattr(a, k, None) not in (None, False)]
         ignored += [f"--{k.replace('_', '-')}" for k, default in DATA_DEFAULTS.items()
@@ -190,7 +191,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     stop = threading.Event()
     try:
-        summary = run_training(data, train, runs_dir, on_event, stop, prepared=prepared, resume=a.resume)
+        summary = run_training(data, train, store, on_event, stop, prepared=prepared, resume=a.resume)
     except KeyboardInterrupt:
         stop.set()
         raise
@@ -227,31 +228,33 @@ def cmd_generate(a: argparse.Namespace) -> int:
     from .modeling import load_pretrained, place
 
     settings = _sampling(a)
-    model, tok = load_pretrained(generation_target(a.model, a.runs_dir, allow_paths=True).model)
+    model, tok = load_pretrained(generation_target(a.model, a.store, allow_paths=True).model)
     place(model)  # CUDA (half precision), MPS or CPU
     for text in generate(model, tok, a.name, settings):
         print(f"{a.name} | {text}")
     return 0
 
 
-def _run_dir(spec: str, runs_dir: Path) -> Path:
-    """A run by its folder (or its ``best/``) or by its name in ``runs_dir``."""
-    return find_run(spec, runs_dir, allow_paths=True).path
+def _run(spec: str, store: RunStore) -> Run:
+    """A run by its folder (or its ``best/``) or by its name in ``store``, opened for use."""
+    run = find_run(spec, store, allow_paths=True)
+    store.repair(run)
+    return run
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .data import prepare
     from .evaluation import evaluate_run
 
-    run_dir = _run_dir(a.model, a.runs_dir)
+    run = _run(a.model, a.store)
     frame = None
     if a.data:
-        saved = Run(run_dir).record().data
+        saved = run.record().data
         if saved is None:
-            raise CliError(f"Run {run_dir.name} has no usable data settings to read {a.data} with.")
+            raise CliError(f"Run {run.run_id} has no usable data settings to read {a.data} with.")
         frame = prepare(saved.with_(source=a.data)).val
     sampling = _sampling(a)
-    result = evaluate_run(run_dir, frame, sampling=None if sampling.greedy else sampling,
+    result = evaluate_run(run.path, frame, sampling=None if sampling.greedy else sampling,
                           include_base=not a.no_base, limit=a.limit)
     result.pop("table"), result.pop("taught_table")
     print(json.dumps(result, indent=2))
@@ -259,25 +262,23 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_delete(a: argparse.Namespace) -> int:
-    from .storage import delete_run
-
-    print(delete_run(a.runs_dir, a.run))
+    print(a.store.delete(a.run))
     return 0
 
 
 def cmd_runs(a: argparse.Namespace) -> int:
-    runs = list_runs(a.runs_dir)
+    runs = a.store.list()
     for r in runs:
         print(run_label(r))
     if not runs:
-        print(f"no runs in {a.runs_dir}")
+        print(f"no runs in {a.store.root}")
     return 0
 
 
 def cmd_export(a: argparse.Namespace) -> int:
     from .share import export_run_zip
 
-    print(f"exported: {export_run_zip(_run_dir(a.run, a.runs_dir), a.out, merged=a.merged)}")
+    print(f"exported: {export_run_zip(_run(a.run, a.store), a.out, merged=a.merged)}")
     return 0
 
 
@@ -286,9 +287,9 @@ def cmd_import(a: argparse.Namespace) -> int:
 
     src = Path(a.source).expanduser()
     if src.exists() or src.suffix.lower() == ".zip":
-        run = import_run_zip(src, a.runs_dir)
+        run = import_run_zip(src, a.store)
     else:
-        run = import_run_from_hub(a.source, a.runs_dir, token=hub_token())  # the owner's own door
+        run = import_run_from_hub(a.source, a.store, token=hub_token())  # the owner's own door
     print(f"imported run {run.run_id}: {run.path}")
     return 0
 
@@ -296,7 +297,7 @@ def cmd_import(a: argparse.Namespace) -> int:
 def cmd_push(a: argparse.Namespace) -> int:
     from .share import hub_token, push_run_to_hub
 
-    url = push_run_to_hub(_run_dir(a.run, a.runs_dir), a.repo_id, token=hub_token(), private=not a.public,
+    url = push_run_to_hub(_run(a.run, a.store), a.repo_id, token=hub_token(), private=not a.public,
                           merged=a.merged)
     print(f"pushed to {url}")
     return 0
@@ -327,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.runs_dir is None:  # inside the try: a malformed SYMPTOMGEN_* number is one line, not a traceback
             args.runs_dir = current().runs_dir
+        args.store = RunStore(args.runs_dir)  # the one owner of the runs folder, for every command
         return handler[args.command](args)
     except BrokenPipeError:  # the reader went away (`runs | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second complaint at exit

@@ -34,6 +34,7 @@ from .config import DataConfig, TrainConfig
 from .errors import TrainingBusyError
 from .events import EpochResult, Event, Progress, RunStarted, RunSummary
 from .preflight import Ready, preflight, preflight_resume
+from .store import RunStore
 from .worker import JobFailed, run_training_in_child
 
 _KEEP_JOBS = 8  # finished jobs remembered (for late followers); runs themselves live on disk
@@ -127,10 +128,10 @@ def _shut_all_down() -> None:  # before multiprocessing's own exit handler kills
 class JobManager:
     """One training slot per server, with the history of its recent jobs."""
 
-    def __init__(self, runs_dir: Path | str, train_fn: Callable[..., RunSummary] | None = None):
+    def __init__(self, store: RunStore | Path | str, train_fn: Callable[..., RunSummary] | None = None):
         """``train_fn`` defaults to ``trainer.run_training`` (tests may pass a picklable fake with its
-        signature: ``(data, train, runs_dir, on_event, stop, prepared=None[, resume=...])``)."""
-        self.runs_dir = Path(runs_dir)
+        signature: ``(data, train, store, on_event, stop, prepared=None[, resume=...])``)."""
+        self.store = RunStore.at(store)
         self._train_fn = train_fn or run_training_in_child
         self.launcher = launchers.pick()  # once: a child process, or a ZeroGPU call decorated with the page
         self._cond = threading.Condition()
@@ -168,7 +169,7 @@ class JobManager:
         the training must fit a GPU call, ``TrainingFailed`` saying what would fit."""
         self._reserve()
         try:
-            ready = preflight(data, train, self.runs_dir, fallback=fallback, plan=self.launcher.plan)
+            ready = preflight(data, train, self.store, fallback=fallback, plan=self.launcher.plan)
         except BaseException:
             self._release()
             raise
@@ -179,7 +180,7 @@ class JobManager:
         saying why it cannot be."""
         self._reserve()
         try:
-            ready = preflight_resume(run_id, self.runs_dir, plan=self.launcher.plan)
+            ready = preflight_resume(run_id, self.store, plan=self.launcher.plan)
         except BaseException:
             self._release()
             raise
@@ -199,7 +200,7 @@ class JobManager:
         job.launched = self.launcher.new(job.job_id, partial(self._receive, job), partial(self._end, job))
         self._register(job)
         # Started outside the lock: spawning writes the prepared data to the child, which takes a moment.
-        job.launched.start(self._train_fn, (ready.data, ready.train, self.runs_dir), ready.kwargs, ready.gpu_seconds)
+        job.launched.start(self._train_fn, (ready.data, ready.train, self.store), ready.kwargs, ready.gpu_seconds)
         return self.snapshot(job.job_id)
 
     def _receive(self, job: _Job, record) -> None:

@@ -32,6 +32,7 @@ from .errors import TrainingFailed, UserError
 from .events import RunStarted, RunSummary
 from .records import RunStatus
 from .runs import Run
+from .store import RunStore
 from .settings import current
 from .worker import CHILD_NAME, JobFailed, child_main
 
@@ -124,7 +125,7 @@ class Launched(ABC):
 class Launcher(ABC):
     """Makes each job's ``Launched``, and sizes what its training may take (where anything is sized)."""
 
-    def plan(self, train: TrainConfig, rows: int, runs_dir: Path) -> int | None:
+    def plan(self, train: TrainConfig, rows: int, store: RunStore) -> int | None:
         """Seconds to ask of a GPU call for ``rows`` training rows (``preflight.GpuPlan``); None: not sized."""
         return None
 
@@ -254,8 +255,8 @@ class GpuCallLauncher(Launcher):
     def __init__(self):
         self._call = zerogpu.gpu_training()  # decorated once, when the server's job manager is built
 
-    def plan(self, train: TrainConfig, rows: int, runs_dir: Path) -> int | None:
-        return zerogpu.plan(train, rows, runs_dir).seconds
+    def plan(self, train: TrainConfig, rows: int, store: RunStore) -> int | None:
+        return zerogpu.plan(train, rows, store).seconds
 
     def new(self, job_id: int, report: Report, end: End) -> Launched:
         return _GpuCall(job_id, report, end, self._call)

@@ -18,18 +18,17 @@ from .config import DataConfig, TrainConfig
 from .data import PreparedData, prepare
 from .errors import TrainingFailed
 from .offline import with_offline_fallback
-from .runs import resolve_run
-from .storage import check_room
+from .store import RunStore
 
-GpuPlan = Callable[[TrainConfig, int, Path], "int | None"]
-"""``(train, training rows, runs_dir) -> seconds`` to ask of a GPU call (None where no call is sized), raising
+GpuPlan = Callable[[TrainConfig, int, RunStore], "int | None"]
+"""``(train, training rows, store) -> seconds`` to ask of a GPU call (None where no call is sized), raising
 ``TrainingFailed`` when the training cannot fit one (``launchers.Launcher.plan``)."""
 
 
 @dataclass(frozen=True)
 class Ready:
     """A run that passed its checks: what to train, what its job shows before the first record, and what the
-    training function gets besides ``(data, train, runs_dir)``."""
+    training function gets besides ``(data, train, store)``."""
 
     data: DataConfig
     train: TrainConfig
@@ -46,30 +45,30 @@ class Ready:
         return self.kwargs.get("prepared")
 
 
-def preflight(data: DataConfig, train: TrainConfig, runs_dir: Path, *, fallback: bool = True,
+def preflight(data: DataConfig, train: TrainConfig, store: RunStore, *, fallback: bool = True,
               check_quota: bool = True, plan: GpuPlan | None = None) -> Ready:
     """A new run's checks, in order: disk limits (``QuotaExceeded``), the model choice, the offline fallback,
     the data (its ``ValueError``), the GPU plan (``TrainingFailed``)."""
     if check_quota:
-        check_room(runs_dir)
+        store.check_room()
     notices: list[str] = []
-    train = train.with_(model=ModelSpec.parse(train.model, runs_dir).target)
+    train = train.with_(model=ModelSpec.parse(train.model, store).target)
     if fallback:
         data, train, notices = with_offline_fallback(data, train)
     prepared = prepare(data)
-    seconds = plan(train, len(prepared.train), runs_dir) if plan is not None else None
+    seconds = plan(train, len(prepared.train), store) if plan is not None else None
     return Ready(data, train, tuple(notices), prepared.summary(), {"prepared": prepared}, seconds)
 
 
-def preflight_resume(run_id: str, runs_dir: Path, *, plan: GpuPlan | None = None) -> Ready:
+def preflight_resume(run_id: str, store: RunStore, *, plan: GpuPlan | None = None) -> Ready:
     """Continuing ``run_id`` from its last checkpoint (as ``train --resume``): the run must be resumable; its
     saved settings and split are trained, under a GPU plan where one is sized."""
-    run = resolve_run(runs_dir, run_id)
+    run = store.get(run_id)
     problem = run.resume_problem()
     if problem:
         raise TrainingFailed(problem)
     rec = run.record()
-    seconds = plan(rec.train, rec.train_rows or 0, runs_dir) if plan is not None else None
+    seconds = plan(rec.train, rec.train_rows or 0, store) if plan is not None else None
     rows = f"{rec.train_rows} training and {rec.val_rows} validation rows" if rec.train_rows else "its own split"
     return Ready(rec.data, rec.train, (), f"Resuming run {run.run_id} from its last checkpoint ({rows}).",
                  {"resume": run.run_id}, seconds)

@@ -22,7 +22,7 @@ from . import runs as runs_mod
 from .batching import mean_token_loss
 from .config import TrainConfig
 from .events import EpochResult, Event, Progress
-from .storage import over_limit
+from .store import RunStore
 
 
 class EpochReporter(TrainerCallback):
@@ -126,7 +126,7 @@ class EpochReporter(TrainerCallback):
             self.run.update(best_epoch=self.best_epoch, best_val_loss=self.best_val, epochs_done=epoch,
                             kept_epoch=self.kept_epoch)
         self.emit(result)
-        if self.run is not None and over_limit(self.run.path.parent):
+        if self.run is not None and RunStore(self.run.path.parent).over_limit():  # the store the run is in
             self.out_of_room = True  # the runs folder passed its disk limit: end now, keeping what is saved
             control.should_training_stop = True
         elif self.cfg.patience and self.bad_epochs >= self.cfg.patience:

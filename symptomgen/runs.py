@@ -6,9 +6,6 @@ moment leaves the files of its completed epochs intact and loadable.
 
 from __future__ import annotations
 
-from .errors import RunNotFoundError, RunNotReady
-from .records import RunRecord, RunStatus
-
 import csv
 import io
 import json
@@ -18,23 +15,23 @@ import re
 import shutil
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from . import layout as L
+from .errors import RunNotFoundError, RunNotReady
+from .layout import MODEL_INFO, RUN_ID_RE, RUN_STAMP_RE
+from .records import RunRecord, RunStatus
+
 METRIC_COLUMNS = ["epoch", "transformer", "batch_size", "gpu", "training_loss", "validation_loss",
                   "epoch_duration_sec", "perplexity", "tokens_per_sec", "learning_rate", "is_best"]
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-RUN_STAMP_RE = re.compile(r"^\d{8}-\d{6}(-|$)")  # how new_run_id names runs
-DEFAULT_RUNS_DIR = Path("runs")  # the doors use settings.current().runs_dir ($SYMPTOMGEN_RUNS_DIR)
-MODEL_INFO = "symptomgen.json"  # inside best/: which epoch those weights are and their validation loss
-
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(L.temp_file(path.name, os.getpid()))
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
         fh.flush()
@@ -46,16 +43,11 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def new_run_id(model: str, runs_dir: Path | str | None = None) -> str:
-    """``<date>-<time>-<model>``; with ``runs_dir``, ``-2``, ``-3``… added while that name is taken."""
+def new_run_id(model: str) -> str:
+    """``<date>-<time>-<model>`` (``RunStore.new_id`` adds ``-2``, ``-3``… while that name is taken)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     short = re.sub(r"[^A-Za-z0-9]+", "-", model.split("/")[-1]).strip("-")[:40] or "model"
-    run_id = f"{stamp}-{short}"
-    if runs_dir is not None:
-        n = 2
-        while (Path(runs_dir) / run_id).exists():
-            run_id, n = f"{stamp}-{short}-{n}", n + 1
-    return run_id
+    return f"{stamp}-{short}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -90,7 +82,7 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Run:
-    """One run folder and the files in it."""
+    """One run folder and the files in it (a ``RunStore`` finds, makes and removes them)."""
 
     path: Path
 
@@ -100,23 +92,23 @@ class Run:
 
     @property
     def config_path(self) -> Path:
-        return self.path / "config.json"
+        return self.path / L.RECORD
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / "metrics.csv"
+        return self.path / L.METRICS
 
     @property
     def best_dir(self) -> Path:
-        return self.path / "best"
+        return self.path / L.BEST
 
     @property
     def base_dir(self) -> Path:
-        return self.path / "base"
+        return self.path / L.BASE
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / L.CHECKPOINTS
 
     def record(self) -> RunRecord:
         """What config.json says, typed; a missing or damaged file reads as an empty record (status unknown)."""
@@ -180,28 +172,17 @@ class Run:
             atomic_write_text(self.metrics_path, df[df["epoch"] <= last_epoch].to_csv(index=False))
 
     def has_best(self) -> bool:
-        if not is_model_folder(self.best_dir):
-            self._restore_saved("best")
+        """Whether ``best/`` holds a model now.  A pure question: a swap a kill interrupted is put back by
+        ``RunStore.repair``, called where a run is opened for use or resumed."""
         return is_model_folder(self.best_dir)
 
-    def _restore_saved(self, folder: str) -> None:
-        """A kill between ``save_model``'s two renames leaves the previous copy as ``.<folder>.old``: put it back
-        (it is the one the metrics and config describe; the newer one was never recorded)."""
-        old, final = self.path / f".{folder}.old", self.path / folder
-        # Never while its trainer lives: between save_model's renames the folder is briefly absent.
-        if not final.exists() and is_model_folder(old) and not self.is_live():
-            try:
-                os.replace(old, final)
-            except OSError:
-                pass
-
-    def save_model(self, model, tokenizer, folder: str = "best", info: ModelInfo | None = None) -> None:
+    def save_model(self, model, tokenizer, folder: str = L.BEST, info: ModelInfo | None = None) -> None:
         """Write to ``.<folder>.tmp`` then swap it in, so the old copy survives a crash.  ``info`` (which epoch
         these weights are, their validation loss) is written inside the folder: it is swapped in with them, so a
         kill between the swap and the metrics row cannot leave the record describing other weights."""
         final = self.path / folder
-        tmp = self.path / f".{folder}.tmp"
-        old = self.path / f".{folder}.old"
+        tmp = self.path / L.staging(folder)
+        old = self.path / L.previous(folder)
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -245,11 +226,11 @@ class Run:
 
     def last_checkpoint(self) -> Path | None:
         """The newest complete Trainer checkpoint (its trainer_state.json, written last, parses)."""
-        cks = sorted(self.checkpoints_dir.glob("checkpoint-*"),
+        cks = sorted(self.checkpoints_dir.glob(f"{L.CHECKPOINT_PREFIX}*"),
                      key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
         for ck in reversed(cks):
             try:
-                json.loads((ck / "trainer_state.json").read_text(encoding="utf-8"))
+                json.loads((ck / L.TRAINER_STATE).read_text(encoding="utf-8"))
                 return ck
             except (OSError, ValueError):
                 continue  # killed while this checkpoint was being written
@@ -257,69 +238,25 @@ class Run:
 
     def split_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         read = lambda name: pd.read_csv(self.path / name, dtype=str, keep_default_na=False)  # noqa: E731
-        return read("train.csv"), read("val.csv")
-
-
-def create_run(runs_dir: Path, run_id: str, record: RunRecord, train: pd.DataFrame,
-               val: pd.DataFrame, unique: bool = False) -> Run:
-    """Make the run folder; ``unique`` picks another id if ``run_id`` is taken (never under torchrun, where
-    every rank already knows the id)."""
-    runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    run = Run(runs_dir / run_id)
-    try:
-        run.path.mkdir()
-    except FileExistsError:
-        if not unique:
-            raise
-        # Another run took this name between new_run_id() and now: take the next free one.
-        return create_run(runs_dir, new_run_id(run_id.split("-", 2)[-1], runs_dir), record, train, val, unique)
-    train.to_csv(run.path / "train.csv", index=False)
-    val.to_csv(run.path / "val.csv", index=False)
-    record = record.with_(run_id=run_id, status=RunStatus.RUNNING, pid=os.getpid(), host=socket.gethostname(),
-                          created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    atomic_write_json(run.config_path, record.to_json())
-    return run
+        return read(L.TRAIN_SPLIT), read(L.VAL_SPLIT)
 
 
 def is_model_folder(path: Path | str) -> bool:
     """A ``save_pretrained`` folder: a whole model (``config.json``) or a LoRA adapter (``adapter_config.json``)."""
     path = Path(path)
-    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+    return (path / L.MODEL_CONFIG).is_file() or (path / L.ADAPTER_CONFIG).is_file()
 
 
 def is_run_folder(path: Path | str) -> bool:
     """A folder laid out as a run (its record and split), as opposed to a model folder (whose config.json is a
     model's)."""
     path = Path(path)
-    return (path / "config.json").is_file() and ((path / "val.csv").is_file() or (path / "metrics.csv").is_file())
+    return (path / L.RECORD).is_file() and ((path / L.VAL_SPLIT).is_file() or (path / L.METRICS).is_file())
 
 
 def looks_like_run_id(text: str) -> bool:
     """A name in the shape ``new_run_id`` gives (``20261126-081847-scratch``)."""
     return bool(RUN_STAMP_RE.match(str(text).strip()))
-
-
-def resolve_run(runs_dir: Path, run_id: str) -> Run:
-    """The run called ``run_id`` inside ``runs_dir``; never a path outside it."""
-    run_id = str(run_id or "").strip()
-    if not RUN_ID_RE.match(run_id):
-        raise RunNotFoundError(f"'{run_id[:80]}' is not a valid run name.")
-    root = Path(runs_dir).resolve()
-    path = (root / run_id).resolve()
-    if path.parent != root or not (path / "config.json").is_file():
-        raise RunNotFoundError(f"Run '{run_id}' was not found in {Path(runs_dir).name}/ (it may have been deleted).")
-    return Run(path)
-
-
-def list_runs(runs_dir: Path) -> list[Run]:
-    """Runs in ``runs_dir``, newest first."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return []
-    runs = [Run(p) for p in root.iterdir()
-            if p.is_dir() and not p.is_symlink() and RUN_ID_RE.match(p.name) and (p / "config.json").is_file()]
-    return sorted(runs, key=lambda r: r.run_id, reverse=True)
 
 
 def run_label(run: Run) -> str:
@@ -331,7 +268,7 @@ def run_label(run: Run) -> str:
 def parent_run_id(model: str) -> str | None:
     """The run's name when ``model`` is a run folder's ``best/`` (training continues from that run), else None."""
     path = Path(str(model)).expanduser()
-    if path.name != "best" or not is_model_folder(path):
+    if path.name != L.BEST or not is_model_folder(path):
         return None
     rec = Run(path.parent).record()
     return path.parent.name if rec.run_id and rec.train is not None else None

@@ -23,7 +23,6 @@ import os
 import shutil
 import stat
 import tempfile
-import uuid
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -36,12 +35,14 @@ from . import __version__
 from .card import public_source, write_model_card
 from .hub import HubUnreachableError, hub_endpoint, hub_reachable, looks_like_hub_id, offline_requested
 from .lora import is_adapter_folder, make_portable
+from . import layout as L
 from .records import RunStatus
 from .settings import current
-from .runs import METRIC_COLUMNS, RUN_ID_RE, Run, atomic_write_json
-from .storage import check_room, folder_bytes
+from .runs import METRIC_COLUMNS, Run, atomic_write_json
+from .store import RunStore, folder_bytes
 
-META = "symptomgen"
+META = L.SHARE_META
+RUN_JSON = f"{META}/{L.SHARE_RECORD}"
 ALLOWED_SUFFIXES = {".json", ".safetensors", ".txt", ".md", ".csv", ".jinja", ".model"}
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz"}
 MAX_MEMBERS = 500
@@ -74,7 +75,7 @@ def _save_merged(run: Run, dest: Path) -> None:
 def _stage(run: Run, dest: Path, merged: bool = False) -> None:
     """Write the share layout of ``run`` into the empty folder ``dest`` (``merged``: a LoRA run's adapter
     merged into its base, as whole weights)."""
-    if not run.config_path.is_file() or not (run.path / "val.csv").is_file():
+    if not run.config_path.is_file() or not (run.path / L.VAL_SPLIT).is_file():
         raise ShareError(f"{run.path} is not a SymptomGen run folder (no config.json/val.csv).")
     if not run.has_best():
         raise ShareError(f"Run {run.run_id} has no saved model yet (no epoch finished), so there is nothing to share.")
@@ -93,27 +94,26 @@ def _stage(run: Run, dest: Path, merged: bool = False) -> None:
     if rec.data is not None:
         rec = rec.with_(data=rec.data.with_(source=public_source(rec.data.source)))
     shared = {k: v for k, v in rec.to_json().items() if k not in ("pid", "host")}  # this machine's, not theirs
-    atomic_write_json(meta / "run.json", shared)
-    for name in ("metrics.csv", "train.csv", "val.csv"):
+    atomic_write_json(meta / L.SHARE_RECORD, shared)
+    for name in (L.METRICS, L.TRAIN_SPLIT, L.VAL_SPLIT):
         if (run.path / name).is_file():
             shutil.copy2(run.path / name, meta / name)
-    if (run.base_dir / "config.json").is_file():
-        _copy_model(run.base_dir, meta / "base")
-    write_model_card(run.path, dest / "README.md", adapter=is_adapter_folder(dest))
+    if (run.base_dir / L.MODEL_CONFIG).is_file():
+        _copy_model(run.base_dir, meta / L.BASE)
+    write_model_card(run.path, dest / L.MODEL_CARD, adapter=is_adapter_folder(dest))
 
 
-def export_run_zip(run_dir: Path | str, dest: Path | str, merged: bool = False) -> Path:
+def export_run_zip(run: Run, dest: Path | str, merged: bool = False) -> Path:
     """Zip a run (best model, tokenizer, config, metrics, split, model card); returns the zip's path.
 
     ``dest`` is the zip file, or a folder to put ``<run_id>.zip`` in.  ``merged``: a LoRA run's model as
     whole weights (its adapter merged into the base) instead of the adapter.
     """
-    run = Run(Path(run_dir))
     dest = Path(dest)
     if dest.is_dir() or dest.suffix.lower() != ".zip":
         dest = dest / f"{run.run_id}.zip"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    tmp = dest.with_name(L.temp_file(dest.name, os.getpid()))
     with tempfile.TemporaryDirectory(prefix="symptomgen-export-") as stage:
         _stage(run, Path(stage), merged)
         try:
@@ -197,12 +197,12 @@ def _member_too_big(label: str, rel: PurePosixPath) -> ShareError:
 
 
 def _find_root(folder: Path, label: str) -> Path:
-    if (folder / META / "run.json").is_file():
+    if (folder / RUN_JSON).is_file():
         return folder
     subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX"]
-    if len(subs) == 1 and (subs[0] / META / "run.json").is_file():
+    if len(subs) == 1 and (subs[0] / RUN_JSON).is_file():
         return subs[0]
-    raise ShareError(f"{label} is not a SymptomGen run export (no {META}/run.json found).")
+    raise ShareError(f"{label} is not a SymptomGen run export (no {RUN_JSON} found).")
 
 
 def _check_tree(root: Path, label: str) -> None:
@@ -217,24 +217,15 @@ def _check_tree(root: Path, label: str) -> None:
     IC.check_sizes(root, label)
 
 
-def _free_run_id(runs_dir: Path, wanted: str) -> str:
-    base = wanted if RUN_ID_RE.match(wanted or "") else "imported-run"
-    candidate, n = base, 1
-    while (runs_dir / candidate).exists():
-        n += 1
-        candidate = f"{base[:110]}-imported" + (f"-{n - 1}" if n > 2 else "")
-    return candidate
-
-
-def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) -> Run:
-    """Validate the share layout under ``root`` and turn it into a run folder in ``runs_dir``."""
+def _install(root: Path, store: RunStore, work: Path, label: str, origin: str) -> Run:
+    """Validate the share layout under ``root`` and turn it into a run folder in ``store``."""
     from .modeling import load_pretrained
 
     _check_tree(root, label)
     meta = root / META
     # Every field checked (records.RunRecord.problems): a forged value cannot reach a label or a printed line.
-    rec = IC.check_record(IC.read_json(meta / "run.json", label, f"{META}/run.json"), label, META)
-    if not ((root / "config.json").is_file() or is_adapter_folder(root)) or not list(root.glob("*.safetensors")):
+    rec = IC.check_record(IC.read_json(meta / L.SHARE_RECORD, label, RUN_JSON), label, META)
+    if not ((root / L.MODEL_CONFIG).is_file() or is_adapter_folder(root)) or not list(root.glob("*.safetensors")):
         raise ShareError(f"{label} holds no model in safetensors format (config.json or a LoRA "
                          "adapter_config.json, + *.safetensors).")
     # Sizes from config.json and the weights' headers, before anything is built or loaded.
@@ -242,28 +233,27 @@ def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) ->
         IC.check_adapter(root, label)
     else:
         IC.check_weights(root, label, "model")
-    if (meta / "base" / "config.json").is_file():
-        IC.check_weights(meta / "base", label, "base model")
-    for name in ("train.csv", "val.csv"):
+    if (meta / L.BASE / L.MODEL_CONFIG).is_file():
+        IC.check_weights(meta / L.BASE, label, "base model")
+    for name in (L.TRAIN_SPLIT, L.VAL_SPLIT):
         IC.check_split(meta / name, label, META)
-    if (meta / "metrics.csv").is_file():
-        IC.check_metrics(meta / "metrics.csv", label, META)
-    run_dir = work / "run"
-    run_dir.mkdir()
-    if (meta / "metrics.csv").is_file():  # every column the app reads, present (empty where the zip had none)
-        pd.read_csv(meta / "metrics.csv").reindex(columns=METRIC_COLUMNS).to_csv(run_dir / "metrics.csv",
-                                                                                  index=False)
-    for name in ("train.csv", "val.csv"):
+    if (meta / L.METRICS).is_file():
+        IC.check_metrics(meta / L.METRICS, label, META)
+    run = Run(work / "run")  # built here, then adopted into the store whole
+    run.path.mkdir()
+    if (meta / L.METRICS).is_file():  # every column the app reads, present (empty where the zip had none)
+        pd.read_csv(meta / L.METRICS).reindex(columns=METRIC_COLUMNS).to_csv(run.metrics_path, index=False)
+    for name in (L.TRAIN_SPLIT, L.VAL_SPLIT):
         if (meta / name).is_file():
-            shutil.move(str(meta / name), run_dir / name)
-    if (meta / "base" / "config.json").is_file():
-        shutil.move(str(meta / "base"), run_dir / "base")
-    best = run_dir / "best"
+            shutil.move(str(meta / name), run.path / name)
+    if (meta / L.BASE / L.MODEL_CONFIG).is_file():
+        shutil.move(str(meta / L.BASE), run.base_dir)
+    best = run.best_dir
     best.mkdir()
     for f in root.iterdir():
-        if f.is_file() and f.name != "README.md":
+        if f.is_file() and f.name != L.MODEL_CARD:
             shutil.move(str(f), best / f.name)
-    for folder, what in ((best, "model"), (run_dir / "base", "base model")):
+    for folder, what in ((best, "model"), (run.base_dir, "base model")):
         if folder.is_dir():
             try:
                 model, tokenizer = load_pretrained(folder)
@@ -271,31 +261,24 @@ def _install(root: Path, runs_dir: Path, work: Path, label: str, origin: str) ->
                 raise ShareError(f"{label}: the {what} does not load ({failure_reason(exc)}).") from None
             IC.check_tokenizer(model, tokenizer, label, what)
             del model, tokenizer
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    check_room(runs_dir, folder_bytes(run_dir))
-    run_id = _free_run_id(runs_dir, rec.run_id)
+    store.check_room(folder_bytes(run.path))
+    run_id = store.free_id(rec.run_id)
     status = RunStatus.INTERRUPTED if rec.status is RunStatus.RUNNING else rec.status
     rec = rec.with_(run_id=run_id, imported_from=origin, status=status, pid=None, host="")
-    atomic_write_json(run_dir / "config.json", rec.to_json())
-    os.replace(run_dir, runs_dir / run_id)
-    return Run(runs_dir / run_id)
+    atomic_write_json(run.config_path, rec.to_json())
+    return store.adopt(run.path, run_id)
 
 
-def import_run_zip(zip_path: Path | str, runs_dir: Path | str) -> Run:
-    """Unpack an exported run zip (safely) into ``runs_dir`` and return the new run."""
-    zip_path, runs_dir = Path(zip_path), Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    check_room(runs_dir)
-    work = runs_dir / f".importing-{uuid.uuid4().hex[:12]}"  # dot name: never listed as a run
-    work.mkdir()
-    try:
-        _extract_zip(zip_path, work / "unpacked")
-        root = _find_root(work / "unpacked", zip_path.name)
-        return _install(root, runs_dir, work, zip_path.name, f"zip:{zip_path.name}")
-    except Exception as exc:
-        raise _import_failure(zip_path.name, exc) from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def import_run_zip(zip_path: Path | str, store: RunStore) -> Run:
+    """Unpack an exported run zip (safely) into ``store`` and return the new run."""
+    zip_path = Path(zip_path)
+    with store.importing() as work:
+        try:
+            _extract_zip(zip_path, work / "unpacked")
+            root = _find_root(work / "unpacked", zip_path.name)
+            return _install(root, store, work, zip_path.name, f"zip:{zip_path.name}")
+        except Exception as exc:
+            raise _import_failure(zip_path.name, exc) from None
 
 
 def _import_failure(label: str, exc: Exception) -> Exception:
@@ -360,11 +343,11 @@ def _check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def push_run_to_hub(run_dir: Path | str, repo_id: str, token: str | None = None, private: bool = True,
+def push_run_to_hub(run: Run, repo_id: str, token: str | None = None, private: bool = True,
                     merged: bool = False) -> str:
     """Upload a run (share layout, model card) to a Hub model repo with ``token`` (required: never a token found
     on this machine, see ``hub_token``); returns the repo URL (``merged``: as for ``export_run_zip``)."""
-    run, repo_id = Run(Path(run_dir)), _check_repo_id(repo_id)
+    repo_id = _check_repo_id(repo_id)
     action = f"push run {run.run_id} to the Hugging Face Hub"
     with tempfile.TemporaryDirectory(prefix="symptomgen-push-") as stage:
         _stage(run, Path(stage), merged)  # local problems first: they need no token and no network
@@ -384,44 +367,40 @@ def push_run_to_hub(run_dir: Path | str, repo_id: str, token: str | None = None,
     return str(url)
 
 
-def import_run_from_hub(repo_id: str, runs_dir: Path | str, revision: str | None = None,
+def import_run_from_hub(repo_id: str, store: RunStore, revision: str | None = None,
                         token: str | None = None) -> Run:
-    """Download a pushed run from the Hub (safetensors and text files only) into ``runs_dir``, with ``token`` or
+    """Download a pushed run from the Hub (safetensors and text files only) into ``store``, with ``token`` or
     anonymously (public repos only) when it is None: never with a token found on this machine."""
-    repo_id, runs_dir = _check_repo_id(repo_id), Path(runs_dir)
+    repo_id = _check_repo_id(repo_id)
     action = f"download run '{repo_id}' from the Hugging Face Hub"
     if not hub_reachable():
         raise _unreachable(action, "import an exported zip of the run instead")
     from huggingface_hub import HfApi, snapshot_download
 
     secret = (token or "").strip() or None
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    check_room(runs_dir)
-    work = runs_dir / f".importing-{uuid.uuid4().hex[:12]}"
-    work.mkdir()
-    try:
+    with store.importing() as work:
         try:
-            info = HfApi(endpoint=hub_endpoint(), token=secret or False).model_info(repo_id, revision=revision,
-                                                                                  files_metadata=True)
-            size = sum(s.size or 0 for s in info.siblings or []
-                       if PurePosixPath(s.rfilename).suffix in ALLOWED_SUFFIXES)
-            if size > current().max_import_bytes:
-                raise ShareError(f"{repo_id} is larger than the {current().max_import_bytes >> 20} MB import limit.")
-            for s in info.siblings or []:  # each file within its kind's cap, before downloading it
-                rel = PurePosixPath(s.rfilename)
-                if rel.suffix in ALLOWED_SUFFIXES and (s.size or 0) > IC.member_limit(rel):
-                    raise _member_too_big(repo_id, rel)
-            folder = Path(snapshot_download(repo_id, revision=info.sha, local_dir=work / "download",
-                                            endpoint=hub_endpoint(),
-                                            token=secret or False,
-                                            allow_patterns=[f"*{s}" for s in sorted(ALLOWED_SUFFIXES)]))
-        except ShareError:
-            raise
+            try:
+                info = HfApi(endpoint=hub_endpoint(), token=secret or False).model_info(repo_id, revision=revision,
+                                                                                      files_metadata=True)
+                size = sum(s.size or 0 for s in info.siblings or []
+                           if PurePosixPath(s.rfilename).suffix in ALLOWED_SUFFIXES)
+                if size > current().max_import_bytes:
+                    raise ShareError(f"{repo_id} is larger than the {current().max_import_bytes >> 20} MB import "
+                                     "limit.")
+                for s in info.siblings or []:  # each file within its kind's cap, before downloading it
+                    rel = PurePosixPath(s.rfilename)
+                    if rel.suffix in ALLOWED_SUFFIXES and (s.size or 0) > IC.member_limit(rel):
+                        raise _member_too_big(repo_id, rel)
+                folder = Path(snapshot_download(repo_id, revision=info.sha, local_dir=work / "download",
+                                                endpoint=hub_endpoint(),
+                                                token=secret or False,
+                                                allow_patterns=[f"*{s}" for s in sorted(ALLOWED_SUFFIXES)]))
+            except ShareError:
+                raise
+            except Exception as exc:
+                raise _hub_failure(action, exc, secret) from None
+            shutil.rmtree(folder / ".cache", ignore_errors=True)  # huggingface_hub's own bookkeeping
+            return _install(_find_root(folder, repo_id), store, work, repo_id, f"hub:{repo_id}@{info.sha}")
         except Exception as exc:
-            raise _hub_failure(action, exc, secret) from None
-        shutil.rmtree(folder / ".cache", ignore_errors=True)  # huggingface_hub's own bookkeeping
-        return _install(_find_root(folder, repo_id), runs_dir, work, repo_id, f"hub:{repo_id}@{info.sha}")
-    except Exception as exc:
-        raise _import_failure(repo_id, exc) from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            raise _import_failure(repo_id, exc) from None

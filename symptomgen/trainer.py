@@ -39,9 +39,11 @@ from .modeling import count_parameters, load_for_training, load_pretrained
 from . import lora as lora_mod
 from . import outcomes
 from .hub import looks_like_hub_id
+from .layout import DEFAULT_RUNS_DIR
 from .records import RunRecord, RunStatus
 from .reporter import EpochReporter, device_name
 from .settings import is_main_process, world_size
+from .store import RunStore
 
 __all__ = ["EpochReporter", "EpochResult", "Event", "Progress", "RunSummary", "TrainingHooks", "run_training",
            "training_arguments"]
@@ -133,9 +135,9 @@ def check_tracker(report_to: str) -> None:
                            f"is not installed here (pip install {packages[-1]}); choose 'none' to train without it.")
 
 
-def _shared_run_id(cfg: TrainConfig, runs_dir: Path) -> str:
+def _shared_run_id(cfg: TrainConfig, store: RunStore) -> str:
     """One run id for all ranks of a torchrun job (rank 0 picks, the others receive)."""
-    run_id = runs_mod.new_run_id(cfg.model, runs_dir)
+    run_id = store.new_id(cfg.model)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         box = [run_id]
         torch.distributed.broadcast_object_list(box, src=0)
@@ -167,16 +169,18 @@ class _Setup:
     best: _BestSoFar = _BestSoFar()
 
 
-def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | str = runs_mod.DEFAULT_RUNS_DIR,
+def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, store: RunStore | Path | str = DEFAULT_RUNS_DIR,
                  on_event: Callable[[Event], None] = lambda e: None, stop: threading.Event | None = None,
                  prepared: PreparedData | None = None, resume: str | None = None,
                  hooks: TrainingHooks | None = None) -> RunSummary:
     """Train one run to the end (or stop/early stop) and return how it ended.
 
-    ``resume`` names a run to continue from its last checkpoint (its saved settings replace
-    ``data_cfg``/``train_cfg``).  ``hooks`` are for measurements and experiments only.
+    ``store`` holds the runs (a folder is taken as its store: ``jobs.py`` passes one).  ``resume`` names a run to
+    continue from its last checkpoint (its saved settings replace ``data_cfg``/``train_cfg``).  ``hooks`` are for
+    measurements and experiments only.
     """
     started = time.perf_counter()
+    store = RunStore.at(store)
     hooks = hooks or TrainingHooks()
     marked: list[runs_mod.Run] = []  # the run folder, once this call has marked it running
 
@@ -185,8 +189,8 @@ def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path | 
         on_event(RunStarted(run.path))  # first: a follower can mark the run should this process die
 
     try:
-        setup = (_resume_run(Path(runs_dir), resume, hooks, running) if resume
-                 else _start_new_run(data_cfg, train_cfg, Path(runs_dir), prepared, hooks, running))
+        setup = (_resume_run(store, resume, hooks, running) if resume
+                 else _start_new_run(data_cfg, train_cfg, store, prepared, hooks, running))
         return _run_setup(setup, hooks, started, on_event, stop)
     except BaseException as exc:
         failure = _failed(marked[0] if marked else None, exc)
@@ -231,7 +235,7 @@ def _run_setup(setup: _Setup, hooks: TrainingHooks, started: float, on_event: Ca
     return _finish(setup, reporter, oom, started, on_event)
 
 
-def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path, prepared: PreparedData | None,
+def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, store: RunStore, prepared: PreparedData | None,
                    hooks: TrainingHooks, running: Callable[[runs_mod.Run], None] = lambda run: None) -> _Setup:
     """Load the starting model and make the run folder (the main process; the other ranks share its id)."""
     prepared = prepared or prepare(data_cfg)
@@ -259,10 +263,10 @@ def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path,
             or Path(train_cfg.model).expanduser().exists()
         lora_base = lora_mod.OWN_BASE if own else train_cfg.model
     # Initialises torch.distributed under torchrun; the output folder is known only once the id is shared.
-    args = training_arguments(train_cfg, runs_dir, hooks.args_overrides)
-    run_id = _shared_run_id(train_cfg, runs_dir)
+    args = training_arguments(train_cfg, store.root, hooks.args_overrides)
+    run_id = _shared_run_id(train_cfg, store)
     if is_main_process():
-        run = runs_mod.create_run(runs_dir, run_id, RunRecord(
+        run = store.create(run_id, RunRecord(
             data=data_cfg, train=train_cfg, parameters=count_parameters(model), world_size=args.world_size,
             train_rows=len(train_df), val_rows=len(val_df), device=device_name(), parent_run=parent,
             lora_base=lora_base, target_kind=prepared.target_kind,
@@ -272,7 +276,7 @@ def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path,
         if is_scratch(train_cfg.model) or parent or lora_base == lora_mod.OWN_BASE:
             run.save_model(model, tokenizer, "base")  # the starting model, for before/after comparisons
     else:
-        run = runs_mod.Run(runs_dir / run_id)
+        run = store.get(run_id, must_exist=False)  # rank 0 makes it
     if train_cfg.lora:  # after base/ is saved: wrapping injects the adapters into the model's own layers
         model = lora_mod.apply_lora(model, train_cfg, None if lora_base == lora_mod.OWN_BASE else lora_base)
     args.run_name = run_id  # trackio's run name
@@ -280,10 +284,11 @@ def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, runs_dir: Path,
     return _Setup(run, train_cfg, model, tokenizer, train_df, val_df, args)
 
 
-def _resume_run(runs_dir: Path, resume: str, hooks: TrainingHooks,
+def _resume_run(store: RunStore, resume: str, hooks: TrainingHooks,
                 running: Callable[[runs_mod.Run], None] = lambda run: None) -> _Setup:
     """Reload a stopped or interrupted run from its last checkpoint, with its saved settings and best epoch."""
-    run = runs_mod.resolve_run(runs_dir, resume)
+    run = store.get(resume)
+    store.repair(run)  # a kill in the middle of saving best/ (never while its trainer lives)
     # Main process only checks liveness: under torchrun it marks the run "running" before slower ranks get here.
     problem = run.resume_problem(check_live=is_main_process())
     if problem:

@@ -30,6 +30,7 @@ from .config import TrainConfig
 from .errors import TrainingFailed
 from .gpu import gpu, on_zero_gpu
 from .settings import current
+from .store import RunStore
 from .timing import estimated_step_seconds
 
 LOAD_SECONDS = 30
@@ -68,12 +69,11 @@ def steps_per_epoch(train: TrainConfig, rows: int) -> int:
     return max(1, math.ceil(rows / (train.batch_size * train.grad_accum)))
 
 
-def measured_step_seconds(train: TrainConfig, runs_dir: Path) -> float | None:
+def measured_step_seconds(train: TrainConfig, store: RunStore) -> float | None:
     """Seconds per optimizer step (validation and saves included) of the newest run here with the same model,
     batch and length that trained on a GPU; None when there is none."""
-    from .runs import list_runs
 
-    for run in list_runs(runs_dir):
+    for run in store.list():
         rec = run.record()
         t = rec.train
         if (t is None or not rec.train_rows or rec.device in ("", "cpu") or t.model != train.model
@@ -93,9 +93,9 @@ class Plan:
     measured: bool
 
 
-def plan(train: TrainConfig, rows: int, runs_dir: Path) -> Plan:
+def plan(train: TrainConfig, rows: int, store: RunStore) -> Plan:
     """The GPU seconds to ask for, or ``TrainingFailed`` saying what would fit when it is more than a call gets."""
-    measured = measured_step_seconds(train, runs_dir)
+    measured = measured_step_seconds(train, store)
     step = measured if measured is not None else estimated_step_seconds(train)
     per_epoch = steps_per_epoch(train, rows)
     steps = per_epoch * train.epochs

@@ -15,7 +15,8 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from symptomgen.ui import build_demo
+from symptomgen.store import RunStore
+from symptomgen.ui import build_page
 
 # A tiny scratch model on the bundled sample: about a second per epoch on 2 cores.
 TINY = dict(source="sample", upload=None, model="scratch", epochs=2, batch_size=16, learning_rate=3e-3,
@@ -31,12 +32,12 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("app-runs")
-    demo = build_demo(runs_dir=runs_dir)
+    demo, page = build_page(RunStore.at(runs_dir))
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    yield f"http://127.0.0.1:{port}/", demo, runs_dir
-    demo.symptomgen_jobs.stop()
-    demo.symptomgen_jobs.join(60)
+    yield f"http://127.0.0.1:{port}/", page, runs_dir
+    page.jobs.stop()
+    page.jobs.join(60)
     demo.close()
 
 
@@ -107,16 +108,16 @@ def test_out_of_range_training_values_are_rejected(client, app):
         client.predict(**{**TINY, "scratch_width": 130}, api_name="/train")
     with pytest.raises(AppError, match="not a Hugging Face dataset id"):
         client.predict(**{**TINY, "source": "hub", "hub_dataset": "/etc/passwd"}, api_name="/train")
-    assert not app[1].symptomgen_jobs.busy()
+    assert not app[1].jobs.busy()
 
 
 def test_second_start_is_refused_and_generation_works_meanwhile(client, trained, app):
     run_id = trained[-1][5]
     long = client.submit(**{**TINY, "epochs": 60}, api_name="/train")
     deadline = time.time() + 60
-    while not app[1].symptomgen_jobs.busy() and time.time() < deadline:
+    while not app[1].jobs.busy() and time.time() < deadline:
         time.sleep(0.1)
-    assert app[1].symptomgen_jobs.busy()
+    assert app[1].jobs.busy()
     other = Client(app[0], verbose=False, download_files=False)  # another tab / user
     with pytest.raises(AppError, match="already in progress"):
         other.predict(**TINY, api_name="/train")
@@ -131,12 +132,12 @@ def test_second_start_is_refused_and_generation_works_meanwhile(client, trained,
         answers = [f.result(timeout=180) for f in futures]
     assert all("Reference symptoms for Asthma" in a[2] for a in answers)  # each ran to its final update
     assert len({a[0] for a in answers}) > 1  # different seeds, different samples
-    assert app[1].symptomgen_jobs.busy()  # the long run was still going during generation
+    assert app[1].jobs.busy()  # the long run was still going during generation
 
     assert "Stopping" in client.predict(api_name="/stop")
     long.result(timeout=120)
     assert "stopped" in long.outputs()[-1][3]
-    assert not app[1].symptomgen_jobs.busy()
+    assert not app[1].jobs.busy()
     attached.result(timeout=60)
     seen = attached.outputs()
     assert seen and "stopped" in seen[-1][3]

@@ -81,9 +81,10 @@ def test_preview_shows_the_split_first(fresh):
 
 def test_compare_draws_every_selected_run(tmp_path):
     runs = [_train(tmp_path, epochs=e, seed=e) for e in (1, 2, 3)]
+    from symptomgen.store import RunStore
     from symptomgen.ui.evaluate_tab import curves_frame
 
-    points, table = curves_frame(tmp_path, runs)
+    points, table = curves_frame(RunStore(tmp_path), runs)
     chart = loss_chart(points)
     assert set(chart_points(chart)["series"]) == {f"{r} · {k}" for r in runs for k in ("train", "validation")}
     assert chart.count("class='sg-series'") == 6  # six curves, each with its dots

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from symptomgen.ui import build_demo
+from symptomgen.store import RunStore
+from symptomgen.ui import build_page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -46,14 +47,14 @@ def browser():
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    demo = build_demo(runs_dir=tmp_path_factory.mktemp("browser-runs"))
+    demo, context = build_page(RunStore(tmp_path_factory.mktemp("browser-runs")))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     yield f"http://127.0.0.1:{port}/"
-    demo.symptomgen_jobs.stop()
-    demo.symptomgen_jobs.join(60)
+    context.jobs.stop()
+    context.jobs.join(60)
     demo.close()
 
 

@@ -17,7 +17,8 @@ from conftest import TINY
 from test_browser import SHOTS, browser  # noqa: F401 - the module's browser fixture
 
 from symptomgen.config import DataConfig
-from symptomgen.ui import build_demo
+from symptomgen.store import RunStore
+from symptomgen.ui import build_page
 
 WIDE, PHONE = {"width": 1400, "height": 1000}, {"width": 390, "height": 844}
 TABS = ("Data", "Train", "Generate", "Evaluate")
@@ -36,15 +37,15 @@ def site(tmp_path_factory):
     """An offline server with no runs yet, launched as a notebook would: ``demo.launch()`` with no ``css=`` (the
     demo carries its own CSS; the phone-layout assertions below fail without it)."""
     runs_dir = tmp_path_factory.mktemp("first-sight-runs")
-    demo = build_demo(runs_dir=runs_dir)
+    demo, context = build_page(RunStore.at(runs_dir))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    yield f"http://127.0.0.1:{port}/", demo, runs_dir
-    demo.symptomgen_jobs.stop()
-    demo.symptomgen_jobs.join(60)
+    yield f"http://127.0.0.1:{port}/", context, runs_dir
+    context.jobs.stop()
+    context.jobs.join(60)
     demo.close()
 
 
@@ -76,7 +77,7 @@ def test_a_fresh_page_before_any_run(browser, site, tmp_path):  # noqa: F811
     url, _, runs_dir = site
     page = open_page(browser, url, WIDE)
     shoot_tabs(page, "before")
-    from symptomgen.storage import _sweepers  # the first visit started the leftover sweeper, however launched
+    from symptomgen.sweeper import _sweepers  # the first visit started the leftover sweeper, however launched
     assert str(runs_dir.resolve()) in _sweepers
 
     # Offline, the preselected model is one that loads, and its output box says what it is.
@@ -122,7 +123,7 @@ def test_a_fresh_page_before_any_run(browser, site, tmp_path):  # noqa: F811
 
 
 def test_during_and_after_a_run(browser, site):  # noqa: F811
-    url, demo, _ = site
+    url, context, _ = site
     page = open_page(browser, url, WIDE)
     show_tab(page, "Train")
     for name, value in (("epochs", 3), ("batch-size", 16)):
@@ -156,7 +157,7 @@ def test_during_and_after_a_run(browser, site):  # noqa: F811
 
     # A refused Start says why, and leaves the finished run's progress, table and plot as they were.
     deadline = time.monotonic() + 120
-    while demo.symptomgen_jobs.busy() and time.monotonic() < deadline:
+    while context.jobs.busy() and time.monotonic() < deadline:
         time.sleep(0.5)
     page.wait_for_function("() => document.querySelector('#train-notice [data-testid=status-tracker]')"
                            ".classList.contains('hide')")  # the run's stream has ended

@@ -135,10 +135,14 @@ def test_the_widget_factory_follows_the_metadata(cls, s):
         assert isinstance(w, gr.Checkbox) and w.value is s.default
 
 
-def test_train_and_data_tabs_take_their_widgets_from_the_metadata():
+def test_train_and_data_tabs_take_their_widgets_from_the_metadata(tmp_path):
+    from symptomgen.store import RunStore
+    from symptomgen.ui.context import PageContext
+
+    ctx = PageContext.create(RunStore(tmp_path), offline=True)
     with gr.Blocks():
-        train = build_train_tab(offline=True)
-        data = build_data_tab(offline=True)
+        train = build_train_tab(ctx)
+        data = build_data_tab(ctx)
     assert TRAIN_FIELDS == C.ui_fields(C.TrainConfig) and len(train.widgets) == len(TRAIN_FIELDS)
     preset = C.TRAIN_PRESETS["quick-cpu"]
     for name, w in zip(TRAIN_FIELDS, train.widgets):

@@ -13,7 +13,8 @@ import pytest
 
 from symptomgen import gpu as gpu_mod
 from symptomgen.modeling import load_pretrained
-from symptomgen.runs import METRIC_COLUMNS, list_runs
+from symptomgen.runs import METRIC_COLUMNS
+from symptomgen.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN_TIMEOUT_S = 300
@@ -36,7 +37,7 @@ def test_torchrun_two_cpu_processes_write_one_run_folder(tmp_path):
     assert proc.stdout.count("run folder:") == 1  # only rank 0 reports
     assert "error:" not in proc.stderr  # e.g. a second rank trying to create the same run folder
 
-    runs = list_runs(runs_dir)
+    runs = RunStore.at(runs_dir).list()
     assert len(runs) == 1 and sorted(p.name for p in runs_dir.iterdir()) == [runs[0].run_id]
     run = runs[0]
     rec = run.record()

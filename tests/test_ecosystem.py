@@ -21,6 +21,7 @@ from symptomgen.events import EpochResult
 from symptomgen.generation import generate
 from symptomgen.modeling import load_pretrained
 from symptomgen.runs import Run
+from symptomgen.store import RunStore
 from symptomgen.trainer import check_tracker, run_training
 
 GREEDY = GenerationSettings(temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=12)
@@ -78,7 +79,7 @@ def test_lora_exports_as_adapter_or_merged_weights(lora_run, tmp_path):
     from symptomgen.share import export_run_zip, import_run_zip
 
     expected = _greedy(*load_pretrained(lora_run.best_dir))
-    merged_zip = export_run_zip(lora_run.path, tmp_path / "merged.zip", merged=True)
+    merged_zip = export_run_zip(lora_run, tmp_path / "merged.zip", merged=True)
     with zipfile.ZipFile(merged_zip) as zf:
         names = zf.namelist()
         zf.extractall(tmp_path / "merged")
@@ -89,7 +90,7 @@ def test_lora_exports_as_adapter_or_merged_weights(lora_run, tmp_path):
 
     assert "library_name: transformers" in (folder / "README.md").read_text()
 
-    adapter_zip = export_run_zip(lora_run.path, tmp_path / "adapter.zip")
+    adapter_zip = export_run_zip(lora_run, tmp_path / "adapter.zip")
     with zipfile.ZipFile(adapter_zip) as zf:
         assert f"{lora_run.run_id}/adapter_model.safetensors" in zf.namelist()
         zf.extractall(tmp_path / "adapter")
@@ -103,7 +104,7 @@ def test_lora_exports_as_adapter_or_merged_weights(lora_run, tmp_path):
     exec(snippet.replace("<this folder>", str(tmp_path / "adapter" / lora_run.run_id))
          .replace("max_new_tokens=48", "max_new_tokens=2"), scope)
     assert _greedy(scope["model"], scope["tok"]) == expected
-    imported = import_run_zip(adapter_zip, tmp_path / "runs")
+    imported = import_run_zip(adapter_zip, RunStore(tmp_path / "runs"))
     assert imported.has_best() and _greedy(*load_pretrained(imported.best_dir)) == expected
 
 

@@ -21,7 +21,8 @@ import pytest
 
 from symptomgen import settings
 from symptomgen.errors import QuotaExceeded, ShareError
-from symptomgen.runs import list_runs
+from symptomgen.runs import Run
+from symptomgen.store import RunStore
 from symptomgen.share import export_run_zip, import_run_zip
 
 MB = 2**20
@@ -31,7 +32,7 @@ GROWTH_LIMIT = 300 * MB  # what one refused import may add to this process's res
 @pytest.fixture(scope="module")
 def members(trained_run, tmp_path_factory) -> dict[str, bytes]:
     """A genuine export's files by name (``<run_id>/...``)."""
-    path = export_run_zip(trained_run.run_dir, tmp_path_factory.mktemp("export") / "run.zip")
+    path = export_run_zip(Run(trained_run.run_dir), tmp_path_factory.mktemp("export") / "run.zip")
     with zipfile.ZipFile(path) as zf:
         return {i.filename: zf.read(i) for i in zf.infolist()}
 
@@ -250,29 +251,29 @@ def test_a_hostile_zip_is_refused_with_bounded_memory(members, tmp_path, label, 
     change(files)
     bad = _write_zip(files, tmp_path / "hostile.zip")
     runs_dir = tmp_path / "runs"
-    growth, error = peak_growth(lambda: import_run_zip(bad, runs_dir))
+    growth, error = peak_growth(lambda: import_run_zip(bad, RunStore.at(runs_dir)))
     assert isinstance(error, ShareError), f"{label}: {error!r}"
     text = str(error)
     assert re.search(message, text), text
     assert "\n" not in text and str(tmp_path) not in text and tempfile.gettempdir() not in text, text
     assert growth < GROWTH_LIMIT, f"{label}: resident memory grew {growth / MB:.0f} MB"
-    assert list_runs(runs_dir) == [] and list(runs_dir.iterdir()) == []  # no run, no leftover work folder
+    assert RunStore.at(runs_dir).list() == [] and list(runs_dir.iterdir()) == []  # no run, no leftover work folder
 
 
 def test_the_genuine_zip_still_imports(members, tmp_path):
-    run = import_run_zip(_write_zip(dict(members), tmp_path / "good.zip"), tmp_path / "runs")
+    run = import_run_zip(_write_zip(dict(members), tmp_path / "good.zip"), RunStore(tmp_path / "runs"))
     assert run.record().status == "finished" and run.best_info().epoch == 3
 
 
 def test_a_full_runs_folder_refuses_imports_and_says_how_to_free_space(members, tmp_path):
     good = _write_zip(dict(members), tmp_path / "good.zip")
     runs_dir = tmp_path / "runs"
-    import_run_zip(good, runs_dir)
+    import_run_zip(good, RunStore.at(runs_dir))
     with settings.override(max_runs=1), pytest.raises(QuotaExceeded, match=r"at most 1 runs.*Delete runs"):
-        import_run_zip(good, runs_dir)
+        import_run_zip(good, RunStore.at(runs_dir))
     with settings.override(max_runs_bytes=MB), pytest.raises(QuotaExceeded, match=r"uses .* of its 1 MB limit"):
-        import_run_zip(good, runs_dir)
-    assert len(list_runs(runs_dir)) == 1
+        import_run_zip(good, RunStore.at(runs_dir))
+    assert len(RunStore.at(runs_dir).list()) == 1
 
 
 def test_an_upload_error_never_shows_the_servers_temp_folder(tmp_path):
@@ -280,8 +281,8 @@ def test_an_upload_error_never_shows_the_servers_temp_folder(tmp_path):
     folder.mkdir(parents=True)
     (folder / "run.zip").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ShareError) as info:
-        import_run_zip(folder / "run.zip", tmp_path / "runs")
+        import_run_zip(folder / "run.zip", RunStore(tmp_path / "runs"))
     assert str(tmp_path) not in str(info.value) and "run.zip" in str(info.value)
     with pytest.raises(ShareError) as info:
-        import_run_zip(folder / "missing.zip", tmp_path / "runs")
+        import_run_zip(folder / "missing.zip", RunStore(tmp_path / "runs"))
     assert str(tmp_path) not in str(info.value)

@@ -23,8 +23,8 @@ from symptomgen.errors import DISK_FULL, QuotaExceeded, RunNotReady
 from symptomgen.events import RunSummary
 from symptomgen.jobs import JobManager
 from symptomgen.records import RunRecord, RunStatus
-from symptomgen.runs import Run, create_run, list_runs, run_label
-from symptomgen.storage import delete_run, sweep
+from symptomgen.runs import Run, run_label
+from symptomgen.store import RunStore
 
 SAMPLE = DataConfig(source="sample")
 WAIT = 240  # seconds a job may take to start (a fresh interpreter imports torch) and run a few tiny epochs
@@ -71,7 +71,7 @@ def test_sigkill_mid_epoch_marks_the_run_and_the_next_start_works_and_it_resumes
     assert fresh.summary.status == "finished"
 
 
-def train_on_a_full_disk(data, train, runs_dir, on_event, stop, prepared=None):
+def train_on_a_full_disk(data, train, store, on_event, stop, prepared=None):
     """``run_training`` with a full disk injected through ``TrainingHooks`` (picklable: module level; transformers
     is imported in the job's process only)."""
     from transformers import TrainerCallback
@@ -84,7 +84,7 @@ def train_on_a_full_disk(data, train, runs_dir, on_event, stop, prepared=None):
         def on_epoch_end(self, args, state, control, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device", "/srv/secret/runs/x/metrics.csv")
 
-    return run_training(data, train, runs_dir, on_event, stop, prepared=prepared,
+    return run_training(data, train, store, on_event, stop, prepared=prepared,
                         hooks=TrainingHooks(callbacks=(DiskFull(),)))
 
 
@@ -109,16 +109,16 @@ def test_a_full_disk_in_the_cli_is_one_error_line_and_a_failed_run(tmp_path, mon
                      "--max-length", "64"])
     err = capsys.readouterr().err.strip()
     assert code != 0 and err.splitlines() == [f"error: {DISK_FULL}"], err
-    [run] = list_runs(tmp_path)
+    [run] = RunStore(tmp_path).list()
     assert run.record().status is RunStatus.FAILED and run.record().message == DISK_FULL
 
 
-def deaf_to_stop(data, train, runs_dir, on_event, stop, prepared=None):
+def deaf_to_stop(data, train, store, on_event, stop, prepared=None):
     """Makes its run folder, says so, then never checks ``stop`` (a step that takes forever)."""
     from symptomgen.events import RunStarted
 
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    run = create_run(Path(runs_dir), "20260101-000000-deaf", RunRecord(), frame, frame)
+    run = RunStore.at(store).create("20260101-000000-deaf", RunRecord(), frame, frame)
     on_event(RunStarted(run.path))
     while True:
         time.sleep(1)
@@ -203,13 +203,13 @@ def test_a_seeded_generation_is_unchanged_by_unseeded_ones_in_other_threads(trai
 # -- the disk ---------------------------------------------------------------------------------------------------
 def _bare_run(runs_dir: Path, run_id: str, **changes) -> Run:
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    run = create_run(runs_dir, run_id, RunRecord(), frame, frame)
+    run = RunStore.at(runs_dir).create(run_id, RunRecord(), frame, frame)
     run.update(**{"status": RunStatus.FINISHED, **changes})
     return run
 
 
-def _quick(data, train, runs_dir, on_event, stop, prepared=None):
-    summary = RunSummary(Path(runs_dir) / "fake", RunStatus.FINISHED, 0, None, None, 0.0)
+def _quick(data, train, store, on_event, stop, prepared=None):
+    summary = RunSummary(store.root / "fake", RunStatus.FINISHED, 0, None, None, 0.0)
     on_event(summary)
     return summary
 
@@ -221,14 +221,14 @@ def test_quota_refuses_start_until_a_run_is_deleted_and_a_live_run_cannot_be(tmp
         with pytest.raises(QuotaExceeded, match=r"at most 1 runs and has 1\. Delete runs"):
             manager.start(SAMPLE, tiny_cfg)
         assert not manager.busy()
-        assert delete_run(tmp_path, "20260101-000000-scratch") == "Deleted run 20260101-000000-scratch."
-        assert list_runs(tmp_path) == [] and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+        assert RunStore(tmp_path).delete("20260101-000000-scratch") == "Deleted run 20260101-000000-scratch."
+        assert RunStore(tmp_path).list() == [] and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
         _finish(manager, manager.start(SAMPLE, tiny_cfg).job_id)
     live = _bare_run(tmp_path, "20260101-000001-scratch", status=RunStatus.RUNNING)  # this process's pid
     with settings.override(max_runs_bytes=1), pytest.raises(QuotaExceeded, match=r"uses .* of its .* limit"):
         manager.start(SAMPLE, tiny_cfg)
     with pytest.raises(RunNotReady, match="still training; stop it first"):
-        delete_run(tmp_path, live.run_id)
+        RunStore(tmp_path).delete(live.run_id)
     assert live.path.is_dir()
 
 
@@ -262,7 +262,7 @@ def test_sweep_removes_old_leftovers_only(tmp_path):
     for p in leftovers + files + kept:
         os.utime(p, (old, old))
     os.utime(downloads / "fresh.csv")  # written just now
-    removed = sweep(runs_dir, download_dirs=(downloads,))
+    removed = RunStore.at(runs_dir).sweep(download_dirs=(downloads,))
     assert len(removed) == len(leftovers) + len(files)
     assert not any(p.exists() for p in leftovers + files) and all(p.exists() for p in kept)
     assert done.path.is_dir() and live.path.is_dir()
@@ -281,6 +281,6 @@ def test_the_epoch_in_best_is_read_from_best_even_when_the_record_lags(trained_r
     # A kill between the swap of best/ and the record's update: the record still names epoch 1.
     run.update(best_epoch=1, best_val_loss=9.5, kept_epoch=1)
     assert run.best_info() == info
-    assert f"val loss {info.val_loss:.3f}" in dict((v, k) for k, v in run_choices(tmp_path))[run.run_id]
+    assert f"val loss {info.val_loss:.3f}" in dict((v, k) for k, v in run_choices(RunStore(tmp_path)))[run.run_id]
     assert f"best val {info.val_loss:.3f}" in run_label(run)
     assert "Best epoch: 3 (validation loss" in write_model_card(run.path)

@@ -25,7 +25,7 @@ class FakeTrainer:
         self.release = mp.get_context("spawn").Event()  # shared with the job's process
         self.epochs, self.fail = epochs, fail
 
-    def __call__(self, data, train, runs_dir, on_event, stop, prepared=None):
+    def __call__(self, data, train, store, on_event, stop, prepared=None):
         if self.fail:
             raise RuntimeError(self.fail)
         done = 0
@@ -38,7 +38,7 @@ class FakeTrainer:
         while not (self.release.is_set() or stop.is_set()):
             time.sleep(0.01)
         status = "stopped" if stop.is_set() else "finished"
-        summary = RunSummary(Path(runs_dir) / "fake", status, done, done, 3.0 / max(done, 1), 0.5)
+        summary = RunSummary(store.root / "fake", status, done, done, 3.0 / max(done, 1), 0.5)
         on_event(summary)
         return summary
 
@@ -102,8 +102,8 @@ def test_failure_is_reported_and_frees_the_slot(tmp_path):
 class _SlowExit:
     """Reports a finished run at once, then takes a while to exit (as torch's interpreter teardown does)."""
 
-    def __call__(self, data, train, runs_dir, on_event, stop, prepared=None):
-        summary = RunSummary(Path(runs_dir) / "fake", "finished", 1, 1, 1.0, 0.1)
+    def __call__(self, data, train, store, on_event, stop, prepared=None):
+        summary = RunSummary(store.root / "fake", "finished", 1, 1, 1.0, 0.1)
         on_event(summary)
         time.sleep(4)
         return summary
@@ -148,14 +148,14 @@ class _StepsThenEnd:
     def __init__(self, steps: int, epochs: int = 2):
         self.steps, self.epochs = steps, epochs
 
-    def __call__(self, data, train, runs_dir, on_event, stop, prepared=None):
+    def __call__(self, data, train, store, on_event, stop, prepared=None):
         steps, epochs = self.steps, self.epochs
         per_epoch = steps // epochs
         for step in range(1, steps + 1):
             on_event(Progress(step=step, total_steps=steps, epoch=step / per_epoch))
             if step % per_epoch == 0:
                 on_event(EpochResult(step // per_epoch, 1.0, 1.5, 0.1, 100.0, 1e-3, True))
-        summary = RunSummary(Path(runs_dir) / "fake", "finished", epochs, epochs, 1.5, 0.5)
+        summary = RunSummary(store.root / "fake", "finished", epochs, epochs, 1.5, 0.5)
         on_event(summary)
         return summary
 

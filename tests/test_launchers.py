@@ -13,25 +13,26 @@ from symptomgen.events import RunStarted
 from symptomgen.jobs import JobManager
 from symptomgen.launchers import ChildProcessLauncher, GpuCallLauncher
 from symptomgen.records import RunRecord, RunStatus
-from symptomgen.runs import Run, create_run
+from symptomgen.runs import Run
+from symptomgen.store import RunStore
 
 SAMPLE = DataConfig(source="sample")
 
 
 def _started(runs_dir, on_event, run_id: str) -> None:
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    run = create_run(Path(runs_dir), run_id, RunRecord(), frame, frame)
+    run = RunStore.at(runs_dir).create(run_id, RunRecord(), frame, frame)
     on_event(RunStarted(run.path))
 
 
-def ends_without_a_summary(data, train, runs_dir, on_event, stop, prepared=None):
+def ends_without_a_summary(data, train, store, on_event, stop, prepared=None):
     """Makes its run folder, says so, and returns without a summary (as a call cut short would)."""
-    _started(runs_dir, on_event, "20260101-000000-quiet")
+    _started(store, on_event, "20260101-000000-quiet")
 
 
-def fails_after_starting(data, train, runs_dir, on_event, stop, prepared=None):
+def fails_after_starting(data, train, store, on_event, stop, prepared=None):
     """Makes its run folder, says so, and fails without recording why."""
-    _started(runs_dir, on_event, "20260101-000000-boom")
+    _started(store, on_event, "20260101-000000-boom")
     raise RuntimeError("boom")
 
 

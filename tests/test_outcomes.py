@@ -18,7 +18,8 @@ from symptomgen.config import DataConfig
 from symptomgen.events import RunStarted
 from symptomgen.jobs import JobManager
 from symptomgen.records import RunRecord, RunStatus
-from symptomgen.runs import Run, create_run
+from symptomgen.runs import Run
+from symptomgen.store import RunStore
 
 PACKAGE = Path(__file__).resolve().parents[1] / "symptomgen"
 SAMPLE = DataConfig(source="sample")
@@ -56,14 +57,14 @@ def test_a_finished_and_a_stopped_run_get_the_modules_sentences(tmp_path, tiny_c
     assert (rec.status, rec.message) == (RunStatus.STOPPED, outcomes.STOPPED_EMPTY_MESSAGE)
 
 
-def fails(data, train, runs_dir, on_event, stop, prepared=None):
+def fails(data, train, store, on_event, stop, prepared=None):
     raise RuntimeError("boom")
 
 
-def waits_to_be_killed(data, train, runs_dir, on_event, stop, prepared=None):
+def waits_to_be_killed(data, train, store, on_event, stop, prepared=None):
     """Makes its run folder, says so, then trains forever (picklable: module level)."""
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    run = create_run(Path(runs_dir), "20260101-000000-killed", RunRecord(), frame, frame)
+    run = RunStore.at(store).create("20260101-000000-killed", RunRecord(), frame, frame)
     on_event(RunStarted(run.path))
     while True:
         time.sleep(1)

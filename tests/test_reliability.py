@@ -20,7 +20,8 @@ from symptomgen import settings
 from symptomgen.config import DataConfig, GenerationSettings, TrainConfig
 from symptomgen.data import DataError, prepare
 from symptomgen.generation import clean_name
-from symptomgen.runs import Run, RunNotFoundError, resolve_run
+from symptomgen.runs import Run, RunNotFoundError
+from symptomgen.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +150,7 @@ def test_max_new_tokens_beyond_context_is_clamped(trained_run):
 @pytest.mark.parametrize("name", ["../etc", "/etc/passwd", "..", "a/../../b", "", "x" * 300, "run\x00id"])
 def test_run_names_cannot_escape_the_runs_folder(tmp_path, name):
     with pytest.raises(RunNotFoundError):
-        resolve_run(tmp_path, name)
+        RunStore(tmp_path).get(name)
 
 
 def test_symlinked_run_is_refused(tmp_path, trained_run):
@@ -157,12 +158,12 @@ def test_symlinked_run_is_refused(tmp_path, trained_run):
     runs.mkdir()
     (runs / "sneaky").symlink_to(trained_run.run_dir)
     with pytest.raises(RunNotFoundError):
-        resolve_run(runs, "sneaky")
+        RunStore(runs).get("sneaky")
 
 
 def test_deleted_run_gives_a_clear_message(tmp_path):
     with pytest.raises(RunNotFoundError, match="was not found.*deleted"):
-        resolve_run(tmp_path, "20260101-000000-scratch")
+        RunStore(tmp_path).get("20260101-000000-scratch")
 
 
 def test_model_allow_list(monkeypatch):

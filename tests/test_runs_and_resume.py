@@ -17,7 +17,8 @@ from symptomgen.errors import TrainingFailed
 from symptomgen.evaluation import evaluate_run
 from symptomgen.catalog import base_model
 from symptomgen.records import RunRecord
-from symptomgen.runs import Run, create_run, list_runs, run_label
+from symptomgen.runs import Run, run_label
+from symptomgen.store import RunStore
 from symptomgen.trainer import EpochResult, run_training
 
 
@@ -33,20 +34,20 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, sample_
     second = run_training(sample_data, tiny_cfg.with_(epochs=1), tmp_path)
     assert [first.status, second.status] == ["finished", "finished"]
     assert (first.run_dir.name, second.run_dir.name) == ("20260102-030405-scratch", "20260102-030405-scratch-2")
-    assert len(list_runs(tmp_path)) == 2
+    assert len(RunStore(tmp_path).list()) == 2
     # A name taken between choosing it and creating the folder: the next free one is used.
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    third = create_run(tmp_path, "20260102-030405-scratch", RunRecord(), frame, frame, unique=True)
+    third = RunStore(tmp_path).create("20260102-030405-scratch", RunRecord(), frame, frame, unique=True)
     assert third.run_id == "20260102-030405-scratch-3"
     with pytest.raises(FileExistsError):
-        create_run(tmp_path, third.run_id, RunRecord(), frame, frame)  # under torchrun the id is fixed: no renaming
+        RunStore(tmp_path).create(third.run_id, RunRecord(), frame, frame)  # under torchrun the id is fixed: no renaming
 
 
 def test_a_damaged_run_folder_is_listed_as_unknown_not_a_crash(tmp_path, capsys):
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    broken = create_run(tmp_path, "20260102-030405-scratch", RunRecord(), frame, frame)
+    broken = RunStore(tmp_path).create("20260102-030405-scratch", RunRecord(), frame, frame)
     broken.config_path.write_text("[]")
-    no_pid = create_run(tmp_path, "20260102-030406-scratch", RunRecord(), frame, frame)
+    no_pid = RunStore(tmp_path).create("20260102-030406-scratch", RunRecord(), frame, frame)
     no_pid.update(pid=None)
     assert broken.status() == "unknown" and "unknown" in run_label(broken)
     assert no_pid.status() == "interrupted"
@@ -59,7 +60,7 @@ def test_resume_refuses_a_run_that_is_still_training_or_already_finished(tmp_pat
     with pytest.raises(TrainingFailed, match="already finished; nothing to resume"):
         run_training(DataConfig(), trained_run_cfg(trained_run), runs_dir, resume=trained_run.run_dir.name)
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    live = create_run(tmp_path, "20260102-030405-scratch", RunRecord(), frame, frame)  # "running", pid = this process
+    live = RunStore(tmp_path).create("20260102-030405-scratch", RunRecord(), frame, frame)  # "running", pid = this process
     assert live.record().pid == os.getpid() and live.record().host == socket.gethostname()
     with pytest.raises(TrainingFailed, match="is still training"):
         run_training(DataConfig(), trained_run_cfg(trained_run), tmp_path, resume=live.run_id)
@@ -108,7 +109,7 @@ def test_evaluate_needs_at_least_one_row(trained_run, capsys):
 
 def test_generate_from_a_run_without_a_finished_epoch_says_so(tmp_path, capsys):
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    run = create_run(tmp_path, "20260102-030405-scratch", RunRecord(), frame, frame)  # killed before epoch 1 ended
+    run = RunStore(tmp_path).create("20260102-030405-scratch", RunRecord(), frame, frame)  # killed before epoch 1 ended
     run.update(pid=2**22 + 12345)  # its trainer is gone (no such pid)
     assert cli_main(["--runs-dir", str(tmp_path), "generate", "--model", str(run.path), "Asthma"]) == 2
     assert "has no saved model yet" in capsys.readouterr().err
@@ -157,10 +158,12 @@ def test_a_kill_between_the_best_model_renames_is_repaired(trained_run, tmp_path
     shutil.copytree(trained_run.run_dir, copy)
     run = Run(copy)
     (copy / "best").rename(copy / ".best.old")  # save_model killed after moving the old copy aside
+    store = RunStore(tmp_path)
     run.update(status="running", pid=os.getpid(), host=socket.gethostname())
-    assert not run.has_best() and (copy / ".best.old").is_dir()  # its trainer lives: mid-save, hands off
+    assert not store.repair(run) and (copy / ".best.old").is_dir()  # its trainer lives: mid-save, hands off
     run.update(status="running", pid=2**22 + 12345)  # the trainer is gone (no such pid)
-    assert run.has_best() and (copy / "best" / "model.safetensors").is_file()
+    assert not run.has_best() and (copy / ".best.old").is_dir()  # asking is not repairing
+    assert store.repair(run) and run.has_best() and (copy / "best" / "model.safetensors").is_file()
     assert not (copy / ".best.old").exists()
 
 

@@ -64,14 +64,15 @@ def test_every_user_facing_error_shares_one_base_and_keeps_its_builtin_kind():
 
 
 def test_cli_shows_user_errors_as_they_are_and_bugs_as_an_internal_error(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(cli, "list_runs", lambda runs_dir: (_ for _ in ()).throw(RunNotFoundError("No such run.")))
+    monkeypatch.setattr(cli.RunStore, "list", lambda store: (_ for _ in ()).throw(RunNotFoundError("No such run.")))
     assert cli.main(["--runs-dir", str(tmp_path), "runs"]) == 2
     assert capsys.readouterr().err == "error: No such run.\n"
-    monkeypatch.setattr(cli, "list_runs", lambda runs_dir: {}["missing"])  # a bug: KeyError
+    monkeypatch.setattr(cli.RunStore, "list", lambda store: {}["missing"])  # a bug: KeyError
     assert cli.main(["--runs-dir", str(tmp_path), "runs"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Internal error (KeyError)") and err.count("\n") == 1 and "Traceback" not in err
-    monkeypatch.setattr(cli, "list_runs", lambda runs_dir: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    monkeypatch.setattr(cli.RunStore, "list",
+                        lambda store: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     assert cli.main(["--runs-dir", str(tmp_path), "runs"]) == 1
     assert capsys.readouterr().err == "error: could not read or write a file: No space left on device\n"
 

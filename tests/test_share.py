@@ -19,7 +19,8 @@ from symptomgen.evaluation import GREEDY
 from symptomgen.generation import generate
 from symptomgen.hub import HubUnreachableError
 from symptomgen.modeling import load_pretrained
-from symptomgen.runs import METRIC_COLUMNS, Run, list_runs
+from symptomgen.runs import METRIC_COLUMNS, Run
+from symptomgen.store import RunStore
 from symptomgen.share import (ShareError, export_run_zip, import_run_from_hub, import_run_zip, push_run_to_hub,
                               write_model_card)
 
@@ -28,7 +29,7 @@ SECRET = "hf_supersecret_test_token_123"
 
 @pytest.fixture(scope="module")
 def exported(trained_run, tmp_path_factory) -> Path:
-    return export_run_zip(trained_run.run_dir, tmp_path_factory.mktemp("export") / "run.zip")
+    return export_run_zip(Run(trained_run.run_dir), tmp_path_factory.mktemp("export") / "run.zip")
 
 
 def _state(folder: Path) -> dict:
@@ -52,9 +53,9 @@ def test_zip_holds_model_run_files_and_card_but_no_checkpoints(trained_run, expo
 
 def test_zip_round_trip_gives_same_greedy_generations(trained_run, exported, tmp_path):
     runs_dir = tmp_path / "runs"
-    run = import_run_zip(exported, runs_dir)
+    run = import_run_zip(exported, RunStore.at(runs_dir))
     original = Run(trained_run.run_dir)
-    assert [r.run_id for r in list_runs(runs_dir)] == [run.run_id] == [original.run_id]
+    assert [r.run_id for r in RunStore.at(runs_dir).list()] == [run.run_id] == [original.run_id]
     assert sorted(p.name for p in runs_dir.iterdir()) == [run.run_id]  # no work folders left behind
     rec = run.record()
     assert rec.train == original.record().train and rec.data == original.record().data
@@ -71,7 +72,7 @@ def test_zip_round_trip_gives_same_greedy_generations(trained_run, exported, tmp
     assert [generate(m1, t1, n, settings) for n in names] == [generate(m2, t2, n, settings) for n in names]
     # The untrained base model comes along, so before/after evaluation still works after import.
     assert _state(run.base_dir).keys() == a.keys() and not all(_state(run.base_dir)[k].equal(a[k]) for k in a)
-    again = import_run_zip(exported, runs_dir)
+    again = import_run_zip(exported, RunStore.at(runs_dir))
     assert again.run_id == f"{run.run_id}-imported" and run.best_dir.is_dir()
 
 
@@ -107,7 +108,7 @@ def test_hostile_zip_members_are_rejected_before_anything_is_written(exported, t
     bad = _evil_zip(exported, tmp_path / "bad.zip", member, b"/etc/passwd")
     runs_dir = tmp_path / "runs"
     with pytest.raises(ShareError, match=message):
-        import_run_zip(bad, runs_dir)
+        import_run_zip(bad, RunStore.at(runs_dir))
     assert list(runs_dir.iterdir()) == []  # no run, no leftover work folder
     assert not (tmp_path / "evil.json").exists() and not Path("/tmp/symptomgen-evil.json").exists()
 
@@ -118,21 +119,21 @@ def test_pickle_disguised_as_safetensors_is_rejected(trained_run, exported, tmp_
     name = f"{trained_run.run_dir.name}/model.safetensors"
     bad = _evil_zip(exported, tmp_path / "bad.zip", name, pickle.dumps({"a": 1}), drop="/model.safetensors")
     with pytest.raises(ShareError, match="not a valid safetensors file"):  # its header is read before loading
-        import_run_zip(bad, tmp_path / "runs")
-    assert list_runs(tmp_path / "runs") == []
+        import_run_zip(bad, RunStore(tmp_path / "runs"))
+    assert RunStore(tmp_path / "runs").list() == []
 
 
 def test_zip_limits_and_non_runs_are_rejected(exported, tmp_path, monkeypatch):
     (tmp_path / "notes.zip").write_text("not a zip")
     with pytest.raises(ShareError, match="not a zip file"):
-        import_run_zip(tmp_path / "notes.zip", tmp_path / "runs")
+        import_run_zip(tmp_path / "notes.zip", RunStore(tmp_path / "runs"))
     with zipfile.ZipFile(tmp_path / "plain.zip", "w") as zf:
         zf.writestr("model/config.json", "{}")
     with pytest.raises(ShareError, match="not a SymptomGen run export"):
-        import_run_zip(tmp_path / "plain.zip", tmp_path / "runs")
+        import_run_zip(tmp_path / "plain.zip", RunStore(tmp_path / "runs"))
     with settings.override(max_import_bytes=4096), pytest.raises(ShareError, match="import limit"):
-        import_run_zip(exported, tmp_path / "runs")
-    assert list_runs(tmp_path / "runs") == []
+        import_run_zip(exported, RunStore(tmp_path / "runs"))
+    assert RunStore(tmp_path / "runs").list() == []
 
 
 def test_model_card_lists_data_settings_metrics_and_the_medical_note(trained_run):
@@ -156,7 +157,7 @@ def test_model_card_lists_data_settings_metrics_and_the_medical_note(trained_run
 def test_push_without_token_says_how_to_give_one_and_never_takes_the_machines(trained_run, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", SECRET)  # the machine has one: push still acts only with the token it is given
     with pytest.raises(ShareError, match="No Hugging Face token: sign in with Hugging Face or give a write token"):
-        push_run_to_hub(trained_run.run_dir, "someone/symptoms")
+        push_run_to_hub(Run(trained_run.run_dir), "someone/symptoms")
 
 
 def _no_network(*args, **kwargs):
@@ -172,10 +173,10 @@ def test_push_and_hub_import_offline_fail_with_a_clear_message(trained_run, monk
     monkeypatch.setattr(huggingface_hub, "snapshot_download", _no_network)
     offline = r"offline mode is on \(HF_HUB_OFFLINE=1\)"
     with pytest.raises(HubUnreachableError, match=r"Could not push run .* " + offline) as e:
-        push_run_to_hub(trained_run.run_dir, "someone/symptoms", token=SECRET)
+        push_run_to_hub(Run(trained_run.run_dir), "someone/symptoms", token=SECRET)
     assert SECRET not in str(e.value)
     with pytest.raises(HubUnreachableError, match=r"Could not download run 'someone/symptoms' .* offline mode is on"):
-        import_run_from_hub("someone/symptoms", tmp_path / "runs")
+        import_run_from_hub("someone/symptoms", RunStore(tmp_path / "runs"))
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
 
@@ -214,7 +215,7 @@ def test_push_uses_the_upload_api_and_a_pushed_run_imports_back(trained_run, mon
     monkeypatch.setenv("HF_TOKEN", SECRET)
     monkeypatch.setattr(share, "hub_reachable", lambda: True)
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    url = push_run_to_hub(trained_run.run_dir, "someone/symptoms", token=SECRET)
+    url = push_run_to_hub(Run(trained_run.run_dir), "someone/symptoms", token=SECRET)
     assert url == "https://huggingface.co/someone/symptoms"
     assert FakeApi.calls == [("init", SECRET), ("create_repo", "someone/symptoms", True, True),
                              ("upload_folder", "someone/symptoms")]
@@ -230,24 +231,24 @@ def test_push_uses_the_upload_api_and_a_pushed_run_imports_back(trained_run, mon
         return str(local_dir)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
-    run = import_run_from_hub("someone/symptoms", tmp_path / "runs")
+    run = import_run_from_hub("someone/symptoms", RunStore(tmp_path / "runs"))
     assert FakeApi.calls[-1] == ("init", False)  # no token given: anonymous, never the machine's HF_TOKEN
     assert run.record().imported_from == "hub:someone/symptoms@abc123"
     assert _state(run.best_dir).keys() == _state(trained_run.run_dir / "best").keys()
 
     FakeApi.fail_with = RuntimeError(f"401 Client Error: Unauthorized for token {SECRET}")
     with pytest.raises(ShareError, match=r"Could not push run .*401 Client Error") as e:
-        push_run_to_hub(trained_run.run_dir, "someone/symptoms", token=SECRET)
+        push_run_to_hub(Run(trained_run.run_dir), "someone/symptoms", token=SECRET)
     assert SECRET not in str(e.value) and "***" in str(e.value)
     with pytest.raises(ShareError, match="owner/name"):
-        push_run_to_hub(trained_run.run_dir, "../not a repo", token=SECRET)
+        push_run_to_hub(Run(trained_run.run_dir), "../not a repo", token=SECRET)
 
 
 def test_cli_export_import_push(trained_run, tmp_path, monkeypatch, capsys):
     runs_dir, out = trained_run.run_dir.parent, tmp_path / "cli.zip"
     assert main(["--runs-dir", str(runs_dir), "export", trained_run.run_dir.name, "--out", str(out)]) == 0
     assert main(["--runs-dir", str(tmp_path / "mine"), "import", str(out)]) == 0
-    assert [r.run_id for r in list_runs(tmp_path / "mine")] == [trained_run.run_dir.name]
+    assert [r.run_id for r in RunStore(tmp_path / "mine").list()] == [trained_run.run_dir.name]
     monkeypatch.delenv("HF_TOKEN", raising=False)
     assert main(["--runs-dir", str(runs_dir), "push", trained_run.run_dir.name, "--repo-id", "me/x"]) == 2
     assert "error: No Hugging Face token" in capsys.readouterr().err
@@ -282,7 +283,7 @@ def test_an_imported_run_never_names_a_server_path_or_disallowed_model_as_its_ba
     cfg = json.loads(zipfile.ZipFile(exported).read(f"{trained_run.run_dir.name}/symptomgen/run.json"))
     crafted = _rewritten(exported, tmp_path / "crafted.zip", {"train": {**cfg["train"], "model": model}},
                          drop_prefix="symptomgen/base/")
-    run = import_run_zip(crafted, runs_dir)
+    run = import_run_zip(crafted, RunStore.at(runs_dir))
     assert base_model(run) is None  # no base/, and the named model is a path or not allowed here
     out = evaluate_run(run.path, limit=1)
     assert out["unseen"]["base"] == {"error": "no base model is recorded for this run."}
@@ -290,7 +291,7 @@ def test_an_imported_run_never_names_a_server_path_or_disallowed_model_as_its_ba
 
 def test_an_imported_run_with_a_minimal_metrics_table_still_has_a_card(exported, tmp_path):
     crafted = _rewritten(exported, tmp_path / "minimal.zip", {}, metrics="epoch,validation_loss\n1,5.5\n2,5.2\n")
-    run = import_run_zip(crafted, tmp_path / "runs")
+    run = import_run_zip(crafted, RunStore(tmp_path / "runs"))
     assert list(run.metrics().columns) == METRIC_COLUMNS
     card = write_model_card(run.path)
     assert "5.2" in card
@@ -299,7 +300,7 @@ def test_an_imported_run_with_a_minimal_metrics_table_still_has_a_card(exported,
 def test_a_run_trained_on_from_any_run_folder_is_recognised_by_name(trained_run, exported, tmp_path):
     from symptomgen.runs import parent_run_id
 
-    run = import_run_zip(exported, tmp_path / "runs")
+    run = import_run_zip(exported, RunStore(tmp_path / "runs"))
     renamed = run.path.rename(run.path.with_name("my-favourite-run"))
     assert parent_run_id(str(renamed / "best")) == "my-favourite-run"
     assert parent_run_id(str(trained_run.run_dir / "base")) is None  # not a best/ folder

@@ -6,6 +6,6 @@ build their widgets and call core functions; ``widgets`` holds the shared pieces
 Nothing in the core imports this package.
 """
 
-from .page import PAGE_CSS, build_demo, main
+from .page import PAGE_CSS, build_demo, build_page, main
 
-__all__ = ["PAGE_CSS", "build_demo", "main"]
+__all__ = ["PAGE_CSS", "build_demo", "build_page", "main"]

@@ -19,6 +19,7 @@ from ..data import FILE_SUFFIXES, load_records, prepare
 from ..hub import looks_like_hub_id
 from ..offline import with_offline_fallback
 from ..errors import first_line, InvalidInput
+from .context import PageContext
 from .widgets import checked_types, ListedChoices, setting_widget, user_errors
 
 SOURCES = [("Bundled sample (offline)", "sample"), ("Hugging Face dataset", "hub"), ("Uploaded file", "upload")]
@@ -178,11 +179,11 @@ def read_columns(upload, prompt_column: str, target_column: str, extra_target_co
                       "the mapping below if that is wrong, then preview.", *updates)
 
 
-def build_data_tab(offline: bool) -> DataTab:
+def build_data_tab(ctx: PageContext) -> DataTab:
     gr.Markdown("Choose the examples to train on. Each row becomes `Name | Symptoms`; the split is seeded. "
                 "*Split by* auto: by row, stratified by name, when names repeat (each name on both sides), by name "
                 "when they do not; *by-name* validates on unseen names. The preview says which was used and why.")
-    start = "sample" if offline else "hub"
+    start = "sample" if ctx.offline else "hub"
     source = gr.Radio(SOURCES, value=start, label="Source", elem_id="data-source")
     # Each source shows its own inputs only: after a refused upload the source still reads "Uploaded file", so
     # Preview says a file is needed instead of quietly previewing the sample.

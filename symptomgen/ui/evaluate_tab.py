@@ -6,8 +6,9 @@ the fine-tuned model and its base, greedy and optionally with a sampling preset,
 renders a summary table (each row labelled with its set) plus a per-disease table per set
 with the matched symptom phrases highlighted.  Evaluation is CPU-heavy, so a "rows" limit
 keeps it short and the status line ticks while it works.  ``compare_runs`` draws the
-train/validation loss of several runs (their ``metrics.csv``) on one plot.  The
-keep-and-share accordion lives in ``share_panel``.
+train/validation loss of several runs (their ``metrics.csv``) on one plot.  The handlers
+are methods of ``EvaluateActions`` (callable without a page).  The keep-and-share accordion
+lives in ``share_panel``.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ import html
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from .. import config as C
 from ..phrases import phrase_pieces
-from ..catalog import finished_run, model_choices, run_choices, runs_with_curves
-from ..runs import Run, resolve_run
+from ..catalog import model_choices, run_choices, runs_with_curves
+from ..runs import Run
+from ..store import RunStore
 from .charts import loss_chart, loss_points
+from .context import PageContext
 from .share_panel import build_share_section
 from .widgets import checked_types, ListedChoices, setting_widget, user_errors
 
@@ -101,13 +103,13 @@ def summary_frame(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def curves_frame(runs_dir: Path, run_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
+def curves_frame(store: RunStore, run_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the chart's points: epoch, loss, series, run, kind; one summary row per run)."""
     if isinstance(run_ids, str):
         run_ids = [run_ids]
     points, summary = [], []
     for run_id in run_ids or []:
-        run = resolve_run(runs_dir, run_id)
+        run = store.get(run_id)
         m, rec = run.metrics(), run.record()
         for col, kind in (("training_loss", "train"), ("validation_loss", "validation")):
             points += [(run.run_id, kind, e, v) for e, v in zip(m["epoch"], m[col]) if pd.notna(v)]
@@ -135,43 +137,20 @@ class EvaluateTab:
     compare: gr.Dropdown
 
 
-def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: gr.Dropdown) -> EvaluateTab:
-    """Lay out the Evaluate tab inside ``tab`` and wire its events (and the share accordion)."""
+class EvaluateActions:
+    """The Evaluate tab's handlers over one page's runs."""
 
-    gr.Markdown("Measure what a finished run learned, on rows it never trained on (*unseen*) and on rows it was "
-                "trained on (*taught*), scored apart: loss and perplexity per real token, and how many reference "
-                "symptom phrases its generations recover — next to the same numbers for its base model.")
-    with gr.Row():
-        run = ListedChoices([], value=None, label="Finished run", elem_id="eval-run", scale=3)
-        refresh = gr.Button("Refresh runs", scale=1)
-    with gr.Row():
-        rows = setting_widget(C.EvaluationSettings, "rows", elem_id="eval-rows")
-        sampling = gr.Dropdown(SAMPLING_CHOICES, value="none", label="Decoding",
-                               info="sampling presets as on the Generate tab (fixed seed)")
-        go = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button")
-    status = gr.Markdown(elem_id="eval-status")
-    summary = gr.Dataframe(pd.DataFrame(columns=SUMMARY_COLUMNS), label="Fine-tuned vs base model, on unseen and taught rows",
-                           interactive=False, elem_id="eval-summary")
-    table = gr.HTML(elem_id="eval-table")
-    taught_table = gr.HTML(elem_id="eval-taught-table")
-    with gr.Accordion("Compare runs: loss curves on one plot", open=False):
-        # Only listed runs can be picked: a half-typed name and Enter add nothing (API callers are checked).
-        compare = ListedChoices([], value=[], multiselect=True, label="Runs", elem_id="compare-runs")
-        plot = gr.HTML(loss_chart(loss_points([]), title=COMPARE_TITLE), elem_id="compare-plot", padding=True)
-        compare_table = gr.Dataframe(pd.DataFrame(columns=COMPARE_COLUMNS), interactive=False,
-                                     label="Runs compared")
-    build_share_section(demo, runs_dir, run, lambda: (gr.update(choices=runs_with_curves(runs_dir)),
-                                                      gr.update(choices=model_choices(runs_dir))),
-                        [compare, gen_model])
+    def __init__(self, ctx: PageContext):
+        self.ctx = ctx
 
     @user_errors
     @checked_types
-    def evaluate(run_id: str | None, rows: int | None, sampling: str):
+    def evaluate(self, run_id: str | None, rows: int | None, sampling: str):
         """Evaluate a finished run and its base model on the run's own validation rows (unseen) and on as many of
         its training rows (taught), scored apart."""
         from ..evaluation import evaluate_run
 
-        run = finished_run(runs_dir, run_id)
+        run = self.ctx.store.open(run_id)
         if sampling not in {v for _, v in SAMPLING_CHOICES}:
             raise InvalidInput(f"Decoding must be one of {', '.join(v for _, v in SAMPLING_CHOICES)}.")
         settings = None if sampling == "none" else C.GENERATION_PRESETS[sampling].with_(num_return_sequences=1)
@@ -216,18 +195,51 @@ def build_evaluate_tab(demo: gr.Blocks, runs_dir: Path, tab: gr.Tab, gen_model: 
 
     @user_errors
     @checked_types
-    def compare_runs(runs: list[str] | None):
+    def compare_runs(self, runs: list[str] | None):
         """Train and validation loss per epoch of several runs, on one plot."""
-        points, table = curves_frame(runs_dir, runs)
+        points, table = curves_frame(self.ctx.store, runs)
         return loss_chart(points, title=COMPARE_TITLE), table
 
-    def refresh_choices(current, chosen):
-        choices = run_choices(runs_dir)
+    def refresh_choices(self, current, chosen):
+        """The finished runs (the selection kept when still listed) and the runs with loss curves."""
+        choices = run_choices(self.ctx.store)
         values = [v for _, v in choices]
-        curves = runs_with_curves(runs_dir)
+        curves = runs_with_curves(self.ctx.store)
         keep = [c for c in (chosen or []) if c in curves]
         return (gr.update(choices=choices, value=current if current in values else (values[0] if values else None)),
                 gr.update(choices=curves, value=keep))
+
+
+def build_evaluate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab, gen_model: gr.Dropdown) -> EvaluateTab:
+    """Lay out the Evaluate tab inside ``tab`` and wire its events (and the share accordion)."""
+
+    gr.Markdown("Measure what a finished run learned, on rows it never trained on (*unseen*) and on rows it was "
+                "trained on (*taught*), scored apart: loss and perplexity per real token, and how many reference "
+                "symptom phrases its generations recover — next to the same numbers for its base model.")
+    with gr.Row():
+        run = ListedChoices([], value=None, label="Finished run", elem_id="eval-run", scale=3)
+        refresh = gr.Button("Refresh runs", scale=1)
+    with gr.Row():
+        rows = setting_widget(C.EvaluationSettings, "rows", elem_id="eval-rows")
+        sampling = gr.Dropdown(SAMPLING_CHOICES, value="none", label="Decoding",
+                               info="sampling presets as on the Generate tab (fixed seed)")
+        go = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button")
+    status = gr.Markdown(elem_id="eval-status")
+    summary = gr.Dataframe(pd.DataFrame(columns=SUMMARY_COLUMNS), label="Fine-tuned vs base model, on unseen and taught rows",
+                           interactive=False, elem_id="eval-summary")
+    table = gr.HTML(elem_id="eval-table")
+    taught_table = gr.HTML(elem_id="eval-taught-table")
+    with gr.Accordion("Compare runs: loss curves on one plot", open=False):
+        # Only listed runs can be picked: a half-typed name and Enter add nothing (API callers are checked).
+        compare = ListedChoices([], value=[], multiselect=True, label="Runs", elem_id="compare-runs")
+        plot = gr.HTML(loss_chart(loss_points([]), title=COMPARE_TITLE), elem_id="compare-plot", padding=True)
+        compare_table = gr.Dataframe(pd.DataFrame(columns=COMPARE_COLUMNS), interactive=False,
+                                     label="Runs compared")
+    build_share_section(ctx, run, lambda: (gr.update(choices=runs_with_curves(ctx.store)),
+                                           gr.update(choices=model_choices(ctx.store))),
+                        [compare, gen_model])
+    actions = EvaluateActions(ctx)
+    evaluate, compare_runs, refresh_choices = actions.evaluate, actions.compare_runs, actions.refresh_choices
 
     go.click(evaluate, inputs=[run, rows, sampling], outputs=[status, summary, table, taught_table],
              api_name="evaluate",

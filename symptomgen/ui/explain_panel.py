@@ -13,13 +13,13 @@ from ..errors import InvalidInput
 
 import html
 import re
-from pathlib import Path
 
 import gradio as gr
 
 from .. import config as C
 from ..catalog import generation_target
 from ..gpu import generation_seconds, gpu
+from .context import PageContext
 from .widgets import checked_types, user_errors
 
 SCORE_CHOICES = [("Surprise (1 − p): unlikely tokens glow", "surprise"), ("Probability p", "probability")]
@@ -62,7 +62,45 @@ def _seconds(model, name, top_k, top_p, temperature, repetition_penalty, max_new
         return 60
 
 
-def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Textbox, sliders: list,
+class ExplainActions:
+    """The explain button's handler over one page's runs and model cache."""
+
+    def __init__(self, ctx: PageContext):
+        self.ctx = ctx
+        # Decorated per instance (this attribute hides the method below): ZeroGPU is handed the bound method, so
+        # its arguments are the widgets' values only; checked_types runs before asking it for a GPU, and on a
+        # ZeroGPU Space the forward passes get a GPU (a no-op elsewhere).
+        self.explain = user_errors(checked_types(gpu(_seconds)(self.explain)))
+
+    def explain(self, model: str, name: str, top_k: int, top_p: float, temperature: float, repetition_penalty: float,
+                max_new_tokens: int, num_sequences: int, seed: int | None, shown: str | None, score: str,
+                no_repeat_ngram_size: int = 0):
+        """Per-token probabilities of the selected model's output, as a heat map and a table."""
+        from ..explain import explain_generation, explain_text
+        from ..generation import clean_name
+
+        if score not in {v for _, v in SCORE_CHOICES}:
+            raise InvalidInput("Colour tokens by must be 'surprise' or 'probability'.")
+        settings = C.GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature,
+                                        repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
+                                        num_return_sequences=1, seed=seed,
+                                        no_repeat_ngram_size=no_repeat_ngram_size)
+        name = clean_name(name)
+        m, tok = self.ctx.models.get(generation_target(model, self.ctx.store).model)
+        first = first_sample(shown, num_sequences)
+        reproducible = settings.greedy or (settings.seed is not None and int(num_sequences) == 1)
+        if reproducible or not first:
+            ex = explain_generation(m, tok, name, settings)
+            how = "Re-generated with these settings and explained:" if not first else "Explained the output:"
+            if first and ex.text != first:  # e.g. the model or settings changed since the output was made
+                ex, how = explain_text(m, tok, name, first), "Scored the shown output:"
+        else:
+            ex, how = explain_text(m, tok, name, first), "Scored the first shown sample:"
+        frame = ex.to_frame().round(4)
+        return ex.highlighted(score), _summary_md(ex, how), frame
+
+
+def build_explain_section(ctx: PageContext, model: gr.Dropdown, name: gr.Textbox, sliders: list,
                           output: gr.Textbox, no_repeat) -> None:
     """The explain button, heat map and token table under the Generate tab's output.
 
@@ -79,36 +117,7 @@ def build_explain_section(runs_dir: Path, cache, model: gr.Dropdown, name: gr.Te
         note = gr.Markdown(elem_id="explain-summary")
         table = gr.Dataframe(label="Per token: probability, rank and the model's top alternatives",
                              interactive=False, elem_id="explain-table")
-
-    @user_errors
-    @checked_types  # before asking ZeroGPU for a GPU
-    @gpu(_seconds)  # on a ZeroGPU Space the forward passes get a GPU; a no-op elsewhere
-    def explain(model: str, name: str, top_k: int, top_p: float, temperature: float, repetition_penalty: float,
-                max_new_tokens: int, num_sequences: int, seed: int | None, shown: str | None, score: str,
-                no_repeat_ngram_size: int = 0):
-        """Per-token probabilities of the selected model's output, as a heat map and a table."""
-        from ..explain import explain_generation, explain_text
-        from ..generation import clean_name
-
-        if score not in {v for _, v in SCORE_CHOICES}:
-            raise InvalidInput("Colour tokens by must be 'surprise' or 'probability'.")
-        settings = C.GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature,
-                                        repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
-                                        num_return_sequences=1, seed=seed,
-                                        no_repeat_ngram_size=no_repeat_ngram_size)
-        name = clean_name(name)
-        m, tok = cache.get(generation_target(model, runs_dir).model)
-        first = first_sample(shown, num_sequences)
-        reproducible = settings.greedy or (settings.seed is not None and int(num_sequences) == 1)
-        if reproducible or not first:
-            ex = explain_generation(m, tok, name, settings)
-            how = "Re-generated with these settings and explained:" if not first else "Explained the output:"
-            if first and ex.text != first:  # e.g. the model or settings changed since the output was made
-                ex, how = explain_text(m, tok, name, first), "Scored the shown output:"
-        else:
-            ex, how = explain_text(m, tok, name, first), "Scored the first shown sample:"
-        frame = ex.to_frame().round(4)
-        return ex.highlighted(score), _summary_md(ex, how), frame
+    explain = ExplainActions(ctx).explain
 
     score.change(lambda s: gr.update(label=HEAT_LABELS.get(s, HEAT_LABELS["surprise"])), inputs=score,
                  outputs=heat, api_visibility="private", show_progress="hidden")

@@ -4,25 +4,27 @@ Output streams token by token, the selected run side by side with its base
 model, and when the name is in the run's data the reference symptoms are shown
 with the generated phrases that match them.  Generation reads finished runs
 only, so it works while a training job runs.  "Explain this generation" (a
-per-token heat map, computed on request) comes from ``explain_panel``.
+per-token heat map, computed on request) comes from ``explain_panel``.  The handlers are methods of
+``GenerateActions`` (callable without a page).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from .. import NOT_MEDICAL_ADVICE
 from .. import config as C
-from ..catalog import (BASE_LABEL, RUNS_COLUMNS, UNTRAINED_LABEL, base_description, finished_run, generation_target,
-                       model_choices, reference_for, runs_frame, target_kind)
+from ..catalog import (BASE_LABEL, RUNS_COLUMNS, UNTRAINED_LABEL, base_description, generation_target, model_choices,
+                       reference_for, runs_frame, target_kind)
 from ..config import is_scratch
 from ..errors import HubUnreachableError, first_line
 from ..hub import unreachable_reason
 from ..gpu import generation_seconds, gpu
+from ..store import RunStore
+from .context import PageContext
 from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, setting_widget, user_errors
 from .explain_panel import build_explain_section
 
@@ -34,14 +36,14 @@ GEN_FIELDS = C.ui_fields(C.GenerationSettings)  # the sampling widgets' order (a
 GEN_OVERRIDES = {"num_return_sequences": {"label": "number of sequences"}, "seed": {"label": "seed (blank = random)"}}
 
 
-def output_labels(model: str | None, runs_dir: Path | None = None):
-    """Labels of the two output boxes for the chosen model (``runs_dir``: where its run lives)."""
+def output_labels(model: str | None, store: RunStore | None = None):
+    """Labels of the two output boxes for the chosen model (``store``: where its run lives)."""
     if is_scratch(model):
         return gr.update(label=UNTRAINED_LABEL), gr.update(label="Base model")
     run = None
-    if runs_dir is not None:
+    if store is not None:
         try:
-            run = finished_run(runs_dir, model)
+            run = store.open(model)
         except Exception:  # noqa: BLE001 - a Hub id, or a typed name that is no run: plain labels
             run = None
     return (gr.update(label=f"Fine-tuned: {run.run_id}" if run is not None else "Selected model"),
@@ -100,21 +102,66 @@ class GenerateTab:
     runs: gr.Dataframe
 
 
-class LazyModelCache:
-    """A ``generation.ModelCache`` made on first use, so building the page does not import torch."""
+class GenerateActions:
+    """The Generate tab's handlers over one page's runs and model cache."""
 
-    def __init__(self, capacity: int = 4):
-        self.capacity, self._cache = capacity, None
+    def __init__(self, ctx: PageContext):
+        self.ctx = ctx
+        # Decorated per instance (this attribute hides the method below): ZeroGPU is handed the bound method, so
+        # its arguments are the widgets' values only; checked_types runs before asking it for a GPU.
+        self.generate = user_errors(checked_types(gpu(_generate_seconds)(self.generate)))
 
-    def get(self, spec):
-        if self._cache is None:
-            from ..generation import ModelCache
+    def output_labels(self, model: str | None):
+        """Labels of the two output boxes for the chosen model."""
+        return output_labels(model, self.ctx.store)
 
-            self._cache = ModelCache(self.capacity)
-        return self._cache.get(spec)
+    @user_errors
+    @checked_types
+    def list_runs(self, current: str | None = None):
+        """The runs table, and the model choices (finished runs first, then the base model)."""
+        choices = model_choices(self.ctx.store)
+        values = [v for _, v in choices]
+        return runs_frame(self.ctx.store), gr.update(choices=choices, value=current if current in values
+                                                     else values[0])
+
+    def generate(self, model: str, name: str, top_k: int, top_p: float, temperature: float, repetition_penalty: float,
+                 max_new_tokens: int, num_sequences: int, seed: int | None, compare: bool,
+                 no_repeat_ngram_size: int = 0):
+        """Stream generated symptoms for a disease name: selected model, its base, reference matches."""
+        from ..generation import clean_name, stream
+
+        settings = C.GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature,
+                                        repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
+                                        num_return_sequences=num_sequences, seed=seed,
+                                        no_repeat_ngram_size=no_repeat_ngram_size)
+        name = clean_name(name)
+        target = generation_target(model, self.ctx.store)  # run names and Hub ids only: never a server path
+        base_spec, run = target.base, target.run
+        m, tok = self.ctx.models.get(target.model)
+        texts: list[str] = []
+        for texts in stream(m, tok, name, settings):
+            yield _as_text(texts), "", "Generating…"
+        outputs = {"Selected model": texts}
+        base_text = "" if base_spec else ("(No base model is recorded for this run.)" if run is not None
+                                          else "(The selected model is a base model.)")
+        if compare and base_spec:
+            try:
+                bm, btok = self.ctx.models.get(base_spec)
+            except HubUnreachableError:  # e.g. distilgpt2 offline: say so, keep the fine-tuned output
+                base_text = f"(Base model {base_spec} unavailable: not downloaded, and {unreachable_reason()}.)"
+            except Exception as exc:
+                base_text = f"(Base model unavailable: {first_line(exc)})"
+            else:
+                for btexts in stream(bm, btok, name, settings):
+                    yield _as_text(texts), _as_text(btexts), "Generating the base model's text…"
+                outputs["Base model"] = btexts
+                base_text = _as_text(btexts, final=True)
+        extra = run.record().extra_target_column if run is not None else None
+        yield _as_text(texts, final=True), base_text, _reference_md(name, reference_for(run, name), outputs, extra,
+                                                                    target_kind(run))
 
 
-def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, tab: gr.Tab) -> GenerateTab:
+def build_generate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab) -> GenerateTab:
     gr.Markdown(f"⚠️ **{NOT_MEDICAL_ADVICE}**", elem_id="not-medical-advice")
     with gr.Row():
         model = gr.Dropdown([(BASE_LABEL, C.DEFAULT_MODEL)], value=C.DEFAULT_MODEL, label="Model",
@@ -143,62 +190,17 @@ def build_generate_tab(demo: gr.Blocks, runs_dir: Path, cache: LazyModelCache, t
     reference = gr.Markdown(elem_id="gen-reference")
     # The /generate and /explain parameters, in their order (no_repeat_ngram_size, added later, goes last).
     sliders = [top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed]
-    build_explain_section(runs_dir, cache, model, name, sliders, output, no_repeat)
+    build_explain_section(ctx, model, name, sliders, output, no_repeat)
     with gr.Accordion("Runs", open=False):
         runs = gr.Dataframe(pd.DataFrame(columns=RUNS_COLUMNS), interactive=False, label="Runs on this server")
 
     knobs = list(sampling.values())
     link_preset(preset, knobs, C.GENERATION_PRESETS, GEN_FIELDS)
     # The output boxes say what they show: an untrained model's text is labelled as such.
-    model.change(lambda m: output_labels(m, runs_dir), inputs=model, outputs=[output, base_output],
+    actions = GenerateActions(ctx)
+    list_runs_, generate = actions.list_runs, actions.generate
+    model.change(actions.output_labels, inputs=model, outputs=[output, base_output],
                  api_visibility="private", show_progress="hidden")
-
-    @user_errors
-    @checked_types
-    def list_runs_(current: str | None = None):
-        """The runs table, and the model choices (finished runs first, then the base model)."""
-        choices = model_choices(runs_dir)
-        values = [v for _, v in choices]
-        return runs_frame(runs_dir), gr.update(choices=choices, value=current if current in values else values[0])
-
-    @user_errors
-    @checked_types  # before asking ZeroGPU for a GPU
-    @gpu(_generate_seconds)  # ZeroGPU: a GPU for this call only, sized to the tokens asked for; no-op elsewhere
-    def generate(model: str, name: str, top_k: int, top_p: float, temperature: float, repetition_penalty: float,
-                 max_new_tokens: int, num_sequences: int, seed: int | None, compare: bool,
-                 no_repeat_ngram_size: int = 0):
-        """Stream generated symptoms for a disease name: selected model, its base, reference matches."""
-        from ..generation import clean_name, stream
-
-        settings = C.GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature,
-                                        repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
-                                        num_return_sequences=num_sequences, seed=seed,
-                                        no_repeat_ngram_size=no_repeat_ngram_size)
-        name = clean_name(name)
-        target = generation_target(model, runs_dir)  # run names and Hub ids only: never a server path
-        base_spec, run = target.base, target.run
-        m, tok = cache.get(target.model)
-        texts: list[str] = []
-        for texts in stream(m, tok, name, settings):
-            yield _as_text(texts), "", "Generating…"
-        outputs = {"Selected model": texts}
-        base_text = "" if base_spec else ("(No base model is recorded for this run.)" if run is not None
-                                          else "(The selected model is a base model.)")
-        if compare and base_spec:
-            try:
-                bm, btok = cache.get(base_spec)
-            except HubUnreachableError:  # e.g. distilgpt2 offline: say so, keep the fine-tuned output
-                base_text = f"(Base model {base_spec} unavailable: not downloaded, and {unreachable_reason()}.)"
-            except Exception as exc:
-                base_text = f"(Base model unavailable: {first_line(exc)})"
-            else:
-                for btexts in stream(bm, btok, name, settings):
-                    yield _as_text(texts), _as_text(btexts), "Generating the base model's text…"
-                outputs["Base model"] = btexts
-                base_text = _as_text(btexts, final=True)
-        extra = run.record().extra_target_column if run is not None else None
-        yield _as_text(texts, final=True), base_text, _reference_md(name, reference_for(run, name), outputs, extra,
-                                                                    target_kind(run))
 
     refresh.click(list_runs_, inputs=model, outputs=[runs, model], api_name="list_runs")
     # Opening the tab shows runs finished, imported or deleted since the page loaded.

@@ -12,32 +12,36 @@ stay callable through the ordinary API.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from .. import config as C
-from ..catalog import generation_target, run_choices
+from ..catalog import generation_target
 from ..errors import InvalidInput
 from ..gpu import generation_seconds, gpu
+from .context import PageContext
 from .widgets import user_errors
 
 TOOLS = ("generate_symptoms", "list_finished_runs")
 """The handlers served as MCP tools (Gradio names a tool after its handler function)."""
 
 
-def add_tools(runs_dir: Path, cache) -> None:
-    """Register the tools' endpoints on the Blocks being built (call inside its ``with`` block)."""
+def _seconds(disease="", run="", temperature=0.5, max_new_tokens=48, seed=0) -> float:
+    try:
+        return generation_seconds(int(max_new_tokens))
+    except (TypeError, ValueError):
+        return 60
 
-    def _seconds(disease="", run="", temperature=0.5, max_new_tokens=48, seed=0) -> float:
-        try:
-            return generation_seconds(int(max_new_tokens))
-        except (TypeError, ValueError):
-            return 60
 
-    @user_errors
-    @gpu(_seconds)  # ZeroGPU: a GPU for this call only; a no-op elsewhere
-    def generate_symptoms(disease: str, run: str = "", temperature: float = 0.5, max_new_tokens: int = 48,
+class Tools:
+    """The tools' handlers over one page's runs and model cache (Gradio names each tool after its method)."""
+
+    def __init__(self, ctx: PageContext):
+        self.ctx = ctx
+        # Decorated per instance (this attribute hides the method below): ZeroGPU is handed the bound method, so
+        # its arguments are the caller's values only.  ZeroGPU: a GPU for this call only; a no-op elsewhere.
+        self.generate_symptoms = user_errors(gpu(_seconds)(self.generate_symptoms))
+
+    def generate_symptoms(self, disease: str, run: str = "", temperature: float = 0.5, max_new_tokens: int = 48,
                           seed: int = 0) -> str:
         """Generate a comma-separated list of symptoms for a disease name with a SymptomGen model fine-tuned on
         disease-to-symptoms data. The text comes from a small language model: it is not medical advice.
@@ -56,35 +60,38 @@ def add_tools(runs_dir: Path, cache) -> None:
 
         choice = (run or "").strip()
         if not choice:
-            finished = run_choices(runs_dir)
+            finished = self.ctx.store.finished()
             if not finished:
                 raise InvalidInput("No finished run on this server yet: train one first.")
-            choice = finished[0][1]  # newest first
+            choice = finished[0].run_id  # newest first
         settings = C.GenerationSettings(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-        model, tok = cache.get(generation_target(choice, runs_dir).model)  # run names and Hub ids, never paths
+        # Run names and Hub ids, never paths.
+        model, tok = self.ctx.models.get(generation_target(choice, self.ctx.store).model)
         return generate(model, tok, disease, settings)[0]
 
     @user_errors
-    def list_finished_runs() -> list[dict]:
+    def list_finished_runs(self) -> list[dict]:
         """List the fine-tuned SymptomGen runs this server can generate from, newest first.
 
         Returns:
             One entry per run: its name (pass it as generate_symptoms' run), the model it was fine-tuned from, its
             status, and its best validation loss (lower is better).
         """
-        from ..runs import Run
-
         out = []
-        for _, run_id in run_choices(runs_dir):
-            rec = Run(Path(runs_dir) / run_id).record()
-            out.append({"run": run_id, "base_model": rec.model, "status": str(rec.status),
+        for run in self.ctx.store.finished():
+            rec = run.record()
+            out.append({"run": run.run_id, "base_model": rec.model, "status": str(rec.status),
                         "best_val_loss": None if rec.best_val_loss is None else round(rec.best_val_loss, 4),
                         "lora": bool(rec.train and rec.train.lora)})
         return out
 
+
+def add_tools(ctx: PageContext) -> None:
+    """Register the tools' endpoints on the Blocks being built (call inside its ``with`` block)."""
+    tools = Tools(ctx)
     # No api_description: the docstrings are the tools' descriptions.
-    gr.api(generate_symptoms, api_name="generate_symptoms")
-    gr.api(list_finished_runs, api_name="list_finished_runs")
+    gr.api(tools.generate_symptoms, api_name="generate_symptoms")
+    gr.api(tools.list_finished_runs, api_name="list_finished_runs")
 
 
 def expose_only_tools(demo: gr.Blocks) -> list[str]:

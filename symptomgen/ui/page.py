@@ -1,10 +1,12 @@
 """The Gradio Blocks app: Data, Train, Generate and Evaluate tabs over the ``symptomgen`` package.
 
-``build_demo`` only lays out the page and wires events: no model is loaded, no
+``build_page`` builds one ``PageContext`` (run store, job manager, model cache, offline
+switch), hands it to every tab, lays out the page and wires events: no model is loaded, no
 data is read and nothing touches the network until a page or API client calls
-an event.  ``main`` parses ``--share/--host/--port`` (and environment variables)
-and launches.  The tabs live in ``data_tab``, ``train_tab``, ``generate_tab`` and ``evaluate_tab``
-(with ``explain_panel`` and ``share_panel``).
+an event.  ``build_demo`` is its thin door for Spaces and ``app.py``.  ``main`` parses
+``--share/--host/--port`` (and environment variables) and launches.  The tabs live in
+``data_tab``, ``train_tab``, ``generate_tab`` and ``evaluate_tab`` (with ``explain_panel``
+and ``share_panel``); the context in ``context``.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ import gradio as gr
 
 from .. import NOT_MEDICAL_ADVICE, quiet_libraries
 from ..hub import hub_reachable, offline_requested, unreachable_message
-from ..catalog import model_choices
-from ..jobs import JobManager
 from ..settings import Settings, current, keep_owner_token_private
-from ..storage import start_sweeper
+from ..sweeper import start_sweeper
+from ..store import RunStore
+from .context import PageContext
 from .data_tab import build_data_tab
 from .evaluate_tab import build_evaluate_tab
-from .generate_tab import LazyModelCache, build_generate_tab
+from .generate_tab import build_generate_tab
 from .guard import guard_app_kwargs
 from .mcp_tools import add_tools, expose_only_tools
 from .train_tab import PRESETS, TRAIN_FIELDS, build_train_tab, wire_train
@@ -50,13 +52,18 @@ QUEUE_SIZE = 64  # requests waiting in the queue (all events); beyond that a cli
 
 
 def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
-    """The whole page.  ``runs_dir`` holds run folders (default ``runs/`` or ``$SYMPTOMGEN_RUNS_DIR``)."""
-    runs_dir = Path(runs_dir) if runs_dir is not None else current().runs_dir
+    """The whole page (``build_page``'s), for Spaces and ``app.py``.  ``runs_dir`` holds run folders (default
+    ``runs/`` or ``$SYMPTOMGEN_RUNS_DIR``)."""
+    return build_page(RunStore(runs_dir) if runs_dir is not None else None)[0]
+
+
+def build_page(store: RunStore | None = None) -> tuple[gr.Blocks, PageContext]:
+    """The whole page over ``store`` (default: ``runs/`` or ``$SYMPTOMGEN_RUNS_DIR``), and the context its tabs
+    share (its job manager: for tests and shutdown)."""
+    store = store if store is not None else RunStore(current().runs_dir)
     if not current().lends_hub_token:  # a visitor's Hub model or dataset id never reads with the owner's token
         keep_owner_token_private()
-    manager = JobManager(runs_dir)
-    cache = LazyModelCache(capacity=4)
-    offline = offline_requested()  # an environment variable, not a network check
+    ctx = PageContext.create(store, offline=offline_requested())  # an environment variable, not a network check
     # No usage analytics: the app must not phone home (and must not wait on a network that is absent).
     # Uploads and generated downloads live in Gradio's temp cache; sweep files older than an hour, hourly.
     with gr.Blocks(title="SymptomGen", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
@@ -66,15 +73,15 @@ def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
         gr.Markdown(f"*{NOT_MEDICAL_ADVICE}*")
         with gr.Tabs():
             with gr.Tab("Data", id="data"):
-                data = build_data_tab(offline)
+                data = build_data_tab(ctx)
             with gr.Tab("Train", id="train"):
-                train = build_train_tab(offline)
+                train = build_train_tab(ctx)
             with gr.Tab("Generate", id="generate") as generate_tab:
-                gen = build_generate_tab(demo, runs_dir, cache, generate_tab)
+                gen = build_generate_tab(demo, ctx, generate_tab)
             with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
-                build_evaluate_tab(demo, runs_dir, evaluate_tab, gen.model)
-        wire_train(demo, train, data, manager, gen.model, lambda: model_choices(runs_dir))
-        add_tools(runs_dir, cache)  # /generate_symptoms, /list_finished_runs: the MCP tools (--mcp)
+                build_evaluate_tab(demo, ctx, evaluate_tab, gen.model)
+        wire_train(demo, train, data, ctx, gen.model)
+        add_tools(ctx)  # /generate_symptoms, /list_finished_runs: the MCP tools (--mcp)
 
         def check_hub():
             """Offline (or Hub unreachable): say so, and switch the defaults to the sample and scratch."""
@@ -90,12 +97,10 @@ def build_demo(runs_dir: Path | str | None = None) -> gr.Blocks:
                   api_visibility="private")
         # Leftovers of killed writes and imports, and downloads older than an hour: swept from the first visit
         # (however the demo was launched), then hourly; importing app.py starts nothing.
-        demo.load(lambda: start_sweeper(runs_dir) and None, api_visibility="private", show_progress="hidden")
+        demo.load(lambda: start_sweeper(store) and None, api_visibility="private", show_progress="hidden")
     demo._deprecated_css = PAGE_CSS  # what launch() uses when not given css= (Gradio 6.x)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
-    demo.symptomgen_jobs = manager  # type: ignore[attr-defined]  # for tests and shutdown
-    demo.symptomgen_runs_dir = runs_dir  # type: ignore[attr-defined]
-    return demo
+    return demo, ctx
 
 
 def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
@@ -147,8 +152,9 @@ def launch_error(exc: OSError, host: str, port: int | None) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
-    """Launch ``demo``; a share link that cannot be made is reported in one line, and serving goes on."""
+def main(demo: gr.Blocks, argv: list[str] | None = None, store: RunStore | None = None) -> None:
+    """Launch ``demo`` (built over ``store``: default ``$SYMPTOMGEN_RUNS_DIR``, as ``build_demo``'s); a share link
+    that cannot be made is reported in one line, and serving goes on."""
     try:
         env = Settings.from_env()
         args = build_parser(env).parse_args(argv)
@@ -156,7 +162,7 @@ def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
     except UserError as exc:
         sys.exit(f"error: {first_line(exc)}")
     quiet_libraries()
-    start_sweeper(getattr(demo, "symptomgen_runs_dir", env.runs_dir))  # now, not only at the first visit
+    start_sweeper(store if store is not None else RunStore(env.runs_dir))  # now, not only at the first visit
     kwargs = dict(server_name=args.host, server_port=args.port, auth=auth, css=PAGE_CSS, **guarded_launch(env, auth))
     if auth:
         kwargs["auth_message"] = "SymptomGen: please log in."
@@ -187,4 +193,4 @@ def main(demo: gr.Blocks, argv: list[str] | None = None) -> None:
     demo.block_thread()
 
 
-__all__ = ["PAGE_CSS", "build_demo", "guarded_launch", "main"]
+__all__ = ["PAGE_CSS", "build_demo", "build_page", "guarded_launch", "main"]

@@ -1,9 +1,10 @@
 """Keep and share a run, on the Evaluate tab: zip download, load from a zip or the Hub, push, model card.
 
 The download is only ever a zip the server has just built (``share.export_run_zip``) from a
-run found by ``runs.resolve_run`` inside the runs folder: no path from the page or an API
+run found by ``RunStore.open`` inside the runs folder: no path from the page or an API
 caller is ever served.  Imports go through ``share.import_run_zip``/``import_run_from_hub``,
-which treat every archive as hostile.
+which treat every archive as hostile.  The handlers are methods of ``SharePanel``
+(callable without a page).
 
 A page's visitors are strangers, so pushing and reading private repos act with the *visitor's* Hub token: the one
 their "Sign in with Hugging Face" gave (on a Space) or one they type for this request (never stored or shown).
@@ -21,13 +22,14 @@ from typing import Callable
 
 import gradio as gr
 
-from ..catalog import finished_run, run_choices
+from ..catalog import run_choices
+from ..layout import EXPORTS_DIR
 from ..settings import current
-from ..share import export_run_zip, import_run_from_hub, import_run_zip, push_run_to_hub, visitor_token
-from ..storage import EXPORTS_DIR, delete_run as delete
+from ..share import visitor_token
+from .context import PageContext
 from .widgets import checked_types, user_errors
 
-EXPORT_DIR = EXPORTS_DIR  # one zip per run, replaced on each export; swept after an hour (storage.sweep)
+EXPORT_DIR = EXPORTS_DIR  # one zip per run, replaced on each export; swept after an hour (RunStore.sweep)
 _export_lock = threading.Lock()  # export_run_zip's temporary name is per process, so one export at a time
 
 
@@ -54,8 +56,75 @@ def _signed_in(oauth: gr.OAuthToken | None) -> str | None:
     return getattr(oauth, "token", None) or None
 
 
-def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
-                        other_updates: Callable[[], tuple], other_outputs: list) -> None:
+class SharePanel:
+    """The share accordion's handlers (export, import, push, model card, delete) over one page's runs."""
+
+    def __init__(self, ctx: PageContext):
+        self.ctx = ctx
+
+    @user_errors
+    @checked_types
+    def export_run(self, run_id: str | None):
+        """Build a zip of a finished run (best model, tokenizer, config, metrics, split, model card)."""
+        from ..share import export_run_zip
+
+        found = self.ctx.store.open(run_id)  # a run inside the runs folder, by name: never a caller's path
+        with _export_lock:
+            path = export_run_zip(found, EXPORT_DIR / f"{found.run_id}.zip")
+        return str(path), _card_body(_card(found.path))
+
+    @user_errors
+    @checked_types
+    def import_run(self, upload: str | None, hub_id: str | None, typed_token: str | None = None,
+                   oauth: gr.OAuthToken | None = None):
+        """Load a run from an uploaded zip, or else from a Hub repo id (public, or private with your own token),
+        into this server's runs."""
+        from ..share import import_run_from_hub, import_run_zip
+
+        hub_id = (hub_id or "").strip()
+        if upload:
+            new = import_run_zip(upload, self.ctx.store)
+            origin = "the uploaded zip"
+        elif hub_id:
+            new = import_run_from_hub(hub_id, self.ctx.store, token=visitor_token(typed_token, _signed_in(oauth)))
+            origin = f"the Hub repo `{hub_id}`"
+        else:
+            raise InvalidInput("Upload a run zip or enter a Hub id (owner/name) first.")
+        msg = (f"**Loaded** run `{new.run_id}` from {origin}. It is selected above and listed on the Generate tab; "
+               "evaluation uses its own stored validation split.")
+        return msg, new.run_id
+
+    @user_errors
+    @checked_types
+    def push_run(self, run_id: str | None, repo_id: str | None, private: bool, typed_token: str | None = None,
+                 oauth: gr.OAuthToken | None = None):
+        """Upload a finished run (model, card, metrics, split) to a Hub model repo, with your own Hub token."""
+        from ..share import push_run_to_hub
+
+        found = self.ctx.store.open(run_id)
+        url = push_run_to_hub(found, repo_id, token=visitor_token(typed_token, _signed_in(oauth)),
+                              private=bool(private))
+        return f"**Pushed** run `{found.run_id}` to {url} ({'private' if private else 'public'})."
+
+    @user_errors
+    @checked_types
+    def model_card(self, run_id: str | None):
+        """The model card that export and push write for a run."""
+        if not (run_id or "").strip():
+            return ""
+        return _card_body(_card(self.ctx.store.open(run_id).path))
+
+    @user_errors
+    @checked_types
+    def delete_run(self, run_id: str | None):
+        """Delete a run that is not training (its folder, model and checkpoints) from this server."""
+        if not (run_id or "").strip():
+            return "Nothing deleted (no run selected, or cancelled).", None
+        return f"**{self.ctx.store.delete(run_id)}**", None
+
+
+def build_share_section(ctx: PageContext, run: gr.Dropdown, other_updates: Callable[[], tuple],
+                        other_outputs: list) -> None:
     """The "Keep and share" accordion for the run chosen in ``run``.
 
     After an import, ``run`` selects the new run and ``other_outputs`` get ``other_updates()``
@@ -90,65 +159,15 @@ def build_share_section(demo: gr.Blocks, runs_dir: Path, run: gr.Dropdown,
             delete_status = gr.Markdown("Frees its disk space on this server; build a zip first to keep a copy.",
                                         elem_id="delete-status")
 
-    @user_errors
-    @checked_types
-    def export_run(run_id: str | None):
-        """Build a zip of a finished run (best model, tokenizer, config, metrics, split, model card)."""
-        found = finished_run(runs_dir, run_id)  # a run inside runs_dir, by name: never a caller's path
-        with _export_lock:
-            path = export_run_zip(found.path, EXPORT_DIR / f"{found.run_id}.zip")
-        return str(path), _card_body(_card(found.path))
-
-    @user_errors
-    @checked_types
-    def import_run(upload: str | None, hub_id: str | None, typed_token: str | None = None,
-                   oauth: gr.OAuthToken | None = None):
-        """Load a run from an uploaded zip, or else from a Hub repo id (public, or private with your own token),
-        into this server's runs."""
-        hub_id = (hub_id or "").strip()
-        if upload:
-            new = import_run_zip(upload, runs_dir)
-            origin = "the uploaded zip"
-        elif hub_id:
-            new = import_run_from_hub(hub_id, runs_dir, token=visitor_token(typed_token, _signed_in(oauth)))
-            origin = f"the Hub repo `{hub_id}`"
-        else:
-            raise InvalidInput("Upload a run zip or enter a Hub id (owner/name) first.")
-        msg = (f"**Loaded** run `{new.run_id}` from {origin}. It is selected above and listed on the Generate tab; "
-               "evaluation uses its own stored validation split.")
-        return msg, new.run_id
+    panel = SharePanel(ctx)
+    export_run, import_run, push_run = panel.export_run, panel.import_run, panel.push_run
+    model_card, delete_run = panel.model_card, panel.delete_run
 
     def show_imported(run_id):
-        return (gr.update(choices=run_choices(runs_dir), value=run_id), None, *other_updates())
-
-    @user_errors
-    @checked_types
-    def push_run(run_id: str | None, repo_id: str | None, private: bool, typed_token: str | None = None,
-                 oauth: gr.OAuthToken | None = None):
-        """Upload a finished run (model, card, metrics, split) to a Hub model repo, with your own Hub token."""
-        found = finished_run(runs_dir, run_id)
-        url = push_run_to_hub(found.path, repo_id, token=visitor_token(typed_token, _signed_in(oauth)),
-                              private=bool(private))
-        return f"**Pushed** run `{found.run_id}` to {url} ({'private' if private else 'public'})."
-
-    @user_errors
-    @checked_types
-    def model_card(run_id: str | None):
-        """The model card that export and push write for a run."""
-        if not (run_id or "").strip():
-            return ""
-        return _card_body(_card(finished_run(runs_dir, run_id).path))
-
-    @user_errors
-    @checked_types
-    def delete_run(run_id: str | None):
-        """Delete a run that is not training (its folder, model and checkpoints) from this server."""
-        if not (run_id or "").strip():
-            return "Nothing deleted (no run selected, or cancelled).", None
-        return f"**{delete(runs_dir, run_id)}**", None
+        return (gr.update(choices=run_choices(ctx.store), value=run_id), None, *other_updates())
 
     def show_deleted(_):
-        return (gr.update(choices=run_choices(runs_dir), value=None), None, *other_updates())
+        return (gr.update(choices=run_choices(ctx.store), value=None), None, *other_updates())
 
     share_limit = dict(concurrency_limit=1, concurrency_id="share")  # zips and uploads are disk/CPU heavy
     # A refusal marks the box next to the button that caused it, not the model card below.

@@ -1,9 +1,10 @@
 """Train tab: model and hyperparameters, Start/Stop, and the job's live view.
 
-The job lives in the server's ``JobManager``; this tab only starts, stops and
-follows it.  ``follow`` turns job snapshots into widget values (progress,
-per-epoch table, loss plot, summary, metrics CSV) and streams them; the page's
-load event re-attaches to a running job the same way.
+The job lives in the server's ``JobManager`` (the page context's); this tab only starts, stops and
+follows it, through the methods of ``TrainActions`` (callable without a page).
+``follow`` turns job snapshots into widget values (progress, per-epoch table, loss
+plot, summary, metrics CSV) and streams them; the page's load event re-attaches to a
+running job the same way.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import gradio as gr
 import pandas as pd
 
 from .. import config as C
-from ..catalog import ModelSpec, resumable_choices
+from ..catalog import model_choices, resumable_choices
 from ..errors import InvalidInput
 from ..events import perplexity
 from ..jobs import JobManager, JobSnapshot
-from ..storage import DOWNLOADS_DIR
+from ..layout import DOWNLOADS_DIR
 from ..runs import Run, parent_run_id
+from .context import PageContext
 from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, named_parameters, setting_widget, user_errors
 from .data_tab import DATA_INPUTS, DataTab, data_config
 from .charts import loss_chart, loss_points
@@ -92,8 +94,8 @@ class TrainTab:
         return [self.progress, self.table, self.plot, self.summary, self.metrics_file]
 
 
-def build_train_tab(offline: bool) -> TrainTab:
-    start_preset = "quick-cpu" if offline else "defaults"
+def build_train_tab(ctx: PageContext) -> TrainTab:
+    start_preset = "quick-cpu" if ctx.offline else "defaults"
     d = PRESETS[start_preset]
     preset = gr.Dropdown(PRESET_CHOICES + [(CUSTOM_LABEL, CUSTOM)], value=start_preset, label="Preset",
                          elem_id="train-preset")
@@ -208,7 +210,7 @@ def _metrics_copy(s: JobSnapshot) -> str | None:
     """A copy of the run's metrics.csv named after the run, in the temp dir (served by gradio)."""
     if s.summary is None or not Run(s.summary.run_dir).metrics_path.is_file():
         return None
-    dest = DOWNLOADS_DIR / f"{s.summary.run_dir.name}-metrics.csv"  # swept after an hour (storage.sweep)
+    dest = DOWNLOADS_DIR / f"{s.summary.run_dir.name}-metrics.csv"  # swept after an hour (RunStore.sweep)
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Run(s.summary.run_dir).metrics_path, dest)
     return str(dest)
@@ -249,58 +251,59 @@ def follow(manager: JobManager, job_id: int, runs_update):
             return
 
 
-def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManager, runs_dropdown: gr.Dropdown,
-               runs_choices) -> None:
-    """Connect Start/Stop and the page-load re-attach; ``runs_choices()`` lists models for generation."""
+def runs_update(s: JobSnapshot):
+    """The finished run's id (for the hidden box that selects it on the Generate tab), once the job has one."""
+    return s.summary.run_dir.name if s.done and s.summary and s.summary.best_epoch else gr.skip()
 
-    # The finished run's id goes to a hidden box, whose change selects it on the Generate tab.  The dropdown
-    # itself is not an output of Start: a refused Start (bad settings) would put an error badge over it.
-    last_run = gr.Textbox(visible=False, elem_id="last-run")
 
-    def runs_update(s: JobSnapshot):
-        return s.summary.run_dir.name if s.done and s.summary and s.summary.best_epoch else gr.skip()
+PARAMS = (*DATA_INPUTS, *TRAIN_FIELDS)  # the /train API's parameter names: clients call it by keyword
 
-    def select_run(run_id: str):
-        choices = runs_choices()
-        return gr.update(choices=choices, value=run_id) if run_id else gr.update(choices=choices)
 
-    params = (*DATA_INPUTS, *TRAIN_FIELDS)  # the /train API's parameter names: clients call it by keyword
+class TrainActions:
+    """The Train tab's handlers over one page's job manager and runs."""
+
+    def __init__(self, ctx: PageContext):
+        self.ctx = ctx
+
+    @property
+    def jobs(self) -> JobManager:
+        return self.ctx.jobs
 
     @user_errors
     @checked_types
-    @named_parameters(params, api_types())
-    def train(*values):
+    @named_parameters(PARAMS, api_types(), method=True)
+    def train(self, *values):
         """Start a training run and stream its progress (per-epoch rows, loss plot, summary)."""
-        given = dict(zip(params, values, strict=True))
+        given = dict(zip(PARAMS, values, strict=True))
         dcfg = data_config(**{n: given[n] for n in DATA_INPUTS})
         tcfg = train_config(**{n: given[n] for n in TRAIN_FIELDS})
-        snap = manager.start(dcfg, tcfg)
-        yield from follow(manager, snap.job_id, runs_update)
+        snap = self.jobs.start(dcfg, tcfg)
+        yield from follow(self.jobs, snap.job_id, runs_update)
 
-    def attach():
+    def attach(self):
         """Show the latest job (running or finished) and keep streaming it while it runs."""
-        s = manager.snapshot()
+        s = self.jobs.snapshot()
         if s is None:
             yield (*render(None), gr.skip(), gr.skip())
             return
         # Only a job that ends while this page follows it selects its run; for one that had already ended,
         # the page's own load picks the newest run (two selections at once would race).
-        yield from follow(manager, s.job_id, (lambda snap: gr.skip()) if s.done else runs_update)
+        yield from follow(self.jobs, s.job_id, (lambda snap: gr.skip()) if s.done else runs_update)
 
     @user_errors
-    @named_parameters(params)
-    def estimate(*values):
+    @named_parameters(PARAMS, method=True)
+    def estimate(self, *values):
         """Seconds per epoch of these settings on this machine, before Start (``timing``)."""
         from ..preflight import preflight
         from ..timing import estimate_epoch_seconds, planned_seconds
 
-        if manager.busy():
+        if self.jobs.busy():
             return "*A run is training now; estimate after it ends (timing now would compete with it).*"
-        given = dict(zip(params, values, strict=True))
+        given = dict(zip(PARAMS, values, strict=True))
         dcfg = data_config(**{n: given[n] for n in DATA_INPUTS})
         tcfg = train_config(**{n: given[n] for n in TRAIN_FIELDS})
         # Start's own checks (model choice, offline fallback, data), less the disk limits and the GPU plan.
-        ready = preflight(dcfg, tcfg, manager.runs_dir, check_quota=False)
+        ready = preflight(dcfg, tcfg, self.ctx.store, check_quota=False)
         tcfg = ready.train
         seconds = estimate_epoch_seconds(ready.prepared, tcfg)
         total = planned_seconds(seconds, tcfg)
@@ -310,21 +313,38 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, manager: JobManage
                 f"{duration(total)}{budget}. Timed from a few steps of a model shaped like "
                 f"`{parent_run_id(tcfg.model) or tcfg.model}`; loading it and saving checkpoints add a little.")
 
-    def stop():
+    def stop(self):
         """Ask the running job to stop after the current optimizer step."""
-        return manager.stop()
+        return self.jobs.stop()
 
     @user_errors
     @checked_types
-    def resume(run_id: str | None):
+    def resume(self, run_id: str | None):
         """Continue a stopped, failed or interrupted run from its last checkpoint, and stream it (as /train)."""
         if not (run_id or "").strip():
             raise InvalidInput("Pick a run to resume first (stopped, failed or interrupted runs with a checkpoint).")
-        snap = manager.resume(run_id)
-        yield from follow(manager, snap.job_id, runs_update)
+        snap = self.jobs.resume(run_id)
+        yield from follow(self.jobs, snap.job_id, runs_update)
 
-    def resumable():
-        return gr.update(choices=resumable_choices(manager.runs_dir), value=None)
+    def resumable(self):
+        """The runs that can be resumed now, none selected."""
+        return gr.update(choices=resumable_choices(self.ctx.store), value=None)
+
+    def select_run(self, run_id: str):
+        """The Generate tab's model list, selecting ``run_id`` when given."""
+        choices = model_choices(self.ctx.store)
+        return gr.update(choices=choices, value=run_id) if run_id else gr.update(choices=choices)
+
+
+def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, ctx: PageContext, runs_dropdown: gr.Dropdown) -> None:
+    """Connect Start/Stop, resume and the page-load re-attach; a finished run is selected in ``runs_dropdown``."""
+
+    # The finished run's id goes to a hidden box, whose change selects it on the Generate tab.  The dropdown
+    # itself is not an output of Start: a refused Start (bad settings) would put an error badge over it.
+    last_run = gr.Textbox(visible=False, elem_id="last-run")
+    actions = TrainActions(ctx)
+    train, attach, estimate, stop = actions.train, actions.attach, actions.estimate, actions.stop
+    resume, resumable, select_run = actions.resume, actions.resumable, actions.select_run
 
     outputs = tab.outputs + [last_run, tab.notice]
     # Streams mostly wait on the job, so they take no CPU: no concurrency limit (many tabs may follow).

@@ -127,9 +127,9 @@ def setting_widget(cls: type, name: str, *, radio: bool | None = None, **overrid
     return gr.Textbox(**kw)
 
 
-def named_parameters(names, annotations=None):
+def named_parameters(names, annotations=None, method: bool = False):
     """Give a ``*values`` handler the parameter names ``names`` as its signature (with ``annotations[name]`` as
-    the type where given, for ``checked_types``).
+    the type where given, for ``checked_types``); ``method``: a method's, ``self`` first (bound, it is dropped).
 
     Gradio names an endpoint's API parameters after ``inspect.signature(fn)`` (``utils.get_function_params``),
     and clients call them by keyword, so a handler over a field list built at run time needs these names.
@@ -138,7 +138,7 @@ def named_parameters(names, annotations=None):
     annotations = annotations or {}
     signature = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                                      annotation=annotations.get(n, inspect.Parameter.empty))
-                                   for n in names])
+                                   for n in (("self",) if method else ()) + tuple(names)])
 
     def decorate(fn):
         fn.__signature__ = signature
