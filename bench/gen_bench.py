@@ -49,9 +49,9 @@ def _stream_timed(model, tok, settings) -> dict:
 
 def cached_step_seconds(model, tok, context: int, repeats: int = 30) -> float:
     """Median time of one forward step of one new token with a KV cache of ``context`` tokens."""
-    import torch
-
     import inspect
+
+    import torch
 
     # transformers 5.x renames ``past_key_values`` to ``cache``; use whichever this version takes.
     key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -165,7 +165,8 @@ def render(a, gs: list[dict], starts: list[dict]) -> str:
         targets += [("generation ≤ 14 ms per token (as served)", f"{served['per_token'] * 1e3:.1f} ms",
                      served["per_token"] <= 0.014),
                     ("num_return_sequences=3 in one call ≥ 2.5× faster than three calls (as served)",
-                     f"{served['separate3'] / served['batched3']:.2f}×", served["separate3"] / served["batched3"] >= 2.5)]
+                     f"{served['separate3'] / served['batched3']:.2f}×",
+                     served["separate3"] / served["batched3"] >= 2.5)]
     if starts:
         ok = [s["seconds"] for s in starts if "seconds" in s]
         errors = [s["error"] for s in starts if "error" in s]

@@ -19,7 +19,7 @@ import tempfile
 from collections import defaultdict
 from contextlib import contextmanager
 
-import benchlib as B  # noqa: F401  (puts the repository root on sys.path, offline settings)
+import benchlib as B
 
 
 def main(argv: list[str] | None = None) -> int:

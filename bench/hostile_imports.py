@@ -71,13 +71,14 @@ def main() -> None:
     p.add_argument("--only", help="run the cases whose id contains this text")
     a = p.parse_args()
     sys.path.insert(0, str(B.ROOT / "tests"))
+    import zipfile
+
     from test_hostile_imports import CASES, _write_zip
 
     from symptomgen.config import DataConfig, TrainConfig
     from symptomgen.runs import Run
     from symptomgen.share import export_run_zip
     from symptomgen.trainer import run_training
-    import zipfile
 
     work = Path(tempfile.mkdtemp(prefix="hostile-bench-"))
     tiny = TrainConfig(model="scratch", epochs=1, batch_size=16, max_length=64, scratch_layers=2, scratch_width=64,

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import benchlib as B
+
 from symptomgen.timing import GPT2_VOCAB, KNOWN_SHAPES
 
 SCRIPT = Path(__file__).resolve()

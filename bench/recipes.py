@@ -30,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import benchlib as B  # noqa: F401 (puts the repository on sys.path, offline)
+import benchlib as B
 
-from symptomgen import quiet_libraries  # noqa: E402
-from symptomgen.config import GENERATION_PRESETS, DataConfig, GenerationSettings, TrainConfig  # noqa: E402
+from symptomgen import quiet_libraries
+from symptomgen.config import GENERATION_PRESETS, DataConfig, GenerationSettings, TrainConfig
 
 BASELINE = "notebook"
 # One change each from the baseline (the seed notebook's recipe on a scratch model).

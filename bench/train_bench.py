@@ -54,10 +54,9 @@ def _param_counts(model) -> dict:
 
 
 def worker_baseline(a) -> dict:
+    import seed_loop as S
     import torch
     from transformers import AutoTokenizer, GPT2LMHeadModel
-
-    import seed_loop as S
 
     B.set_threads(a.threads)
     peak = B.matmul_peak_gflops(a.threads, a.matmul_n)
@@ -94,8 +93,7 @@ def worker_plain(a) -> dict:
     padding masked), random order, the default ``TrainingArguments`` (fp32 on CPU) but the project's batch size and
     learning rate; one row per example (``"Name | Symptoms"`` + EOS, truncated at 128 tokens)."""
     import torch
-    from transformers import AutoTokenizer, DataCollatorForLanguageModeling, GPT2LMHeadModel, Trainer, \
-        TrainingArguments
+    from transformers import AutoTokenizer, DataCollatorForLanguageModeling, GPT2LMHeadModel, Trainer, TrainingArguments
 
     from symptomgen import quiet_libraries
     from symptomgen.data import format_example
@@ -477,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", metavar="'NAME: ENV=V --set FIELD=V'",
                    help="experiment: an extra arm in every pair, the candidate with these environment variables "
                         "and worker options (repeatable), e.g. 'fp32: SYMPTOMGEN_CPU_BF16=0'")
-    p.add_argument("--tiny", action="store_true", help="tiny model (2 layers, width 64), 1 pair, 1-epoch quality check: for tests")
+    p.add_argument("--tiny", action="store_true",
+                   help="tiny model (2 layers, width 64), 1 pair, 1-epoch quality check: for tests")
     p.add_argument("--results", type=Path, default=B.RESULTS, help="Markdown file to write (default bench/RESULTS.md)")
     p.add_argument("--json-out", default=None, help="also write the raw measurements as JSON")
     p.add_argument("--note", default="", help="a sentence appended under the table")

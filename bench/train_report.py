@@ -90,7 +90,8 @@ def render(a, r: dict, n_train: int, steps: int) -> str:
                   "s per epoch incl. eval + checkpoint | eval + checkpoint share | peak RSS MB | MFU |",
                   "|---|---|---|---|---|---|---|---|",
                   f"| seed loop (baseline) | {b_tps:.1f} | {B.median(b['seconds'] / b['steps'] for b in bs):.2f} | "
-                  f"{b_pad:.1%} | {base_epoch:.0f} ({base_note}; no checkpoint) | – | {max(b['peak_rss_mb'] for b in bs):.0f} | {b_mfu:.1%} |",
+                  f"{b_pad:.1%} | {base_epoch:.0f} ({base_note}; no checkpoint) | – | "
+                  f"{max(b['peak_rss_mb'] for b in bs):.0f} | {b_mfu:.1%} |",
                   f"| symptomgen trainer (candidate) | {c_tps:.1f} | "
                   f"{B.median(c['seconds'] / c['steps'] for c in cs):.2f} | {c_pad:.1%} | "
                   + (f"{cand_epoch:.1f} ({epoch_note})" if cand_epoch else "–")
@@ -112,7 +113,8 @@ def render(a, r: dict, n_train: int, steps: int) -> str:
                   *([f"bf16 matmul peak measured the same way: {peak_bf16:.0f} GFLOP/s; against it the candidate's "
                      f"MFU is {_mfu(c_tps, mean_len, dims, peak_bf16):.1%} (it trains under bf16 autocast, so the "
                      "fp32 peak understates what this CPU can do).  "] if peak_bf16 else []),
-                  f"Baseline loss (incl. padding) first → last step: {b0['loss_first']:.2f} → {b0['loss_last']:.2f}.", ""]
+                  f"Baseline loss (incl. padding) first → last step: {b0['loss_first']:.2f} → "
+                  f"{b0['loss_last']:.2f}.", ""]
         if e:
             lines += ["Real-trainer epochs (full training split):", "",
                       B.markdown_table(["epoch", "train s", "wall s (train + eval + best save + checkpoint)",
@@ -150,12 +152,14 @@ def render(a, r: dict, n_train: int, steps: int) -> str:
         diffs = [by_seed[default][sd] - by_seed[shuffled][sd] for sd in by_seed.get(default, {})
                  if sd in by_seed.get(shuffled, {})]
         lr = f", learning rate {a.quality_lr:g}" if a.quality_lr else ""
-        lines += [f"Length grouping vs plain shuffling (scratch model {a.quality_epochs if not a.tiny else 1} epochs{lr}, "
+        lines += [f"Length grouping vs plain shuffling (scratch model {a.quality_epochs if not a.tiny else 1} "
+                  f"epochs{lr}, "
                   "same split, seeds and number of steps; best = the epoch the run keeps):", "",
                   B.markdown_table(["sampling", "epochs", "seeds", "padded share", "best val loss (median)",
                                     "final val loss (median)", "mean val loss over epochs (median)",
                                     "train s (median)"], rows), "",
-                  "Best val loss, packed default − previous default (padded, grouped), per seed: " + ", ".join(f"{d:+.4f}" for d in diffs) + ".", ""]
+                  "Best val loss, packed default − previous default (padded, grouped), per seed: "
+                  + ", ".join(f"{d:+.4f}" for d in diffs) + ".", ""]
         if diffs:
             targets.append(("best val loss no worse than the previous default (median per-seed difference)",
                             f"{B.median(diffs):+.4f}", B.median(diffs) <= 0))

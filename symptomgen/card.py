@@ -3,7 +3,8 @@
 YAML front matter for the Hub (``library_name: transformers``, or ``peft`` when the folder holds a LoRA
 adapter, ``pipeline_tag: text-generation``, tags, base model and dataset when they are Hub ids), then the
 data, the training settings, per-epoch metrics, the best epoch, the last evaluation (taught and unseen rows scored
-apart, fine-tuned vs base, when the run was evaluated) and the not-medical-advice note.  Pure text from the run folder: no network.
+apart, fine-tuned vs base, when the run was evaluated) and the not-medical-advice note.  Pure text from the run
+folder: no network.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from .config import DEFAULT_MODEL, SAMPLE_SOURCE, SCRATCH_MODEL, is_scratch
 from .data import load_records, squash_spaces
 from .errors import HubUnreachableError, InvalidInput
 from .hub import check_model_allowed, hub_reachable, looks_like_hub_id, model_cached, unreachable_reason
-from .scoring import LIST, detect_target_kind
 from .runs import Run, is_run_folder, looks_like_run_id, parent_run_id
+from .scoring import LIST, detect_target_kind
 from .store import RunStore
 
 BASE_LABEL = f"Base model: {DEFAULT_MODEL} (not fine-tuned)"

@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "weights that load without peft (default: the adapter only)")
     i = sub.add_parser("import", help="add a run from an exported zip (or a Hub repo id owner/name)")
     i.add_argument("source", metavar="ZIP", help="exported zip file, or owner/name of a pushed run on the Hub")
-    u = sub.add_parser("push", help="upload a run to the Hugging Face Hub (token from HF_TOKEN or a saved hf auth login)")
+    u = sub.add_parser("push", help="upload a run to the Hugging Face Hub (token from HF_TOKEN or a saved hf auth "
+                                    "login)")
     u.add_argument("run", help="run id or run folder")
     u.add_argument("--repo-id", required=True, help="owner/name of the Hub model repo (created if missing)")
     u.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
@@ -340,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: could not read or write a file: {exc.strerror or first_line(exc)}"
               f"{f' ({exc.filename})' if exc.filename else ''}", file=sys.stderr)
         return 1
-    except Exception as exc:  # a bug: one line here, the traceback in a log file for the report
+    except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in a log file for the report
         print(f"error: {internal_error_line(exc).replace('the server log', _log_traceback(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -15,12 +15,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, first_line
 from .config import SAMPLE_SOURCE, DataConfig
-from .settings import current
+from .errors import DataError, first_line
 from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
 from .phrases import extra_section, symptoms_only  # noqa: F401 (public here too: part of the target's format)
 from .scoring import KIND_WORDS, LIST, SCORE_WORDS, detect_target_kind
+from .settings import current
 from .splits import SplitStats, split_rows
 
 SAMPLE_PATH = Path(__file__).parent / "sample_data" / "diseases_sample.csv"

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import EvaluationCancelled, first_line, InvalidInput
 from .batching import encode_frame, mean_token_loss
 from .config import GenerationSettings, TrainConfig
+from .errors import EvaluationCancelled, InvalidInput, first_line
 from .events import perplexity
+from .generation import generate
 from .phrases import Overlap, overlap, phrase_pieces, phrases  # noqa: F401 (public here too)
 from .scoring import EVALUATION_FILE, LIST, METRIC_KEYS, saved_evaluation, score_text  # noqa: F401
 from .splits import name_keys, spread_sample
-from .generation import generate
 
 GREEDY = GenerationSettings(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.2)
 TAUGHT, UNSEEN = "taught", "unseen"
@@ -54,9 +54,9 @@ class EvalReport:
     sampled_recall: float | None = None
     sampled_f1: float | None = None
     rouge1: float | None = None
-    rougeL: float | None = None
+    rougeL: float | None = None  # noqa: N815 - the metric's own name (rouge-score)
     sampled_rouge1: float | None = None
-    sampled_rougeL: float | None = None
+    sampled_rougeL: float | None = None  # noqa: N815 - the metric's own name (rouge-score)
     target_kind: str = LIST
     names: int = 0
     """Distinct names among the rows."""
@@ -110,7 +110,8 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
 
     Returns ``{"run", "target_kind", "unseen": {...}, "taught": {...}, "table", "taught_table"}``: each set holds
     its ``label``, ``rows``, ``names`` and the ``fine_tuned`` and ``base`` reports (``{"error": ...}`` for a base
-    that could not be evaluated); ``table``/``taught_table`` are the per-row fine-tuned tables.  ``frame`` replaces the unseen rows (another source's validation split)."""
+    that could not be evaluated); ``table``/``taught_table`` are the per-row fine-tuned tables.  ``frame`` replaces
+    the unseen rows (another source's validation split)."""
     from .catalog import base_model, target_kind
     from .modeling import load_pretrained, place
     from .runs import Run, atomic_write_text
@@ -149,7 +150,7 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
                 base = {k: r.to_dict() for k, (r, _) in _score_sets(bmodel, btok, sets, kwargs).items()}
             except EvaluationCancelled:
                 raise
-            except Exception as exc:  # base model may be unreachable offline; say so, keep the rest
+            except Exception as exc:  # noqa: BLE001 - base model may be unreachable offline; say so, keep the rest
                 base = {k: {"error": first_line(exc)} for k in sets}
     train_names = set(name_keys(train_frame["prompt"])) if len(train_frame) else set()
     out: dict = {"run": run.run_id, "target_kind": kwargs["kind"]}

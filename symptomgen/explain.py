@@ -25,8 +25,7 @@ from .config import GenerationSettings
 from .data import format_prompt, format_target
 from .errors import InvalidInput
 from .events import perplexity
-from .generation import (clean_name, context_window, decode_continuation, encode_prompt, generation_kwargs,
-                         sampling_rng)
+from .generation import clean_name, context_window, decode_continuation, encode_prompt, generation_kwargs, sampling_rng
 
 END = "[end]"
 TOP_N = 3

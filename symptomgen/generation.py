@@ -21,8 +21,15 @@ from typing import Iterator
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from .config import MAX_PROMPT_CHARS, SAMPLE_SOURCE, SCRATCH_MODEL, DataConfig, GenerationSettings, TrainConfig, \
-    is_scratch
+from .config import (
+    MAX_PROMPT_CHARS,
+    SAMPLE_SOURCE,
+    SCRATCH_MODEL,
+    DataConfig,
+    GenerationSettings,
+    TrainConfig,
+    is_scratch,
+)
 from .data import format_example, format_prompt, prepare, squash_spaces
 from .errors import InvalidInput
 from .modeling import MODEL_BUILD_LOCK, build_scratch_model, build_scratch_tokenizer, load_pretrained, place
@@ -139,7 +146,7 @@ def stream(model, tokenizer, name: str, settings: GenerationSettings = Generatio
             with torch.inference_mode():
                 with sampling_rng(settings, device):
                     model.generate(**inputs, **kwargs, streamer=streamer)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - any library error becomes one sentence
             failure.append(exc)
             streamer.end()
 

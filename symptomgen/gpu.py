@@ -64,7 +64,7 @@ def gpu(duration: Duration = 60) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         if not on_zero_gpu():
             return fn
-        import spaces  # noqa: PLC0415 - only present on Spaces
+        import spaces
 
         if callable(duration):
             @functools.wraps(duration)

@@ -18,7 +18,7 @@ import threading
 import time
 from urllib.parse import urlparse
 
-from .errors import HubUnreachableError, InvalidInput
+from .errors import InvalidInput
 from .settings import current
 
 _UNREACHABLE_TTL_S = 15.0  # how long a failed check is trusted before trying again

@@ -129,7 +129,7 @@ def expected_tensors(folder: Path, label: str, what: str) -> tuple[dict[str, tup
         # The meta device is a process-wide default while it is on: no other thread may build a model meanwhile.
         with MODEL_BUILD_LOCK, torch.device("meta"):
             model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=False)
-    except Exception as exc:  # an unknown model type, inconsistent sizes: transformers says which
+    except Exception as exc:  # noqa: BLE001 - an unknown model type, inconsistent sizes: transformers says which
         raise ShareError(f"{label}: the {what}'s config.json does not describe a causal language model this "
                          f"server can load ({without_paths(first_line(exc))[:200]}).") from None
     params = {n: tuple(p.shape) for n, p in model.named_parameters()}
@@ -164,7 +164,7 @@ def stored_tensors(folder: Path, label: str) -> dict[str, tuple[tuple, str]]:
                     found[name] = (tuple(piece.get_shape()), str(piece.get_dtype()))
         except ShareError:
             raise
-        except Exception as exc:  # safetensors refuses a header whose offsets do not fit the file
+        except Exception as exc:  # noqa: BLE001 - safetensors refuses a header whose offsets do not fit the file
             raise ShareError(f"{label}: {path.name} is not a valid safetensors file "
                              f"({without_paths(first_line(exc))[:120]}).") from None
     return found

@@ -32,8 +32,8 @@ from .errors import TrainingFailed, UserError
 from .events import RunStarted, RunSummary
 from .records import RunStatus
 from .runs import Run
-from .store import RunStore
 from .settings import current
+from .store import RunStore
 from .worker import CHILD_NAME, JobFailed, child_main
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class _GpuCall(Launched):
             try:
                 for record in self._call(train_fn, args, kwargs, self.stop_flag, gpu_seconds):
                     self._forward(record)
-            except BaseException as exc:  # noqa: BLE001 (a failure of the call, e.g. its time ran out)
+            except BaseException as exc:
                 if not isinstance(exc, UserError):
                     log.exception("training job %s failed in its ZeroGPU call", self.job_id)
                 self._forward(JobFailed(outcomes.failure(exc)))

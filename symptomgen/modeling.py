@@ -16,10 +16,11 @@ from typing import Iterable
 import torch
 
 from . import cputune
-from .errors import first_line as _first_line, ModelLoadError
 from .config import TrainConfig, is_scratch
-from .lora import is_adapter_folder, load_adapter
+from .errors import ModelLoadError
+from .errors import first_line as _first_line
 from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
+from .lora import is_adapter_folder, load_adapter
 
 log = logging.getLogger(__name__)
 EOS = "<|endoftext|>"

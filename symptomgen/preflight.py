@@ -10,7 +10,6 @@ the Train tab's time estimate runs the same steps (without the disk limits and t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from .catalog import ModelSpec

@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from . import layout as L
-from .errors import RunNotFoundError, RunNotReady
-from .layout import MODEL_INFO, RUN_ID_RE, RUN_STAMP_RE
+from .errors import RunNotReady
+from .layout import MODEL_INFO, RUN_STAMP_RE
 from .records import RunRecord, RunStatus
 
 METRIC_COLUMNS = ["epoch", "transformer", "batch_size", "gpu", "training_loss", "validation_loss",

@@ -29,16 +29,16 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from .errors import ShareError, UserError, failure_reason, first_line, without_paths
-from . import importcheck as IC
 from . import __version__
+from . import importcheck as IC
+from . import layout as L
 from .card import public_source, write_model_card
+from .errors import ShareError, UserError, failure_reason, first_line, without_paths
 from .hub import HubUnreachableError, hub_endpoint, hub_reachable, looks_like_hub_id, offline_requested
 from .lora import is_adapter_folder, make_portable
-from . import layout as L
 from .records import RunStatus
-from .settings import current
 from .runs import METRIC_COLUMNS, Run, atomic_write_json
+from .settings import current
 from .store import RunStore, folder_bytes
 
 META = L.SHARE_META
@@ -257,7 +257,7 @@ def _install(root: Path, store: RunStore, work: Path, label: str, origin: str) -
         if folder.is_dir():
             try:
                 model, tokenizer = load_pretrained(folder)
-            except Exception as exc:  # ModelLoadError, or whatever a forged tokenizer makes a library raise
+            except Exception as exc:  # noqa: BLE001 - ModelLoadError, or whatever a forged tokenizer makes a library raise
                 raise ShareError(f"{label}: the {what} does not load ({failure_reason(exc)}).") from None
             IC.check_tokenizer(model, tokenizer, label, what)
             del model, tokenizer
@@ -277,7 +277,7 @@ def import_run_zip(zip_path: Path | str, store: RunStore) -> Run:
             _extract_zip(zip_path, work / "unpacked")
             root = _find_root(work / "unpacked", zip_path.name)
             return _install(root, store, work, zip_path.name, f"zip:{zip_path.name}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any library error becomes one sentence
             raise _import_failure(zip_path.name, exc) from None
 
 
@@ -362,7 +362,7 @@ def push_run_to_hub(run: Run, repo_id: str, token: str | None = None, private: b
             url = api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
             api.upload_folder(repo_id=repo_id, folder_path=stage, repo_type="model",
                               commit_message=f"Upload SymptomGen run {run.run_id}")
-        except Exception as exc:  # HTTP, auth and connection errors: one sentence, token scrubbed
+        except Exception as exc:  # noqa: BLE001 - HTTP, auth and connection errors: one sentence, token scrubbed
             raise _hub_failure(action, exc, secret) from None
     return str(url)
 
@@ -398,9 +398,9 @@ def import_run_from_hub(repo_id: str, store: RunStore, revision: str | None = No
                                                 allow_patterns=[f"*{s}" for s in sorted(ALLOWED_SUFFIXES)]))
             except ShareError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any library error becomes one sentence
                 raise _hub_failure(action, exc, secret) from None
             shutil.rmtree(folder / ".cache", ignore_errors=True)  # huggingface_hub's own bookkeeping
             return _install(_find_root(folder, repo_id), store, work, repo_id, f"hub:{repo_id}@{info.sha}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any library error becomes one sentence
             raise _import_failure(repo_id, exc) from None

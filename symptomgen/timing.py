@@ -87,7 +87,7 @@ def _shape(cfg: TrainConfig, positions: int):
         return scratch_config(cfg, vocab_size=cfg.scratch_vocab, eos_token_id=0, positions=positions)
     try:
         return AutoConfig.from_pretrained(cfg.model, local_files_only=True, trust_remote_code=False)
-    except Exception:  # not cached, not a folder: the GPT-2 family's shapes are known
+    except Exception:  # noqa: BLE001 - not cached, not a folder: the GPT-2 family's shapes are known
         short = cfg.model.strip().split("/")[-1].lower()
         if short not in KNOWN_SHAPES:
             raise InvalidInput(f"The speed of '{cfg.model[:80]}' cannot be probed here (its config is not cached); "

@@ -28,18 +28,18 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from . import cputune
+from . import cputune, outcomes
+from . import lora as lora_mod
 from . import runs as runs_mod
 from .batching import EncodedDataset, PackCollator, PadCollator, encode_frame, packing_is_exact
 from .config import DataConfig, TrainConfig, is_scratch
 from .data import PreparedData, format_example, prepare
-from .errors import InvalidInput, TrainingFailed, UserError, first_line as _first_line, is_disk_full
+from .errors import InvalidInput, TrainingFailed, UserError, is_disk_full
+from .errors import first_line as _first_line
 from .events import EpochResult, Event, Progress, RunStarted, RunSummary
-from .modeling import count_parameters, load_for_training, load_pretrained
-from . import lora as lora_mod
-from . import outcomes
 from .hub import looks_like_hub_id
 from .layout import DEFAULT_RUNS_DIR
+from .modeling import count_parameters, load_for_training, load_pretrained
 from .records import RunRecord, RunStatus
 from .reporter import EpochReporter, device_name
 from .settings import is_main_process, world_size

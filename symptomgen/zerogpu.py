@@ -2,7 +2,8 @@
 
 On ZeroGPU a GPU exists only while a function decorated with ``spaces.GPU`` runs, in a process ZeroGPU starts
 for that call, for at most the duration the call asked for.  So there a Start does not spawn a training process
-of its own (``launchers.GpuCallLauncher``): it calls ``gpu_training``'s function, which runs ``run_training`` in that GPU
+of its own (``launchers.GpuCallLauncher``): it calls ``gpu_training``'s function, which runs ``run_training`` in that
+GPU
 process and streams its records back as a generator (ZeroGPU forwards a generator's items as they come), and the
 job follows them exactly as it follows its own child.  Stop crosses the process boundary as a file
 (``FileStop``): the trainer checks it after every optimizer step.
@@ -77,7 +78,8 @@ def measured_step_seconds(train: TrainConfig, store: RunStore) -> float | None:
         rec = run.record()
         t = rec.train
         if (t is None or not rec.train_rows or rec.device in ("", "cpu") or t.model != train.model
-                or (t.batch_size, t.grad_accum, t.max_length) != (train.batch_size, train.grad_accum, train.max_length)):
+                or (t.batch_size, t.grad_accum, t.max_length)
+                != (train.batch_size, train.grad_accum, train.max_length)):
             continue
         metrics = run.metrics()
         if len(metrics) and metrics["epoch_duration_sec"].notna().any():

@@ -8,12 +8,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-from pathlib import Path  # noqa: E402
+import socket
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from symptomgen import quiet_libraries  # noqa: E402
-from symptomgen.config import DataConfig, TrainConfig  # noqa: E402
+from symptomgen import quiet_libraries
+from symptomgen.config import DataConfig, TrainConfig
 
 quiet_libraries()
 
@@ -77,3 +78,22 @@ def fake_spaces(tmp_path, monkeypatch):
 
     yield spaces
     sys.modules.pop("spaces", None)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(demo, guarded: bool = True, **kwargs) -> str:
+    """Launch ``demo`` on a free local port without blocking; returns its URL.  ``guarded``: with the options
+    ``python app.py`` launches with (the request guard, the upload cap); ``auth``/``mcp_server`` pass through."""
+    from symptomgen.settings import Settings
+    from symptomgen.ui.page import guarded_launch
+
+    port = free_port()
+    options = guarded_launch(Settings.from_env(), kwargs.get("auth")) if guarded else {}
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **options, **kwargs)
+    return f"http://127.0.0.1:{port}/"

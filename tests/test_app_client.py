@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import launch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -23,19 +23,11 @@ TINY = dict(source="sample", upload=None, model="scratch", epochs=2, batch_size=
             max_length=64, scratch_layers=2, scratch_width=64, scratch_vocab=800)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("app-runs")
     demo, page = build_page(RunStore.at(runs_dir))
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    yield f"http://127.0.0.1:{port}/", page, runs_dir
+    yield launch(demo), page, runs_dir
     page.jobs.stop()
     page.jobs.join(60)
     demo.close()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY
+from conftest import TINY, launch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from test_app_client import free_port, rows
+from test_app_client import rows
 
 from symptomgen.config import DataConfig
 from symptomgen.ui import build_demo
@@ -42,9 +42,7 @@ def served(tmp_path_factory):
     first = _train(runs_dir, epochs=3)
     second = _train(runs_dir, epochs=2, learning_rate=1e-3)
     demo = build_demo(runs_dir=runs_dir)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    client = Client(f"http://127.0.0.1:{port}/", verbose=False,
+    client = Client(launch(demo), verbose=False,
                     download_files=str(tmp_path_factory.mktemp("eval-downloads")))
     yield client, runs_dir, first, second
     demo.close()

@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import TINY, launch
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-from test_app_client import free_port
 
 from symptomgen import config as C
 from symptomgen.config import DataConfig
@@ -22,10 +21,9 @@ from symptomgen.events import EpochResult, Progress
 from symptomgen.jobs import JobSnapshot
 from symptomgen.ui import build_demo
 from symptomgen.ui.charts import chart_points, loss_chart
-from symptomgen.ui.train_tab import PRESETS, TRAIN_FIELDS
-from symptomgen.ui.widgets import CUSTOM, preset_named
 from symptomgen.ui.page import launch_error
-from symptomgen.ui.train_tab import _plot, _progress_html, duration
+from symptomgen.ui.train_tab import PRESETS, TRAIN_FIELDS, _plot, _progress_html, duration
+from symptomgen.ui.widgets import CUSTOM, preset_named
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,9 +44,7 @@ def fresh(tmp_path_factory):
     """A fresh offline server with no runs yet, and a client."""
     runs_dir = tmp_path_factory.mktemp("fresh-runs")
     demo = build_demo(runs_dir=runs_dir)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False), runs_dir
+    yield Client(launch(demo), verbose=False), runs_dir
     demo.close()
 
 

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from test_app_client import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(source="sample", upload=None, model="scratch", epochs=2, batch_size=16, learning_rate=3e-3,
@@ -161,7 +161,7 @@ def test_bad_uploads(client, tmp_path, label, content, message):
     path.write_bytes(content)
     try:
         client.predict(source="upload", upload=handle_file(str(path)), api_name="/preview_data")
-    except Exception as exc:  # AppError from our handler, or the upload refused by the server
+    except Exception as exc:  # noqa: BLE001 - AppError from our handler, or the upload refused by the server
         assert re.search(message, str(exc)), str(exc)
     else:
         pytest.fail(f"{label} was accepted")

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
 import pytest
+from conftest import launch
 
 from symptomgen.store import RunStore
 from symptomgen.ui import build_page
@@ -48,11 +48,7 @@ def browser():
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     demo, context = build_page(RunStore(tmp_path_factory.mktemp("browser-runs")))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
+    yield launch(demo)
     context.jobs.stop()
     context.jobs.join(60)
     demo.close()

@@ -9,11 +9,10 @@ then a run, then three runs compared.
 from __future__ import annotations
 
 import re
-import socket
 import time
 
 import pytest
-from conftest import TINY
+from conftest import TINY, launch
 from test_browser import SHOTS, browser  # noqa: F401 - the module's browser fixture
 
 from symptomgen.config import DataConfig
@@ -38,12 +37,9 @@ def site(tmp_path_factory):
     demo carries its own CSS; the phone-layout assertions below fail without it)."""
     runs_dir = tmp_path_factory.mktemp("first-sight-runs")
     demo, context = build_page(RunStore.at(runs_dir))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    url = launch(demo, guarded=False)  # as a notebook's demo.launch() would
     SHOTS.mkdir(parents=True, exist_ok=True)
-    yield f"http://127.0.0.1:{port}/", context, runs_dir
+    yield url, context, runs_dir
     context.jobs.stop()
     context.jobs.join(60)
     demo.close()

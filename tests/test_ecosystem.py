@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import TINY, launch
 
 from symptomgen.batching import encode_frame, mean_token_loss
 from symptomgen.config import DataConfig, GenerationSettings
@@ -185,7 +185,6 @@ def test_a_tracker_whose_package_is_missing_is_refused_in_one_sentence(monkeypat
 @pytest.fixture(scope="module")
 def mcp_app(tmp_path_factory):
     """The app with its MCP server on a loopback port, and one finished tiny run to generate from."""
-    import socket
 
     from symptomgen.ui import build_demo
     from symptomgen.ui.mcp_tools import expose_only_tools
@@ -193,12 +192,9 @@ def mcp_app(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("mcp-runs")
     run_training(DataConfig(source="sample"), TINY, runs_dir)
     demo = build_demo(runs_dir=runs_dir)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, mcp_server=True)
+    url = launch(demo, mcp_server=True)
     tools = expose_only_tools(demo)
-    yield f"http://127.0.0.1:{port}/gradio_api/mcp/", tools, runs_dir
+    yield url + "gradio_api/mcp/", tools, runs_dir
     demo.close()
 
 

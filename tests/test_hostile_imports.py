@@ -22,8 +22,8 @@ import pytest
 from symptomgen import settings
 from symptomgen.errors import QuotaExceeded, ShareError
 from symptomgen.runs import Run
-from symptomgen.store import RunStore
 from symptomgen.share import export_run_zip, import_run_zip
+from symptomgen.store import RunStore
 
 MB = 2**20
 GROWTH_LIMIT = 300 * MB  # what one refused import may add to this process's resident memory, at its peak

@@ -12,8 +12,7 @@ import socket
 import pytest
 
 from symptomgen import data as data_mod
-from symptomgen import hub
-from symptomgen import modeling
+from symptomgen import hub, modeling
 from symptomgen.hub import HubUnreachableError, hub_reachable, unreachable_message
 
 

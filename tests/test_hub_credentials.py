@@ -14,15 +14,13 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import free_port, launch
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from symptomgen.settings import Settings, override
+from symptomgen.settings import override
 from symptomgen.share import visitor_token
 from symptomgen.ui import build_demo
-from symptomgen.ui.page import guarded_launch
-
-from test_app_client import free_port
 
 OWNER = "hf_owner_secret_token_0123456789"
 VISITOR = "hf_visitor_token_abcdef"
@@ -46,13 +44,13 @@ class StandInHub(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         self._answer(401)
 
-    def do_HEAD(self):  # noqa: N802
+    def do_HEAD(self):
         self._answer(401)
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self._answer(403)
 
     def log_message(self, *args):
@@ -77,10 +75,8 @@ def page(trained_run, hub):
     constants.HF_HUB_OFFLINE = False  # conftest's HF_HUB_OFFLINE=1, read by huggingface_hub at import
     with override(offline=False, hub_endpoint=hub):
         demo = build_demo(runs_dir=trained_run.run_dir.parent)
-        port = free_port()
-        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
-                    **guarded_launch(Settings.from_env(), None))
-        yield f"http://127.0.0.1:{port}/", Client(f"http://127.0.0.1:{port}/", verbose=False)
+        url = launch(demo)
+        yield url, Client(url, verbose=False)
         demo.close()
     constants.HF_HUB_OFFLINE = saved
 
@@ -152,16 +148,13 @@ def test_a_request_body_over_the_cap_is_refused_in_one_sentence_and_the_server_s
 
 def test_with_a_login_mcp_tool_list_and_schemas_need_credentials(tmp_path):
     demo = build_demo(runs_dir=tmp_path / "runs")
-    port = free_port()
-    creds = [("ann", "secret")]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, auth=creds,
-                mcp_server=True, **guarded_launch(Settings.from_env(), creds))
+    url = launch(demo, auth=[("ann", "secret")], mcp_server=True)
     try:
-        schema = f"http://127.0.0.1:{port}/gradio_api/mcp/schema"
+        schema = url + "gradio_api/mcp/schema"
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(schema, timeout=10)
         assert err.value.code == 401 and "Log in first" in json.loads(err.value.read())["error"]
-        listing = urllib.request.Request(f"http://127.0.0.1:{port}/gradio_api/mcp/", method="POST",
+        listing = urllib.request.Request(url + "gradio_api/mcp/", method="POST",
                                          data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode(),
                                          headers={"content-type": "application/json",
                                                   "accept": "application/json, text/event-stream"})

@@ -9,13 +9,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from symptomgen.config import DEFAULT_DATASET, DataConfig, TrainConfig
-from symptomgen.jobs import JobManager, TrainingBusyError
 from symptomgen.events import EpochResult, Progress, RunSummary
+from symptomgen.jobs import JobManager, TrainingBusyError
 
 
 class FakeTrainer:

@@ -3,8 +3,6 @@ training left "running" with how it ended."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 from symptomgen import outcomes

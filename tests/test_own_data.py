@@ -9,8 +9,8 @@ import math
 
 import pandas as pd
 import pytest
-
 from make_table import write_table
+
 from symptomgen.catalog import target_kind
 from symptomgen.cli import main as cli_main
 from symptomgen.config import DataConfig, GenerationSettings, TrainConfig
@@ -223,12 +223,18 @@ def test_the_epoch_estimate_scales_with_the_rows(table, tiny_cfg):
 
 
 def test_one_shape_table_sizes_the_gpu_step_estimate():
-    from symptomgen.timing import ESTIMATED_STEP_SECONDS, KNOWN_SHAPES, estimated_step_seconds, known_shape, \
-        shape_parameters
+    from symptomgen.timing import (
+        ESTIMATED_STEP_SECONDS,
+        KNOWN_SHAPES,
+        estimated_step_seconds,
+        known_shape,
+        shape_parameters,
+    )
 
     assert shape_parameters(**KNOWN_SHAPES["gpt2"]) == pytest.approx(124_439_808, rel=0.01)  # the real counts
     assert shape_parameters(**KNOWN_SHAPES["gpt2-xl"]) == pytest.approx(1_557_611_200, rel=0.01)
-    assert known_shape("openai-community/gpt2-medium") is known_shape("me/gpt2-medium-ft") is KNOWN_SHAPES["gpt2-medium"]
+    medium = KNOWN_SHAPES["gpt2-medium"]
+    assert known_shape("openai-community/gpt2-medium") is known_shape("me/gpt2-medium-ft") is medium
     assert known_shape("me/bert-base") is None
     names = ("scratch", "distilgpt2", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
     steps = [estimated_step_seconds(TrainConfig(model=name)) for name in names]

@@ -6,8 +6,7 @@ import pytest
 import torch
 from transformers import Trainer
 
-from symptomgen.batching import IGNORE, PackCollator, PadCollator, encode_example, mean_token_loss, \
-    packing_is_exact
+from symptomgen.batching import IGNORE, PackCollator, PadCollator, encode_example, mean_token_loss, packing_is_exact
 from symptomgen.config import DataConfig, TrainConfig
 from symptomgen.data import prepare
 from symptomgen.modeling import build_scratch_model, build_scratch_tokenizer

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- data files: (name, bytes, error or None)
 DATA_CASES = [
-    ("renamed columns", b"Disease,Signs\nFlu,fever\nCold,cough\n", r"missing column\(s\) Name, Symptoms; found columns: Disease, Signs"),
+    ("renamed columns", b"Disease,Signs\nFlu,fever\nCold,cough\n",
+     r"missing column\(s\) Name, Symptoms; found columns: Disease, Signs"),
     ("empty file", b"", "is empty"),
     ("header only", b"Name,Symptoms\n", "header but no rows"),
     ("one row", b"Name,Symptoms\nFlu,fever\n", "at least 2 are needed"),

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from symptomgen import runs as runs_mod
+from symptomgen.catalog import base_model
 from symptomgen.cli import main as cli_main
 from symptomgen.config import DataConfig, GenerationSettings
 from symptomgen.errors import TrainingFailed
 from symptomgen.evaluation import evaluate_run
-from symptomgen.catalog import base_model
 from symptomgen.records import RunRecord
 from symptomgen.runs import Run, run_label
 from symptomgen.store import RunStore
@@ -40,7 +40,8 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, sample_
     third = RunStore(tmp_path).create("20260102-030405-scratch", RunRecord(), frame, frame, unique=True)
     assert third.run_id == "20260102-030405-scratch-3"
     with pytest.raises(FileExistsError):
-        RunStore(tmp_path).create(third.run_id, RunRecord(), frame, frame)  # under torchrun the id is fixed: no renaming
+        # under torchrun the id is fixed: no renaming
+        RunStore(tmp_path).create(third.run_id, RunRecord(), frame, frame)
 
 
 def test_a_damaged_run_folder_is_listed_as_unknown_not_a_crash(tmp_path, capsys):
@@ -60,7 +61,8 @@ def test_resume_refuses_a_run_that_is_still_training_or_already_finished(tmp_pat
     with pytest.raises(TrainingFailed, match="already finished; nothing to resume"):
         run_training(DataConfig(), trained_run_cfg(trained_run), runs_dir, resume=trained_run.run_dir.name)
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    live = RunStore(tmp_path).create("20260102-030405-scratch", RunRecord(), frame, frame)  # "running", pid = this process
+    # "running", pid = this process
+    live = RunStore(tmp_path).create("20260102-030405-scratch", RunRecord(), frame, frame)
     assert live.record().pid == os.getpid() and live.record().host == socket.gethostname()
     with pytest.raises(TrainingFailed, match="is still training"):
         run_training(DataConfig(), trained_run_cfg(trained_run), tmp_path, resume=live.run_id)

@@ -13,7 +13,8 @@ from symptomgen.settings import Settings, env_flag
 
 
 def test_settings_read_every_variable_with_one_boolean_parser():
-    s = Settings.from_env({"SYMPTOMGEN_RUNS_DIR": "/data/runs", "SYMPTOMGEN_MAX_FILE_MB": "2", "SYMPTOMGEN_MAX_ROWS": "10",
+    s = Settings.from_env({"SYMPTOMGEN_RUNS_DIR": "/data/runs", "SYMPTOMGEN_MAX_FILE_MB": "2",
+                           "SYMPTOMGEN_MAX_ROWS": "10",
                            "HF_HUB_OFFLINE": "YES", "SYMPTOMGEN_ALLOWED_MODELS": " distilgpt2, openai-community/* ,",
                            "SPACES_ZERO_GPU": "0", "SYMPTOMGEN_PORT": "9000", "SPACE_ID": "me/app"})
     assert s.runs_dir == Path("/data/runs") and s.max_file_bytes == 2 * 1024 * 1024 and s.max_rows == 10

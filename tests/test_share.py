@@ -20,9 +20,15 @@ from symptomgen.generation import generate
 from symptomgen.hub import HubUnreachableError
 from symptomgen.modeling import load_pretrained
 from symptomgen.runs import METRIC_COLUMNS, Run
+from symptomgen.share import (
+    ShareError,
+    export_run_zip,
+    import_run_from_hub,
+    import_run_zip,
+    push_run_to_hub,
+    write_model_card,
+)
 from symptomgen.store import RunStore
-from symptomgen.share import (ShareError, export_run_zip, import_run_from_hub, import_run_zip, push_run_to_hub,
-                              write_model_card)
 
 SECRET = "hf_supersecret_test_token_123"
 

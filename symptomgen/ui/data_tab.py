@@ -16,11 +16,11 @@ import pandas as pd
 
 from ..config import DEFAULT_DATASET, SAMPLE_SOURCE, SCRATCH_MODEL, DataConfig, TrainConfig
 from ..data import FILE_SUFFIXES, load_records, prepare
+from ..errors import InvalidInput, first_line
 from ..hub import looks_like_hub_id
 from ..offline import with_offline_fallback
-from ..errors import first_line, InvalidInput
 from .context import PageContext
-from .widgets import checked_types, ListedChoices, setting_widget, user_errors
+from .widgets import ListedChoices, checked_types, setting_widget, user_errors
 
 SOURCES = [("Bundled sample (offline)", "sample"), ("Hugging Face dataset", "hub"), ("Uploaded file", "upload")]
 NO_COLUMN = "(none)"

@@ -13,8 +13,6 @@ lives in ``share_panel``.
 
 from __future__ import annotations
 
-from ..errors import InvalidInput
-
 import html
 import threading
 import time
@@ -24,14 +22,15 @@ import gradio as gr
 import pandas as pd
 
 from .. import config as C
-from ..phrases import phrase_pieces
 from ..catalog import model_choices, run_choices, runs_with_curves
+from ..errors import InvalidInput
+from ..phrases import phrase_pieces
 from ..runs import Run
 from ..store import RunStore
 from .charts import loss_chart, loss_points
 from .context import PageContext
 from .share_panel import build_share_section
-from .widgets import checked_types, ListedChoices, setting_widget, user_errors
+from .widgets import ListedChoices, checked_types, setting_widget, user_errors
 
 SAMPLING_CHOICES = [("Greedy only (fastest)", "none"), ("Greedy + seed-notebook sampling", "seed-notebook"),
                     ("Greedy + creative sampling", "creative")]
@@ -167,7 +166,7 @@ class EvaluateActions:
         def work():
             try:
                 result["out"] = evaluate_run(run.path, sampling=settings, limit=n, stop=stop)
-            except BaseException as exc:  # re-raised in the handler, so the page shows its sentence
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the handler, so the page shows its sentence
                 result["error"] = exc
 
         started = time.monotonic()
@@ -225,7 +224,8 @@ def build_evaluate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab, gen_model
                                info="sampling presets as on the Generate tab (fixed seed)")
         go = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button")
     status = gr.Markdown(elem_id="eval-status")
-    summary = gr.Dataframe(pd.DataFrame(columns=SUMMARY_COLUMNS), label="Fine-tuned vs base model, on unseen and taught rows",
+    summary = gr.Dataframe(pd.DataFrame(columns=SUMMARY_COLUMNS),
+                           label="Fine-tuned vs base model, on unseen and taught rows",
                            interactive=False, elem_id="eval-summary")
     table = gr.HTML(elem_id="eval-table")
     taught_table = gr.HTML(elem_id="eval-taught-table")

@@ -9,8 +9,6 @@ first shown sample as it is.  Either way the probabilities are the model's own (
 
 from __future__ import annotations
 
-from ..errors import InvalidInput
-
 import html
 import re
 
@@ -18,6 +16,7 @@ import gradio as gr
 
 from .. import config as C
 from ..catalog import generation_target
+from ..errors import InvalidInput
 from ..gpu import generation_seconds, gpu
 from .context import PageContext
 from .widgets import checked_types, user_errors

@@ -17,16 +17,25 @@ import pandas as pd
 
 from .. import NOT_MEDICAL_ADVICE
 from .. import config as C
-from ..catalog import (BASE_LABEL, RUNS_COLUMNS, UNTRAINED_LABEL, base_description, generation_target, model_choices,
-                       reference_for, runs_frame, target_kind)
+from ..catalog import (
+    BASE_LABEL,
+    RUNS_COLUMNS,
+    UNTRAINED_LABEL,
+    base_description,
+    generation_target,
+    model_choices,
+    reference_for,
+    runs_frame,
+    target_kind,
+)
 from ..config import is_scratch
 from ..errors import HubUnreachableError, first_line
-from ..hub import unreachable_reason
 from ..gpu import generation_seconds, gpu
+from ..hub import unreachable_reason
 from ..store import RunStore
 from .context import PageContext
-from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, setting_widget, user_errors
 from .explain_panel import build_explain_section
+from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, setting_widget, user_errors
 
 EXAMPLES = ["Kidney Failure", "Asthma", "Influenza", "Migraine", "Common Cold", "Pneumonia"]
 GEN_PRESET_CHOICES = [("Seed notebook", "seed-notebook"), ("Greedy (deterministic)", "greedy"),
@@ -149,7 +158,7 @@ class GenerateActions:
                 bm, btok = self.ctx.models.get(base_spec)
             except HubUnreachableError:  # e.g. distilgpt2 offline: say so, keep the fine-tuned output
                 base_text = f"(Base model {base_spec} unavailable: not downloaded, and {unreachable_reason()}.)"
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any library error becomes one sentence
                 base_text = f"(Base model unavailable: {first_line(exc)})"
             else:
                 for btexts in stream(bm, btok, name, settings):

@@ -4,7 +4,8 @@ A pure ASGI middleware that the page's FastAPI app runs first (``launch_guard``)
 
 - **Body cap.**  Every request body but a file upload is refused past ``Settings.max_request_bytes`` (1 MB by
   default) with HTTP 413 and one sentence, from its ``Content-Length`` before a byte is read, or while it streams
-  when it has none (such a body is buffered up to the cap, never past it).  A 50 MB disease name in a JSON body is refused for the cost of its headers, not parsed.
+  when it has none (such a body is buffered up to the cap, never past it).  A 50 MB disease name in a JSON body is
+  refused for the cost of its headers, not parsed.
 - **MCP behind the login.**  Gradio checks its login on the page's routes and on tool *calls*, but serves MCP's tool
   list and schemas to anyone.  With a login configured, every ``/gradio_api/mcp`` request needs the page's login
   cookie or HTTP Basic credentials of a configured user (what an MCP client can send in a header).

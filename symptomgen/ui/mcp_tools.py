@@ -49,7 +49,8 @@ class Tools:
         Args:
             disease: The disease name, for example "Kidney Failure" or "Asthma" (at most 200 characters).
             run: The name of a finished run, as returned by list_finished_runs; leave empty for the newest one.
-            temperature: Sampling temperature from 0 to 2: 0 always gives the same, most likely text; 0.5 is the default.
+            temperature: Sampling temperature from 0 to 2: 0 always gives the same, most likely text; 0.5 is the
+                default.
             max_new_tokens: The most tokens to generate, from 1 to 256 (48 is enough for a symptom list).
             seed: Sampling seed, from 0; the same seed and settings give the same text.
 

@@ -11,8 +11,6 @@ and ``share_panel``); the context in ``context``.
 
 from __future__ import annotations
 
-from ..errors import InvalidInput, UserError, first_line
-
 import argparse
 import contextlib
 import errno
@@ -23,10 +21,11 @@ from pathlib import Path
 import gradio as gr
 
 from .. import NOT_MEDICAL_ADVICE, quiet_libraries
+from ..errors import InvalidInput, UserError, first_line
 from ..hub import hub_reachable, offline_requested, unreachable_message
 from ..settings import Settings, current, keep_owner_token_private
-from ..sweeper import start_sweeper
 from ..store import RunStore
+from ..sweeper import start_sweeper
 from .context import PageContext
 from .data_tab import build_data_tab
 from .evaluate_tab import build_evaluate_tab

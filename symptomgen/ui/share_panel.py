@@ -14,8 +14,6 @@ The server's own ``HF_TOKEN`` acts for them only behind a login, when the owner 
 
 from __future__ import annotations
 
-from ..errors import InvalidInput
-
 import threading
 from pathlib import Path
 from typing import Callable
@@ -23,6 +21,7 @@ from typing import Callable
 import gradio as gr
 
 from ..catalog import run_choices
+from ..errors import InvalidInput
 from ..layout import EXPORTS_DIR
 from ..settings import current
 from ..share import visitor_token

@@ -25,10 +25,10 @@ from ..events import perplexity
 from ..jobs import JobManager, JobSnapshot
 from ..layout import DOWNLOADS_DIR
 from ..runs import Run, parent_run_id
-from .context import PageContext
-from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, named_parameters, setting_widget, user_errors
-from .data_tab import DATA_INPUTS, DataTab, data_config
 from .charts import loss_chart, loss_points
+from .context import PageContext
+from .data_tab import DATA_INPUTS, DataTab, data_config
+from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, named_parameters, setting_widget, user_errors
 
 PRESETS: dict[str, C.TrainConfig] = {"defaults": C.TrainConfig(), **C.TRAIN_PRESETS}
 PRESET_CHOICES = [("Defaults (distilgpt2, loss on the whole text)", "defaults"),

@@ -49,7 +49,7 @@ def user_errors(fn):
         def gen_wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any library error becomes one sentence
                 raise to_gr_error(exc) from None
         return gen_wrapper
 
@@ -57,7 +57,7 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any library error becomes one sentence
             raise to_gr_error(exc) from None
     return wrapper
 
