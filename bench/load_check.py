@@ -108,7 +108,7 @@ def main() -> None:
     from gradio_client import Client
 
     sys.path.insert(0, str(B.ROOT / "tests"))
-    from test_app_client import free_port
+    from conftest import free_port
 
     runs = Path(tempfile.mkdtemp(prefix="load-check-runs-"))
     port = free_port()

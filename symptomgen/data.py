@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .config import SAMPLE_SOURCE, DataConfig
-from .errors import DataError, first_line
-from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
+from .errors import DataError, HubUnreachableError, first_line
+from .hub import hub_reachable, looks_like_hub_id, unreachable_message
 from .phrases import extra_section, symptoms_only  # noqa: F401 (public here too: part of the target's format)
 from .scoring import KIND_WORDS, LIST, SCORE_WORDS, detect_target_kind
 from .settings import current

@@ -17,9 +17,9 @@ import torch
 
 from . import cputune
 from .config import TrainConfig, is_scratch
-from .errors import ModelLoadError
+from .errors import HubUnreachableError, ModelLoadError
 from .errors import first_line as _first_line
-from .hub import HubUnreachableError, hub_reachable, looks_like_hub_id, unreachable_message
+from .hub import hub_reachable, looks_like_hub_id, unreachable_message
 from .lora import is_adapter_folder, load_adapter
 
 log = logging.getLogger(__name__)

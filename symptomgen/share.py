@@ -33,8 +33,8 @@ from . import __version__
 from . import importcheck as IC
 from . import layout as L
 from .card import public_source, write_model_card
-from .errors import ShareError, UserError, failure_reason, first_line, without_paths
-from .hub import HubUnreachableError, hub_endpoint, hub_reachable, looks_like_hub_id, offline_requested
+from .errors import HubUnreachableError, ShareError, UserError, failure_reason, first_line, without_paths
+from .hub import hub_endpoint, hub_reachable, looks_like_hub_id, offline_requested
 from .lora import is_adapter_folder, make_portable
 from .records import RunStatus
 from .runs import METRIC_COLUMNS, Run, atomic_write_json

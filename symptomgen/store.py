@@ -26,7 +26,7 @@ import pandas as pd
 from . import layout as L
 from .errors import InvalidInput, QuotaExceeded, RunNotFoundError, RunNotReady
 from .records import RunRecord, RunStatus
-from .runs import RUN_ID_RE, Run, atomic_write_json, is_model_folder, new_run_id
+from .runs import Run, atomic_write_json, is_model_folder, new_run_id
 from .settings import current
 
 SWEEP_AGE_S = 3600  # older leftovers go; younger ones may belong to a write or a download still in progress
@@ -103,7 +103,7 @@ class RunStore:
         ``must_exist``: torchrun ranks other than 0 know the id before rank 0 makes the folder), else
         ``RunNotFoundError``.  The only place a name becomes a folder."""
         run_id = str(run_id or "").strip()
-        if not RUN_ID_RE.match(run_id):
+        if not L.RUN_ID_RE.match(run_id):
             raise RunNotFoundError(f"'{run_id[:80]}' is not a valid run name.")
         root = self.root.resolve()
         path = (root / run_id).resolve()
@@ -137,7 +137,7 @@ class RunStore:
         if not self.root.is_dir():
             return []
         runs = [Run(p) for p in self.root.iterdir()
-                if p.is_dir() and not p.is_symlink() and RUN_ID_RE.match(p.name) and (p / L.RECORD).is_file()]
+                if p.is_dir() and not p.is_symlink() and L.RUN_ID_RE.match(p.name) and (p / L.RECORD).is_file()]
         return sorted(runs, key=lambda r: r.run_id, reverse=True)
 
     def finished(self) -> list[Run]:
@@ -226,7 +226,7 @@ class RunStore:
 
     def free_id(self, wanted: str) -> str:
         """``wanted`` if it is a valid run name not taken here, else a free name made from it."""
-        base = wanted if L.RUN_ID_RE.match(wanted or "") else "imported-run"
+        base = wanted if L.L.RUN_ID_RE.match(wanted or "") else "imported-run"
         candidate, n = base, 1
         while self.get(candidate, must_exist=False).path.exists():
             n += 1

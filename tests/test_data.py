@@ -112,7 +112,7 @@ def test_missing_file_and_unknown_type(tmp_path):
 
 
 def test_hub_source_fails_fast_offline():
-    from symptomgen.hub import HubUnreachableError
+    from symptomgen.errors import HubUnreachableError
 
     with pytest.raises(HubUnreachableError, match="offline mode"):
         load_records("QuyenAnhDE/Diseases_Symptoms")

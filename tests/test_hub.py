@@ -13,7 +13,8 @@ import pytest
 
 from symptomgen import data as data_mod
 from symptomgen import hub, modeling
-from symptomgen.hub import HubUnreachableError, hub_reachable, unreachable_message
+from symptomgen.errors import HubUnreachableError
+from symptomgen.hub import hub_reachable, unreachable_message
 
 
 class LoopbackHub:

@@ -19,8 +19,9 @@ import pytest
 from symptomgen import settings
 from symptomgen.config import DataConfig, GenerationSettings, TrainConfig
 from symptomgen.data import DataError, prepare
+from symptomgen.errors import RunNotFoundError
 from symptomgen.generation import clean_name
-from symptomgen.runs import Run, RunNotFoundError
+from symptomgen.runs import Run
 from symptomgen.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]

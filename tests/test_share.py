@@ -15,9 +15,9 @@ import yaml
 from symptomgen import NOT_MEDICAL_ADVICE, settings, share
 from symptomgen.catalog import base_model
 from symptomgen.cli import main
+from symptomgen.errors import HubUnreachableError
 from symptomgen.evaluation import GREEDY
 from symptomgen.generation import generate
-from symptomgen.hub import HubUnreachableError
 from symptomgen.modeling import load_pretrained
 from symptomgen.runs import METRIC_COLUMNS, Run
 from symptomgen.share import (
