@@ -35,6 +35,7 @@ from . import importcheck as IC
 from . import __version__
 from .card import public_source, write_model_card
 from .hub import HubUnreachableError, hub_endpoint, hub_reachable, looks_like_hub_id, offline_requested
+from .limits import check_zip_directory
 from .lora import is_adapter_folder, make_portable
 from .records import RunStatus
 from .settings import current
@@ -159,6 +160,7 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
         raise ShareError(f"{label} is larger than the {current().max_import_bytes >> 20} MB import limit.")
     if not zipfile.is_zipfile(zip_path):
         raise ShareError(f"{label} is not a zip file.")
+    check_zip_directory(zip_path, label, MAX_MEMBERS, error=ShareError)  # before ZipFile lists every entry
     with zipfile.ZipFile(zip_path) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         if len(infos) > MAX_MEMBERS:
