@@ -18,6 +18,7 @@ import pandas as pd
 from .config import SAMPLE_SOURCE, DataConfig
 from .errors import DataError, HubUnreachableError, first_line
 from .hub import hub_reachable, looks_like_hub_id, unreachable_message
+from .limits import check_delimited_header, check_frame, check_parquet
 from .phrases import extra_section, symptoms_only  # noqa: F401 (public here too: part of the target's format)
 from .scoring import KIND_WORDS, LIST, SCORE_WORDS, detect_target_kind
 from .settings import current
@@ -129,26 +130,35 @@ def _read_file(path: Path) -> pd.DataFrame:
     if size > limits.max_file_bytes:
         raise DataError(f"{path.name} is {size / 2**20:.0f} MB; the limit is {limits.max_file_bytes / 2**20:.0f} MB.")
     try:
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        with open(path, "rb") as fh:
-            head = fh.read(8192)  # the first bytes only: never the whole file to sniff it
-        if b"\x00" in head:
-            raise DataError(f"{path.name} looks like a binary file, not {suffix[1:].upper()} text.")
-        if suffix in (".json", ".jsonl"):
-            return _read_json(path, head, suffix)
-        sep = "\t" if suffix == ".tsv" else ","
-        try:
-            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, nrows=limits.max_rows + 1,
-                               encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            # Spreadsheet exports are often Windows-1252; latin-1 decodes any byte.
-            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, nrows=limits.max_rows + 1,
-                               encoding="latin-1")
+        frame = _parse_file(path, suffix, limits)
     except DataError:
         raise
     except Exception as exc:  # pandas/pyarrow raise many types for malformed files
         raise DataError(f"{path.name} could not be read as {suffix[1:].upper()}: {first_line(exc)}") from exc
+    check_frame(frame, path.name)
+    return frame
+
+
+def _parse_file(path: Path, suffix: str, limits) -> pd.DataFrame:
+    """The table in ``path``, its shape checked from its header or footer first where the format states it."""
+    if suffix == ".parquet":
+        check_parquet(path, path.name, limits.max_rows)
+        return pd.read_parquet(path)
+    with open(path, "rb") as fh:
+        head = fh.read(8192)  # the first bytes only: never the whole file to sniff it
+    if b"\x00" in head:
+        raise DataError(f"{path.name} looks like a binary file, not {suffix[1:].upper()} text.")
+    if suffix in (".json", ".jsonl"):
+        return _read_json(path, head, suffix)
+    sep = "\t" if suffix == ".tsv" else ","
+    check_delimited_header(path, path.name, sep)
+    try:
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, nrows=limits.max_rows + 1,
+                           encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        # Spreadsheet exports are often Windows-1252; latin-1 decodes any byte.
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, nrows=limits.max_rows + 1,
+                           encoding="latin-1")
 
 
 def _read_hub(dataset_id: str, split: str) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import ShareError, first_line, without_paths
+from .limits import MAX_SPLIT_CELL_CHARS, check_delimited_header, check_frame
 from .records import RunRecord
 from .settings import current
 
@@ -29,6 +30,7 @@ MB = 2**20
 MAX_TEXT_FILE_BYTES = 32 * MB  # tokenizer.json, vocab.json, merges.txt, *.model, chat templates, configs
 MAX_METRICS_BYTES = 2 * MB  # one row per epoch: ~100 bytes a row
 MAX_METRICS_ROWS = 10_000
+MAX_UNKNOWN_RECORD_BYTES = 4096  # fields of a newer or foreign version are kept, but only a few KB of them
 MAX_HEADER_BYTES = 16 * MB  # a safetensors header (JSON) names tensors and offsets: kilobytes in practice
 # Shapes no GPT-2-family model this app serves comes near; each bounds how long building the meta model takes.
 SHAPE_LIMITS = {"layers": 128, "width": 16_384, "vocabulary": 1_000_000, "positions": 131_072}
@@ -227,6 +229,11 @@ def check_record(raw: Any, label: str, meta: str) -> RunRecord:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ShareError(f"{label}: {meta}/run.json is not a valid run configuration "
                              f"({key}: {without_paths(first_line(exc))[:160]}).") from None
+    unknown = {k: v for k, v in raw.items() if k not in RunRecord.known_keys()}
+    if unknown and len(json.dumps(unknown, default=str)) > MAX_UNKNOWN_RECORD_BYTES:
+        raise ShareError(f"{label}: {meta}/run.json carries {len(unknown)} field(s) this app does not know "
+                         f"({', '.join(sorted(map(str, unknown))[:3])[:120]}) larger than "
+                         f"{MAX_UNKNOWN_RECORD_BYTES >> 10} KB; a run record holds only its own fields.")
     problems = RunRecord.problems(raw)
     if problems:
         raise ShareError(f"{label}: {meta}/run.json has invalid fields: {'; '.join(problems)[:300]}.")
@@ -235,6 +242,7 @@ def check_record(raw: Any, label: str, meta: str) -> RunRecord:
 
 def check_metrics(path: Path, label: str, meta: str) -> pd.DataFrame:
     """The per-epoch table: bounded, with whole positive epochs and finite losses."""
+    check_delimited_header(path, f"{label}: {meta}/metrics.csv", error=ShareError)  # before pandas parses it
     try:
         frame = pd.read_csv(path, nrows=MAX_METRICS_ROWS + 1)
     except (OSError, ValueError, UnicodeDecodeError):
@@ -259,6 +267,8 @@ def check_metrics(path: Path, label: str, meta: str) -> pd.DataFrame:
 def check_split(path: Path, label: str, meta: str) -> None:
     """``train.csv``/``val.csv``: readable, with prompt and target columns, at most ``max_rows`` rows."""
     limit = current().max_rows
+    if path.is_file():
+        check_delimited_header(path, f"{label}: {meta}/{path.name}", error=ShareError)  # before pandas parses it
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=limit + 1)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
@@ -267,3 +277,4 @@ def check_split(path: Path, label: str, meta: str) -> None:
         raise ShareError(f"{label}: {meta}/{path.name} lacks the prompt/target columns of a run split.")
     if len(frame) > limit:
         raise ShareError(f"{label}: {meta}/{path.name} has more than {limit:,} rows (SYMPTOMGEN_MAX_ROWS).")
+    check_frame(frame, f"{label}: {meta}/{path.name}", max_cell_chars=MAX_SPLIT_CELL_CHARS, error=ShareError)

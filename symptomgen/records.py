@@ -123,9 +123,14 @@ class RunRecord:
     """Keys this version does not know (kept on rewrite)."""
 
     @classmethod
+    def known_keys(cls) -> set[str]:
+        """The top-level keys a run record is made of (the rest is kept in ``extra``)."""
+        return {f.name for f in fields(cls)} - {"extra"}
+
+    @classmethod
     def from_json(cls, raw: Any) -> RunRecord:
         raw = raw if isinstance(raw, dict) else {}
-        known = {f.name for f in fields(cls)} - {"extra"}
+        known = cls.known_keys()
         extra = {k: v for k, v in raw.items() if k not in known}
         data, train = _settings(DataConfig, raw.get("data")), _settings(TrainConfig, raw.get("train"))
         for key, parsed in (("data", data), ("train", train)):  # unparsable settings are kept as they were

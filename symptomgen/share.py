@@ -35,6 +35,7 @@ from . import layout as L
 from .card import public_source, write_model_card
 from .errors import HubUnreachableError, ShareError, UserError, failure_reason, first_line, without_paths
 from .hub import hub_endpoint, hub_reachable, looks_like_hub_id, offline_requested
+from .limits import check_zip_directory
 from .lora import is_adapter_folder, make_portable
 from .records import RunStatus
 from .runs import METRIC_COLUMNS, Run, atomic_write_json
@@ -159,6 +160,7 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
         raise ShareError(f"{label} is larger than the {current().max_import_bytes >> 20} MB import limit.")
     if not zipfile.is_zipfile(zip_path):
         raise ShareError(f"{label} is not a zip file.")
+    check_zip_directory(zip_path, label, MAX_MEMBERS, error=ShareError)  # before ZipFile lists every entry
     with zipfile.ZipFile(zip_path) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         if len(infos) > MAX_MEMBERS:

@@ -46,6 +46,15 @@ def trained_run(tmp_path_factory):
     return summary
 
 
+@pytest.fixture(scope="session")
+def exported(trained_run, tmp_path_factory) -> Path:
+    """``trained_run`` exported as a run zip (read-only: tests that change it copy it first)."""
+    from symptomgen.runs import Run
+    from symptomgen.share import export_run_zip
+
+    return export_run_zip(Run(trained_run.run_dir), tmp_path_factory.mktemp("export") / "run.zip")
+
+
 @pytest.fixture
 def real_data_path() -> Path:
     if not REAL_DATA.is_file():

@@ -22,7 +22,6 @@ from symptomgen.modeling import load_pretrained
 from symptomgen.runs import METRIC_COLUMNS, Run
 from symptomgen.share import (
     ShareError,
-    export_run_zip,
     import_run_from_hub,
     import_run_zip,
     push_run_to_hub,
@@ -31,11 +30,6 @@ from symptomgen.share import (
 from symptomgen.store import RunStore
 
 SECRET = "hf_supersecret_test_token_123"
-
-
-@pytest.fixture(scope="module")
-def exported(trained_run, tmp_path_factory) -> Path:
-    return export_run_zip(Run(trained_run.run_dir), tmp_path_factory.mktemp("export") / "run.zip")
 
 
 def _state(folder: Path) -> dict:
