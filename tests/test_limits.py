@@ -20,6 +20,7 @@ from symptomgen.data import load_records
 from symptomgen.errors import DataError
 from symptomgen.limits import check_zip_directory
 from symptomgen.share import ShareError, import_run_zip
+from symptomgen.store import RunStore
 
 
 def _forge_entry_count(path, entries: int) -> None:
@@ -49,7 +50,7 @@ def test_an_import_claiming_sixty_thousand_entries_is_refused_before_zipfile_rea
     _forge_entry_count(path, 60_000)
     started = time.perf_counter()
     with pytest.raises(ShareError, match="claims.zip lists 60,000 files; a run archive holds at most 500"):
-        import_run_zip(path, tmp_path / "runs")
+        import_run_zip(path, RunStore(tmp_path / "runs"))
     assert time.perf_counter() - started < 30  # generous: the point is the message, from the end record
 
 
@@ -96,13 +97,13 @@ def test_json_wider_than_the_column_cap_is_refused(tmp_path):
 def test_a_run_record_with_large_unknown_fields_is_refused_at_import(exported, tmp_path):
     bloated = _rewritten(exported, tmp_path / "bloated.zip", {"padding": [[] for _ in range(10_000)]})
     with pytest.raises(ShareError, match=r"run.json carries 1 field\(s\) this app does not know \(padding\)"):
-        import_run_zip(bloated, tmp_path / "runs")
+        import_run_zip(bloated, RunStore(tmp_path / "runs"))
     small = _rewritten(exported, tmp_path / "small.zip", {"note": "from a newer version"})
-    assert import_run_zip(small, tmp_path / "runs").record().extra.get("note") == "from a newer version"
+    assert import_run_zip(small, RunStore(tmp_path / "runs")).record().extra.get("note") == "from a newer version"
 
 
 def test_a_run_split_or_metrics_table_too_wide_is_refused_at_import(exported, tmp_path):
     wide = ",".join(["epoch", "validation_loss"] + [f"c{i}" for i in range(5000)]) + "\n"
     bad = _rewritten(exported, tmp_path / "wide-metrics.zip", {}, metrics=wide + "1,0.5" + ",0" * 5000 + "\n")
     with pytest.raises(ShareError, match="metrics.csv has 5,002 columns; a table here has at most 64"):
-        import_run_zip(bad, tmp_path / "runs")
+        import_run_zip(bad, RunStore(tmp_path / "runs"))
