@@ -204,7 +204,9 @@ def _coarse_buckets_trainer(megabatches: int):
             return iter(tpu.get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=mult,
                                                        generator=self.generator))
 
-    class CoarseBucketsTrainer(transformers.Trainer):
+    from symptomgen.lmloss import ChunkedLossTrainer
+
+    class CoarseBucketsTrainer(ChunkedLossTrainer):
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
             if type(sampler) is not tpu.LengthGroupedSampler:  # shuffling: nothing to coarsen
@@ -269,8 +271,10 @@ def worker_candidate(a) -> dict:
     hooks = T.TrainingHooks(
         callbacks=(timers.callback(),), args_overrides=overrides, make_collator=CountingCollator,
         phase=timers.phase, prepare_model=prepare_model,
-        # experiment: coarser length buckets than transformers' default of ~4 megabatches
-        trainer_class=_coarse_buckets_trainer(a.megabatches) if a.megabatches else transformers.Trainer,
+        # experiments: coarser length buckets than transformers' default of ~4 megabatches; the model's own loss
+        # (full logits) instead of the project's chunked one
+        trainer_class=(_coarse_buckets_trainer(a.megabatches) if a.megabatches
+                       else transformers.Trainer if a.plain_loss else T.TrainingHooks.trainer_class),
     )
     model_spec = "scratch" if a.model_dir == "scratch" else a.model_dir
     cfg = TrainConfig(model=model_spec, epochs=a.epochs, batch_size=8, seed=a.seed,
@@ -336,6 +340,8 @@ def _candidate_args(a) -> list[str]:
         out += ["--collator", a.collator]
     if a.persistent_grads:
         out += ["--persistent-grads"]
+    if a.plain_loss:
+        out += ["--plain-loss"]
     return out
 
 
@@ -472,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="experiment: override a TrainingArguments field in the candidate (repeatable)")
     p.add_argument("--attn", default=None, help="experiment: attention implementation for the candidate")
+    p.add_argument("--plain-loss", action="store_true",
+                   help="experiment: the model's own loss (full logits) instead of symptomgen.lmloss's chunked one")
     p.add_argument("--variant", action="append", metavar="'NAME: ENV=V --set FIELD=V'",
                    help="experiment: an extra arm in every pair, the candidate with these environment variables "
                         "and worker options (repeatable), e.g. 'fp32: SYMPTOMGEN_CPU_BF16=0'")

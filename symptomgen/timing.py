@@ -8,7 +8,7 @@ takes a few optimizer steps on a batch like the run's, under the same precision 
 ``events.Progress`` carries the measured ``seconds_per_step`` and ``seconds_left``.
 
 The model shapes live here once: ``KNOWN_SHAPES`` (the GPT-2 family, for when the Hub cannot be asked) and
-``model_shape``; ``estimated_step_seconds`` scales a distilgpt2 step by a shape's parameter count, for a GPU that
+``model_config``; ``estimated_step_seconds`` scales a distilgpt2 step by a shape's parameter count, for a GPU that
 cannot be probed from here (``zerogpu.plan``).
 """
 
@@ -76,7 +76,7 @@ def approx_tokens(frame: pd.DataFrame, max_length: int) -> int:
                    for p, t in zip(frame["prompt"], frame["target"])))
 
 
-def _shape(cfg: TrainConfig, positions: int):
+def model_config(cfg: TrainConfig, positions: int):
     """A ``PretrainedConfig`` of the model ``cfg`` trains (scratch: built; otherwise its own config.json, read from
     the local cache or folder, or the known GPT-2 shapes)."""
     from transformers import AutoConfig, GPT2Config
@@ -105,7 +105,7 @@ def probe_tokens_per_second(cfg: TrainConfig, seq_len: int = 64, steps: int = 3)
     from . import cputune
 
     seq_len = max(8, min(int(seq_len), cfg.max_length))
-    config = _shape(cfg, seq_len)
+    config = model_config(cfg, seq_len)
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     with torch.random.fork_rng(devices=[]):

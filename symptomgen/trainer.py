@@ -31,6 +31,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from . import cputune, outcomes
 from . import lora as lora_mod
 from . import runs as runs_mod
+from .lmloss import ChunkedLossTrainer
 from .batching import EncodedDataset, PackCollator, PadCollator, encode_frame, packing_is_exact
 from .config import DataConfig, TrainConfig, is_scratch
 from .data import PreparedData, format_example, prepare
@@ -65,8 +66,9 @@ class TrainingHooks:
     """Called with the model right after it is loaded (e.g. to pick an attention implementation)."""
     phase: Callable[[str], AbstractContextManager] = nullcontext
     """Wraps the reporter's ``"eval"`` (validation pass) and ``"save_best"`` (best-model save), e.g. to time them."""
-    trainer_class: type[Trainer] = Trainer
-    """The Trainer to build (a subclass may change e.g. its sampler, for an experiment)."""
+    trainer_class: type[Trainer] = ChunkedLossTrainer
+    """The Trainer to build: by default one whose loss never builds the full logits (``lmloss``); a subclass may
+    change e.g. its sampler, for an experiment, and plain ``Trainer`` keeps the model's own loss."""
     clock: Callable[[], float] = time.monotonic
     """Seconds, read once per optimizer step for the time budget (``max_minutes``) and the time-left estimate."""
 
