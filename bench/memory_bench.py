@@ -59,16 +59,16 @@ def worker(a) -> dict:
 
 
 def orchestrate(a) -> str:
-    from symptomgen.data import format_example, prepare
     from symptomgen.config import DataConfig
+    from symptomgen.data import format_example, prepare
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-mem-model-") as tmp:
         model_dir = Path(tmp) / "distilgpt2"
         if any(s.startswith("distilgpt2") for s in a.shapes):
             p = prepare(DataConfig(source=a.data))
-            B.build_model_folder(model_dir, [format_example(x, y) for x, y in zip(p.train["prompt"], p.train["target"])],
-                                 "distilgpt2")
+            texts = [format_example(x, y) for x, y in zip(p.train["prompt"], p.train["target"])]
+            B.build_model_folder(model_dir, texts, "distilgpt2")
         for shape in a.shapes:
             r = B.run_worker(SCRIPT, ["--worker", "--shape", shape, "--model-dir", str(model_dir), "--data", a.data,
                                       "--rows", str(a.rows), "--batch-size", str(a.batch_size),

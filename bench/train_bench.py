@@ -195,7 +195,6 @@ def _minflt() -> int:
 
 def _coarse_buckets_trainer(megabatches: int):
     """A Trainer whose length grouping sorts within ``megabatches`` megabatches (transformers: ~4)."""
-    import transformers
     from transformers import trainer_pt_utils as tpu
 
     class CoarseSampler(tpu.LengthGroupedSampler):

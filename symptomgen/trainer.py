@@ -31,7 +31,6 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from . import cputune, outcomes
 from . import lora as lora_mod
 from . import runs as runs_mod
-from .lmloss import ChunkedLossTrainer
 from .batching import EncodedDataset, PackCollator, PadCollator, encode_frame, packing_is_exact
 from .config import DataConfig, TrainConfig, is_scratch
 from .data import PreparedData, format_example, prepare
@@ -40,6 +39,7 @@ from .errors import first_line as _first_line
 from .events import EpochResult, Event, Progress, RunStarted, RunSummary
 from .hub import looks_like_hub_id
 from .layout import DEFAULT_RUNS_DIR
+from .lmloss import ChunkedLossTrainer
 from .modeling import count_parameters, load_for_training, load_pretrained
 from .records import RunRecord, RunStatus
 from .reporter import EpochReporter, device_name
