@@ -157,6 +157,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .data import prepare
+    from .memory import gib
     from .offline import with_offline_fallback
     from .trainer import EpochResult, Progress, run_training
 
@@ -184,6 +185,9 @@ def cmd_train(a: argparse.Namespace) -> int:
         if isinstance(ev, Progress):
             bar.total = ev.total_steps
             bar.update(ev.step - bar.n)
+            if ev.memory_bytes:  # live memory and tokens seen beside the step count
+                bar.set_postfix_str(f"{gib(ev.memory_bytes)} in use, {ev.tokens_seen or 0:,} tokens seen",
+                                    refresh=False)
         elif isinstance(ev, EpochResult):
             bar.clear()
             say(f"epoch {ev.epoch:>3}  train_loss {ev.train_loss:.4f}  val_loss {ev.val_loss:.4f}  "

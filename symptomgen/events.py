@@ -42,6 +42,10 @@ class Progress:
     """``elapsed`` over the steps this session has done: validation and saves are spread over the steps."""
     seconds_left: float | None = None
     """Estimated seconds to the end: the steps left × ``seconds_per_step``, capped by the time budget's rest."""
+    tokens_seen: int | None = None
+    """Real (non-padding) tokens trained on so far: the epochs done, fractional, × the training split's tokens."""
+    memory_bytes: int | None = None
+    """The training process's memory now: resident RAM, or GPU memory allocated when it trains on CUDA."""
 
 
 @dataclass(frozen=True)

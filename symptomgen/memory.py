@@ -83,8 +83,23 @@ def estimate_for(cfg: TrainConfig, mean_row_tokens: float) -> MemoryEstimate:
     return estimate_peak_bytes(n_layer, n_embd, config.vocab_size, params, cfg, tokens)
 
 
+def mean_row_tokens(frame, max_length: int) -> float:
+    """Tokens per training row, about (``timing.approx_tokens``), for ``estimate_for``."""
+    from .timing import approx_tokens
+
+    return approx_tokens(frame, max_length) / max(len(frame), 1)
+
+
 def available_bytes() -> int | None:
-    """Memory this machine can give a new process now (``MemAvailable``), or None where it cannot be read."""
+    """Memory a new training process can have now: free GPU memory where training runs on CUDA, else the
+    machine's ``MemAvailable``; None where it cannot be read."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return int(torch.cuda.mem_get_info()[0])
+    except Exception:  # noqa: BLE001 - a driver that cannot answer: fall back to RAM
+        pass
     try:
         import psutil
 

@@ -1,8 +1,9 @@
 """The checks before a run trains, in the caller's thread, so bad input fails at once with its message.
 
 ``preflight`` takes a new run's settings through the runs folder's disk limits, the model choice (a run name
-becomes its ``best/`` folder), the offline fallback (with its notices), data preparation (the data's own errors)
-and, where training runs in a sized GPU call, the plan for that call (refused in one sentence when it cannot fit).
+becomes its ``best/`` folder), the offline fallback (with its notices), data preparation (the data's own errors),
+the memory the run will need against what this machine has free (``memory``), and, where training runs in a sized
+GPU call, the plan for that call (each refused in one sentence when it cannot fit).
 ``preflight_resume`` does the same for continuing a run.  ``JobManager.start``/``resume`` train what they return;
 the Train tab's time estimate runs the same steps (without the disk limits and the GPU plan) and times the result.
 """
@@ -16,6 +17,7 @@ from .catalog import ModelSpec
 from .config import DataConfig, TrainConfig
 from .data import PreparedData, prepare
 from .errors import TrainingFailed
+from .memory import check_fits, estimate_for, mean_row_tokens
 from .offline import with_offline_fallback
 from .store import RunStore
 
@@ -55,6 +57,8 @@ def preflight(data: DataConfig, train: TrainConfig, store: RunStore, *, fallback
     if fallback:
         data, train, notices = with_offline_fallback(data, train)
     prepared = prepare(data)
+    if check_quota:  # Start, not the estimate: a run that cannot fit in this machine's free memory is refused
+        check_fits(estimate_for(train, mean_row_tokens(prepared.train, train.max_length)))
     seconds = plan(train, len(prepared.train), store) if plan is not None else None
     return Ready(data, train, tuple(notices), prepared.summary(), {"prepared": prepared}, seconds)
 

@@ -22,6 +22,7 @@ from . import runs as runs_mod
 from .batching import mean_token_loss
 from .config import TrainConfig
 from .events import EpochResult, Event, Progress
+from .memory import process_rss
 from .store import RunStore
 
 
@@ -67,7 +68,9 @@ class EpochReporter(TrainerCallback):
         left = per_step * max(0, state.max_steps - state.global_step)
         if self._deadline is not None:
             left = min(left, max(0.0, self._deadline - now))
-        self.emit(Progress(state.global_step, state.max_steps, float(state.epoch or 0.0), elapsed, per_step, left))
+        self.emit(Progress(state.global_step, state.max_steps, float(state.epoch or 0.0), elapsed, per_step, left,
+                           tokens_seen=int(self.train_tokens * float(state.epoch or 0.0)),
+                           memory_bytes=training_memory()))
         if self.stop is not None and self.stop.is_set():
             self.stopped = True
             control.should_training_stop = True
@@ -132,6 +135,15 @@ class EpochReporter(TrainerCallback):
         elif self.cfg.patience and self.bad_epochs >= self.cfg.patience:
             self.early_stopped = True
             control.should_training_stop = True
+
+
+def training_memory() -> int | None:
+    """This process's memory now: GPU memory allocated on CUDA, else its resident RAM (``memory.process_rss``)."""
+    import os
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.memory_allocated())
+    return process_rss(os.getpid())
 
 
 def device_name() -> str:
