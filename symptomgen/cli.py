@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -41,8 +42,30 @@ class CliError(UserError):
     """A user-facing error of the command line itself: printed as one line."""
 
 
+def plain(text: str) -> str:
+    """Help text as a terminal shows it: reStructuredText literals and roles (double backticks, ``:func:``) and
+    Markdown code spans become the plain text inside them."""
+    return re.sub(r"(?::\w+:)?`{1,2}([^`]+)`{1,2}", r"\1", text)
+
+
+class PlainHelp(argparse.HelpFormatter):
+    """argparse's formatter, with every description and flag help passed through ``plain``: docstrings and
+    settings' sentences are written for Sphinx and the page, ``--help`` is read in a terminal."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain(super()._expand_help(action))
+
+
 class OneLineErrors(argparse.ArgumentParser):
-    """argparse, but a bad argument is one ``error:`` line (and a pointer to --help), not the whole usage."""
+    """argparse, but a bad argument is one ``error:`` line (and a pointer to --help), not the whole usage; help is
+    plain text (``PlainHelp``), for every subcommand too (their parsers are made by this class)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", PlainHelp)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
