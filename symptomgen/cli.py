@@ -121,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-dir", type=Path, help="same as --runs-dir")
     t.add_argument("--resume", metavar="RUN", help="continue an interrupted or stopped run from its last checkpoint "
                    "(its id, or its folder)")
-    t.add_argument("--no-fallback", action="store_true",
-                   help="fail instead of using the bundled sample/scratch when the Hub is unreachable")
+    t.add_argument("--offline-fallback", action="store_true",
+                   help="when the Hub cannot be reached, train the small scratch model and/or the bundled sample "
+                   "instead of a Hub model or dataset that is not in the local cache (default: refuse, exit 2)")
+    t.add_argument("--no-fallback", action="store_true", help=argparse.SUPPRESS)  # the old opt-out: now the default
 
     g = sub.add_parser("generate", help="generate symptoms for a disease name")
     g.add_argument("name", help='disease name, e.g. "Kidney Failure"')
@@ -193,10 +195,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     prepared = None
     data, train = _train_configs(a)
     if not a.resume:
-        if not a.no_fallback:
+        if a.offline_fallback:
             data, train, notices = with_offline_fallback(data, train)
             for n in notices:
                 say(f"notice: {n}", file=sys.stderr)
+        else:
+            _refuse_missing_offline(data, train)
         prepared = prepare(data)
         say(prepared.summary())
     bar = tqdm(total=0, unit="step", leave=False, disable=None if is_main_process() else True)
@@ -229,6 +233,23 @@ def cmd_train(a: argparse.Namespace) -> int:
     say(f"run {summary.status}: {best}; {summary.seconds:.1f}s")
     say(f"run folder: {summary.run_dir}")
     return 0 if summary.status != "failed" else 1
+
+
+def _refuse_missing_offline(data: C.DataConfig, train: C.TrainConfig) -> None:
+    """The CLI trains what was asked or nothing: a Hub model or dataset that cannot be downloaded is refused in
+    one sentence (exit 2, no run folder) unless ``--offline-fallback`` was given.  The page swaps in the scratch
+    model and the sample instead, with a notice on screen; a command line in a script has no screen."""
+    from .offline import missing_offline
+
+    why, missing = missing_offline(data, train)
+    if not missing:
+        return
+    model, dataset = missing.get("model"), missing.get("data")
+    what = " and ".join(x for x in (model and f"the model '{model}'", dataset and f"the dataset '{dataset}'") if x)
+    swap = " ".join(x for x in (model and "the small scratch model", dataset and "on the bundled sample") if x)
+    flags = " ".join(x for x in (model and "--model scratch", dataset and "--data sample") if x)
+    raise CliError(f"{why[0].upper()}{why[1:]}, so {what} cannot be downloaded; pass --offline-fallback to train "
+                   f"{swap} instead, or {flags}.")
 
 
 def _end_distributed() -> None:
