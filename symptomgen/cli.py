@@ -31,6 +31,8 @@ def _dest(s: C.Spec) -> str:
 SAMPLING_FLAGS = tuple(s for s in C.settings_of(C.GenerationSettings) if s.flag is not None)
 TRAIN_FLAGS = tuple(s for s in C.settings_of(C.TrainConfig) if s.flag is not None)
 DATA_FLAGS = tuple(s for s in C.settings_of(C.DataConfig) if s.flag is not None)
+# evaluate's --limit: the Evaluate tab's "rows" setting, so the page and the CLI score the same sample by default.
+EVAL_ROWS = C.setting(C.EvaluationSettings, "rows")
 # Defaults of the train command's data flags (a resumed run names those that differ: they are not used).
 # The CLI trains on the real dataset by default; the library's default source is the bundled sample.
 DATA_DEFAULTS = {_dest(s): C.DEFAULT_DATASET if s.name == "source" else s.default for s in DATA_FLAGS}
@@ -136,10 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "of its training rows (taught), fine-tuned and base")
     e.add_argument("--model", required=True, help="run folder or run id")
     e.add_argument("--data", help="evaluate on this source's validation split instead of the run's own")
-    e.add_argument("--limit", type=int, help="only N validation rows and N training rows, spread across names (a "
-                   "seeded sample: each name's first row, then each name's second, ...)")
+    size = e.add_mutually_exclusive_group()
+    size.add_argument(EVAL_ROWS.cli_flag, metavar="N", type=int, default=EVAL_ROWS.default,
+                      help=f"score N validation rows (unseen) and as many training rows (taught), each a seeded "
+                      f"sample spread across names, as the Evaluate tab does; default {EVAL_ROWS.default} (the "
+                      "Evaluate tab's)")
+    size.add_argument("--all", action="store_true", help="score every validation row (and as many training rows) "
+                      "instead of a sample: minutes on CPU for a larger table")
     e.add_argument("--no-base", action="store_true", help="skip the base-model comparison")
-    _add_sampling(e)
+    sampled = e.add_argument_group("sampled pass", "Greedy decoding only by default, as on the Evaluate tab. Any "
+                                   "of these flags adds a sampled pass with those settings (the others at generate's "
+                                   "defaults); --temperature 0 keeps it greedy.")
+    for s in SAMPLING_FLAGS:  # default None: only a flag given asks for the sampled pass
+        _add_setting(sampled, s, shown=s.default)
 
     sub.add_parser("runs", help="list run folders")
     d = sub.add_parser("delete", help="delete a run that is not training (its folder, model and checkpoints)")
@@ -283,6 +294,36 @@ def _run_dir(spec: str, runs_dir: Path) -> Path:
     return find_run(spec, runs_dir, allow_paths=True).path
 
 
+def _evaluation_bar(a: argparse.Namespace, sampling: C.GenerationSettings | None):
+    """``(progress callback for evaluate_run, close)``: a line on stderr saying how many rows are scored and how
+    to change that, then a bar of generations (stderr too, even in a log: stdout is the JSON)."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    state: dict = {}
+
+    def progress(ev) -> None:
+        if ev.done == 0:
+            sample = ("a sample; --all for every row, --limit N for another size" if ev.unseen < ev.available
+                      else "every validation row; --limit N for a sample")
+            passes = "greedy" + (" and sampled" if sampling is not None else "")
+            models = "fine-tuned and base model" if not a.no_base else "fine-tuned model"
+            say(f"Scoring {ev.unseen} unseen + {ev.taught} taught rows ({sample}): {passes}, {models}, "
+                f"{ev.total} generations.", file=sys.stderr)
+            state["started"] = time.monotonic()
+            state["bar"] = tqdm(total=ev.total, unit="gen", desc="evaluate", file=sys.stderr, dynamic_ncols=True)
+        else:
+            state["bar"].update(ev.done - state["bar"].n)
+
+    def close() -> None:
+        if "bar" in state:
+            state["bar"].close()
+            say(f"Scored in {time.monotonic() - state['started']:.1f} s.", file=sys.stderr)
+
+    return progress, close
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .data import prepare
     from .evaluation import evaluate_run
@@ -294,9 +335,17 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         if saved is None:
             raise CliError(f"Run {run_dir.name} has no usable data settings to read {a.data} with.")
         frame = prepare(saved.with_(source=a.data)).val
-    sampling = _sampling(a)
-    result = evaluate_run(run_dir, frame, sampling=None if sampling.greedy else sampling,
-                          include_base=not a.no_base, limit=a.limit)
+    given = {s.name: getattr(a, _dest(s)) for s in SAMPLING_FLAGS if getattr(a, _dest(s)) is not None}
+    sampling = C.GenerationSettings(**given) if given else None
+    if sampling is not None and sampling.greedy:
+        sampling = None
+    progress, close = _evaluation_bar(a, sampling)
+    try:
+        result = evaluate_run(run_dir, frame, sampling=sampling, include_base=not a.no_base,
+                              limit=None if a.all else a.limit,
+                              progress=progress)
+    finally:
+        close()
     result.pop("table"), result.pop("taught_table")
     print(json.dumps(result, indent=2))
     return 0
