@@ -370,7 +370,10 @@ def cmd_runs(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from .share import export_run_zip
 
-    print(f"exported: {export_run_zip(_run_dir(a.run, a.runs_dir), a.out, merged=a.merged)}")
+    run_dir = _run_dir(a.run, a.runs_dir)
+    say(f"Exporting run {run_dir.name}{' (LoRA merged into its base)' if a.merged else ''} to {a.out} …",
+        file=sys.stderr)
+    print(f"exported: {export_run_zip(run_dir, a.out, merged=a.merged)}")
     return 0
 
 
@@ -379,8 +382,10 @@ def cmd_import(a: argparse.Namespace) -> int:
 
     src = Path(a.source).expanduser()
     if src.exists() or src.suffix.lower() == ".zip":
+        say(f"Importing {src} (checking every file before anything is written) …", file=sys.stderr)
         run = import_run_zip(src, a.runs_dir)
     else:
+        say(f"Downloading {a.source} from the Hugging Face Hub …", file=sys.stderr)
         run = import_run_from_hub(a.source, a.runs_dir, token=hub_token())  # the owner's own door
     print(f"imported run {run.run_id}: {run.path}")
     return 0
@@ -389,7 +394,9 @@ def cmd_import(a: argparse.Namespace) -> int:
 def cmd_push(a: argparse.Namespace) -> int:
     from .share import hub_token, push_run_to_hub
 
-    url = push_run_to_hub(_run_dir(a.run, a.runs_dir), a.repo_id, token=hub_token(), private=not a.public,
+    run_dir = _run_dir(a.run, a.runs_dir)
+    say(f"Uploading run {run_dir.name} to {a.repo_id} on the Hugging Face Hub …", file=sys.stderr)
+    url = push_run_to_hub(run_dir, a.repo_id, token=hub_token(), private=not a.public,
                           merged=a.merged)
     print(f"pushed to {url}")
     return 0
