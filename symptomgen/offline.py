@@ -2,7 +2,8 @@
 
 Online users get the real Hub dataset and model.  Offline (or with
 ``HF_HUB_OFFLINE=1``) the check takes seconds, and the caller gets usable
-settings plus notices saying exactly what was swapped and why.
+settings plus notices saying exactly what was swapped and why (the page's way).  ``missing_offline`` only
+names what cannot be had, for a caller that refuses instead (the CLI, unless ``--offline-fallback``).
 """
 
 from __future__ import annotations
