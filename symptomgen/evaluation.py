@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -155,7 +155,8 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
                   extra_column=rec.extra_target_column, kind=target_kind(run))
     if progress is not None:
         total = sum(map(len, sets.values())) * (2 if sampling is not None else 1) * (2 if include_base else 1)
-        counts = dict(total=total, unseen=len(frame), taught=len(sets.get(TAUGHT, ())), available=available)
+        counts = {"total": total, "unseen": len(frame), "taught": len(sets.get(TAUGHT, ())),
+                  "available": available}
         done = 0
 
         def tick() -> None:
