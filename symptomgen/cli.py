@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -31,6 +32,8 @@ def _dest(s: C.Spec) -> str:
 SAMPLING_FLAGS = tuple(s for s in C.settings_of(C.GenerationSettings) if s.flag is not None)
 TRAIN_FLAGS = tuple(s for s in C.settings_of(C.TrainConfig) if s.flag is not None)
 DATA_FLAGS = tuple(s for s in C.settings_of(C.DataConfig) if s.flag is not None)
+# evaluate's --limit: the Evaluate tab's "rows" setting, so the page and the CLI score the same sample by default.
+EVAL_ROWS = C.setting(C.EvaluationSettings, "rows")
 # Defaults of the train command's data flags (a resumed run names those that differ: they are not used).
 # The CLI trains on the real dataset by default; the library's default source is the bundled sample.
 DATA_DEFAULTS = {_dest(s): C.DEFAULT_DATASET if s.name == "source" else s.default for s in DATA_FLAGS}
@@ -42,8 +45,30 @@ class CliError(UserError):
     """A user-facing error of the command line itself: printed as one line."""
 
 
+def plain(text: str) -> str:
+    """Help text as a terminal shows it: reStructuredText literals and roles (double backticks, ``:func:``) and
+    Markdown code spans become the plain text inside them."""
+    return re.sub(r"(?::\w+:)?`{1,2}([^`]+)`{1,2}", r"\1", text)
+
+
+class PlainHelp(argparse.HelpFormatter):
+    """argparse's formatter, with every description and flag help passed through ``plain``: docstrings and
+    settings' sentences are written for Sphinx and the page, ``--help`` is read in a terminal."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain(super()._expand_help(action))
+
+
 class OneLineErrors(argparse.ArgumentParser):
-    """argparse, but a bad argument is one ``error:`` line (and a pointer to --help), not the whole usage."""
+    """argparse, but a bad argument is one ``error:`` line (and a pointer to --help), not the whole usage; help is
+    plain text (``PlainHelp``), for every subcommand too (their parsers are made by this class)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", PlainHelp)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
@@ -99,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-dir", type=Path, help="same as --runs-dir")
     t.add_argument("--resume", metavar="RUN", help="continue an interrupted or stopped run from its last checkpoint "
                    "(its id, or its folder)")
-    t.add_argument("--no-fallback", action="store_true",
-                   help="fail instead of using the bundled sample/scratch when the Hub is unreachable")
+    t.add_argument("--offline-fallback", action="store_true",
+                   help="when the Hub cannot be reached, train the small scratch model and/or the bundled sample "
+                   "instead of a Hub model or dataset that is not in the local cache (default: refuse, exit 2)")
+    t.add_argument("--no-fallback", action="store_true", help=argparse.SUPPRESS)  # the old opt-out: now the default
 
     g = sub.add_parser("generate", help="generate symptoms for a disease name")
     g.add_argument("name", help='disease name, e.g. "Kidney Failure"')
@@ -112,10 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "of its training rows (taught), fine-tuned and base")
     e.add_argument("--model", required=True, help="run folder or run id")
     e.add_argument("--data", help="evaluate on this source's validation split instead of the run's own")
-    e.add_argument("--limit", type=int, help="only N validation rows and N training rows, spread across names (a "
-                   "seeded sample: each name's first row, then each name's second, ...)")
+    size = e.add_mutually_exclusive_group()
+    size.add_argument(EVAL_ROWS.cli_flag, metavar="N", type=int, default=EVAL_ROWS.default,
+                      help=f"score N validation rows (unseen) and as many training rows (taught), each a seeded "
+                      f"sample spread across names, as the Evaluate tab does; default {EVAL_ROWS.default} (the "
+                      "Evaluate tab's)")
+    size.add_argument("--all", action="store_true", help="score every validation row (and as many training rows) "
+                      "instead of a sample: minutes on CPU for a larger table")
     e.add_argument("--no-base", action="store_true", help="skip the base-model comparison")
-    _add_sampling(e)
+    sampled = e.add_argument_group("sampled pass", "Greedy decoding only by default, as on the Evaluate tab. Any "
+                                   "of these flags adds a sampled pass with those settings (the others at generate's "
+                                   "defaults); --temperature 0 keeps it greedy.")
+    for s in SAMPLING_FLAGS:  # default None: only a flag given asks for the sampled pass
+        _add_setting(sampled, s, shown=s.default)
 
     sub.add_parser("runs", help="list run folders")
     d = sub.add_parser("delete", help="delete a run that is not training (its folder, model and checkpoints)")
@@ -173,10 +209,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     prepared = None
     data, train = _train_configs(a)
     if not a.resume:
-        if not a.no_fallback:
+        if a.offline_fallback:
             data, train, notices = with_offline_fallback(data, train)
             for n in notices:
                 say(f"notice: {n}", file=sys.stderr)
+        else:
+            _refuse_missing_offline(data, train)
         prepared = prepare(data)
         say(prepared.summary())
     bar = tqdm(total=0, unit="step", leave=False, disable=None if is_main_process() else True)
@@ -214,6 +252,23 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0 if summary.status != "failed" else 1
 
 
+def _refuse_missing_offline(data: C.DataConfig, train: C.TrainConfig) -> None:
+    """The CLI trains what was asked or nothing: a Hub model or dataset that cannot be downloaded is refused in
+    one sentence (exit 2, no run folder) unless ``--offline-fallback`` was given.  The page swaps in the scratch
+    model and the sample instead, with a notice on screen; a command line in a script has no screen."""
+    from .offline import missing_offline
+
+    why, missing = missing_offline(data, train)
+    if not missing:
+        return
+    model, dataset = missing.get("model"), missing.get("data")
+    what = " and ".join(x for x in (model and f"the model '{model}'", dataset and f"the dataset '{dataset}'") if x)
+    swap = " ".join(x for x in (model and "the small scratch model", dataset and "on the bundled sample") if x)
+    flags = " ".join(x for x in (model and "--model scratch", dataset and "--data sample") if x)
+    raise CliError(f"{why[0].upper()}{why[1:]}, so {what} cannot be downloaded; pass --offline-fallback to train "
+                   f"{swap} instead, or {flags}.")
+
+
 def _end_distributed() -> None:
     """Under torchrun: wait for every rank, then tear the process group down before the interpreter exits.
 
@@ -247,6 +302,36 @@ def _run(spec: str, store: RunStore) -> Run:
     return run
 
 
+def _evaluation_bar(a: argparse.Namespace, sampling: C.GenerationSettings | None):
+    """``(progress callback for evaluate_run, close)``: a line on stderr saying how many rows are scored and how
+    to change that, then a bar of generations (stderr too, even in a log: stdout is the JSON)."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    state: dict = {}
+
+    def progress(ev) -> None:
+        if ev.done == 0:
+            sample = ("a sample; --all for every row, --limit N for another size" if ev.unseen < ev.available
+                      else "every validation row; --limit N for a sample")
+            passes = "greedy" + (" and sampled" if sampling is not None else "")
+            models = "fine-tuned and base model" if not a.no_base else "fine-tuned model"
+            say(f"Scoring {ev.unseen} unseen + {ev.taught} taught rows ({sample}): {passes}, {models}, "
+                f"{ev.total} generations.", file=sys.stderr)
+            state["started"] = time.monotonic()
+            state["bar"] = tqdm(total=ev.total, unit="gen", desc="evaluate", file=sys.stderr, dynamic_ncols=True)
+        else:
+            state["bar"].update(ev.done - state["bar"].n)
+
+    def close() -> None:
+        if "bar" in state:
+            state["bar"].close()
+            say(f"Scored in {time.monotonic() - state['started']:.1f} s.", file=sys.stderr)
+
+    return progress, close
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .data import prepare
     from .evaluation import evaluate_run
@@ -258,9 +343,16 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         if saved is None:
             raise CliError(f"Run {run.run_id} has no usable data settings to read {a.data} with.")
         frame = prepare(saved.with_(source=a.data)).val
-    sampling = _sampling(a)
-    result = evaluate_run(run.path, frame, sampling=None if sampling.greedy else sampling,
-                          include_base=not a.no_base, limit=a.limit)
+    given = {s.name: getattr(a, _dest(s)) for s in SAMPLING_FLAGS if getattr(a, _dest(s)) is not None}
+    sampling = C.GenerationSettings(**given) if given else None
+    if sampling is not None and sampling.greedy:
+        sampling = None
+    progress, close = _evaluation_bar(a, sampling)
+    try:
+        result = evaluate_run(run.path, frame, sampling=sampling, include_base=not a.no_base,
+                              limit=None if a.all else a.limit, progress=progress)
+    finally:
+        close()
     result.pop("table"), result.pop("taught_table")
     print(json.dumps(result, indent=2))
     return 0
@@ -283,7 +375,10 @@ def cmd_runs(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from .share import export_run_zip
 
-    print(f"exported: {export_run_zip(_run(a.run, a.store), a.out, merged=a.merged)}")
+    run = _run(a.run, a.store)
+    say(f"Exporting run {run.run_id}{' (LoRA merged into its base)' if a.merged else ''} to {a.out} …",
+        file=sys.stderr)
+    print(f"exported: {export_run_zip(run, a.out, merged=a.merged)}")
     return 0
 
 
@@ -292,8 +387,10 @@ def cmd_import(a: argparse.Namespace) -> int:
 
     src = Path(a.source).expanduser()
     if src.exists() or src.suffix.lower() == ".zip":
+        say(f"Importing {src} (checking every file before anything is written) …", file=sys.stderr)
         run = import_run_zip(src, a.store)
     else:
+        say(f"Downloading {a.source} from the Hugging Face Hub …", file=sys.stderr)
         run = import_run_from_hub(a.source, a.store, token=hub_token())  # the owner's own door
     print(f"imported run {run.run_id}: {run.path}")
     return 0
@@ -302,7 +399,9 @@ def cmd_import(a: argparse.Namespace) -> int:
 def cmd_push(a: argparse.Namespace) -> int:
     from .share import hub_token, push_run_to_hub
 
-    url = push_run_to_hub(_run(a.run, a.store), a.repo_id, token=hub_token(), private=not a.public,
+    run = _run(a.run, a.store)
+    say(f"Uploading run {run.run_id} to {a.repo_id} on the Hugging Face Hub …", file=sys.stderr)
+    url = push_run_to_hub(run, a.repo_id, token=hub_token(), private=not a.public,
                           merged=a.merged)
     print(f"pushed to {url}")
     return 0

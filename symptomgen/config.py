@@ -306,11 +306,12 @@ class GenerationSettings(_Settings):
 
 @dataclass(frozen=True)
 class EvaluationSettings(_Settings):
-    """How much of a run's validation split the Evaluate tab scores (``evaluation.evaluate_run``'s ``limit``)."""
+    """How much of a run's validation split the Evaluate tab and ``evaluate`` score (``evaluation.evaluate_run``'s
+    ``limit``): one default for both, the page's "rows" box and the CLI's ``--limit`` (``--all``: every row)."""
 
     rows: int = _setting(20, "Validation rows to evaluate", "Fewer rows = faster on CPU (the sample's split has "
                          "about 20, the real dataset's about 80).", lo=1, hi=500, integer=True, slider=False,
-                         flag=None)  # the CLI's --limit defaults to every row
+                         flag="limit")
 
 
 # Named presets.  "seed-notebook" reproduces the Colab notebook's choices.

@@ -13,13 +13,15 @@ and ROUGE-L for free text; averaged over rows.
 
 A ``limit`` caps both, as a seeded sample spread across names (``splits.spread_sample``), never the first rows,
 which in a table sorted by name would all be one name.  The run's own numbers are also kept in its folder
-(``evaluation.json``), so the model card can quote them.
+(``evaluation.json``), so the model card can quote them.  ``progress`` receives an ``EvalProgress`` record
+before the first generation and after each one (the CLI draws its bar from them).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +40,19 @@ GREEDY = GenerationSettings(temperature=0.0, top_k=0, top_p=1.0, repetition_pena
 TAUGHT, UNSEEN = "taught", "unseen"
 SET_LABELS = {TAUGHT: "taught: a seeded sample of the training rows (what the model was trained on)",
               UNSEEN: "unseen: the validation rows (never trained on)"}
+
+
+@dataclass(frozen=True)
+class EvalProgress:
+    """How far ``evaluate_run`` is: ``done`` of ``total`` generations (rows × decoding passes × models), and
+    the rows of each set it scores."""
+
+    done: int
+    total: int
+    unseen: int
+    taught: int
+    available: int
+    """Validation rows there were to pick from (``unseen`` < ``available``: a sample)."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +84,9 @@ class EvalReport:
 
 def overlap_table(model, tokenizer, frame: pd.DataFrame, settings: GenerationSettings = GREEDY,
                   stop: threading.Event | None = None, extra_column: str | None = None,
-                  kind: str = LIST) -> pd.DataFrame:
+                  kind: str = LIST, tick: Callable[[], None] | None = None) -> pd.DataFrame:
     """Per-row name, reference, generated text, ``matched`` phrases and the kind's scores (``scoring.METRIC_KEYS``;
-    ``stop`` is checked between rows)."""
+    ``stop`` is checked between rows, ``tick`` called after each)."""
     records = []
     for name, ref in zip(frame["prompt"], frame["target"]):
         if stop is not None and stop.is_set():
@@ -79,17 +94,20 @@ def overlap_table(model, tokenizer, frame: pd.DataFrame, settings: GenerationSet
         text = generate(model, tokenizer, name, settings.with_(num_return_sequences=1))[0]
         records.append({"name": name, "reference": ref, "generated": text,
                         **score_text(text, ref, kind, extra_column)})
+        if tick is not None:
+            tick()
     return pd.DataFrame(records, columns=["name", "reference", "generated", "matched", *METRIC_KEYS[kind]])
 
 
 def evaluate_model(model, tokenizer, frame: pd.DataFrame, loss_on: str = "target", max_length: int = 128,
                    sampling: GenerationSettings | None = None, stop: threading.Event | None = None,
-                   extra_column: str | None = None, kind: str = LIST) -> tuple[EvalReport, pd.DataFrame]:
+                   extra_column: str | None = None, kind: str = LIST,
+                   tick: Callable[[], None] | None = None) -> tuple[EvalReport, pd.DataFrame]:
     """Loss/perplexity over real tokens plus greedy (and optionally sampled) scores of the target ``kind``."""
     rows = encode_frame(tokenizer, frame, max_length, loss_on)
     loss = mean_token_loss(model, rows, tokenizer.pad_token_id)
-    table = overlap_table(model, tokenizer, frame, GREEDY, stop, extra_column, kind)
-    sampled = (overlap_table(model, tokenizer, frame, sampling, stop, extra_column, kind)
+    table = overlap_table(model, tokenizer, frame, GREEDY, stop, extra_column, kind, tick)
+    sampled = (overlap_table(model, tokenizer, frame, sampling, stop, extra_column, kind, tick)
                if sampling is not None else None)
     scores = {key: float(table[key].mean()) for key in METRIC_KEYS[kind]}
     if sampled is not None:
@@ -104,7 +122,8 @@ def _score_sets(model, tok, sets: dict[str, pd.DataFrame], kwargs: dict) -> dict
 
 
 def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: GenerationSettings | None = None,
-                 include_base: bool = True, limit: int | None = None, stop: threading.Event | None = None) -> dict:
+                 include_base: bool = True, limit: int | None = None, stop: threading.Event | None = None,
+                 progress: Callable[[EvalProgress], None] | None = None) -> dict:
     """Evaluate a run's best model (and its base model) on its validation rows ("unseen") and on as many of its
     training rows ("taught").
 
@@ -123,6 +142,7 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
     train_frame, val_frame = run.split_frames()
     if frame is None:
         frame = val_frame
+    available = len(frame)
     if limit is not None:
         if int(limit) < 1:
             raise InvalidInput(f"The number of rows to evaluate must be at least 1, got {limit}.")
@@ -131,9 +151,22 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
         raise InvalidInput(f"Run {run.run_id} has no validation rows to evaluate.")
     sets = {TAUGHT: spread_sample(train_frame, len(frame)), UNSEEN: frame}
     sets = {k: v for k, v in sets.items() if len(v)}  # a run without training rows (never written so) has none
+    run.require_model()
     kwargs = dict(loss_on=train_cfg.loss_on, max_length=train_cfg.max_length, sampling=sampling, stop=stop,
                   extra_column=rec.extra_target_column, kind=target_kind(run))
-    run.require_model()
+    if progress is not None:
+        total = sum(map(len, sets.values())) * (2 if sampling is not None else 1) * (2 if include_base else 1)
+        counts = {"total": total, "unseen": len(frame), "taught": len(sets.get(TAUGHT, ())),
+                  "available": available}
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            progress(EvalProgress(done, **counts))
+
+        kwargs["tick"] = tick
+        progress(EvalProgress(0, **counts))
     model, tok = load_pretrained(run.best_dir)
     place(model)
     tuned = _score_sets(model, tok, sets, kwargs)

@@ -34,8 +34,14 @@ class JobFailed:
 
 
 def run_training_in_child(*args, **kwargs) -> RunSummary:
-    """``trainer.run_training``, imported in the child only (the server never imports torch to start a job)."""
+    """``trainer.run_training``, imported in the child only (the server never imports torch to start a job).
+
+    The child is a fresh interpreter: the server's ``quiet_libraries`` does not reach it, so it is called here,
+    or every save prints transformers' "Writing model shards" bar into the server's log."""
+    from . import quiet_libraries
     from .trainer import run_training
+
+    quiet_libraries()
 
     return run_training(*args, **kwargs)
 

@@ -59,17 +59,93 @@ def test_evaluate_prints_json_for_run_and_base(cli_run):
     assert report["fine_tuned"]["val_loss"] < report["base"]["val_loss"]
 
 
-def test_offline_default_falls_back_with_a_notice(tmp_path):
-    out = cli("--runs-dir", tmp_path, "train", "--epochs", "1", "--batch-size", "32", "--max-length", "48")
+@pytest.fixture(scope="module")
+def half_val_run(tmp_path_factory):
+    """A tiny run whose validation split (48 rows) is larger than the Evaluate tab's default sample."""
+    runs = tmp_path_factory.mktemp("cli-eval-runs")
+    out = cli("--runs-dir", runs, "train", "--data", "sample", *TINY_FLAGS, "--epochs", "1", "--val-fraction", "0.5")
     assert out.returncode == 0, out.stderr
-    assert "bundled sample" in out.stderr and "'scratch' model" in out.stderr
+    return Path(out.stdout.strip().splitlines()[-1].split("run folder: ")[1])
+
+
+def test_evaluate_defaults_to_the_evaluate_tab_sample_with_a_bar_on_stderr(half_val_run, tmp_path):
+    from symptomgen import cli as cli_mod
+    from symptomgen.ui import build_demo
+
+    page_rows = next(b for b in build_demo(runs_dir=tmp_path).blocks.values()
+                     if getattr(b, "elem_id", None) == "eval-rows").value
+    assert cli_mod.build_parser().parse_args(["evaluate", "--model", "x"]).limit == page_rows == 20
+    out = cli("evaluate", "--model", half_val_run, "--no-base")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)  # stdout is the JSON and nothing else
+    assert report["unseen"]["rows"] == report["taught"]["rows"] == page_rows
+    assert "base" not in report["unseen"] and "sampled_f1" not in report["unseen"]["fine_tuned"]  # greedy only
+    first = out.stderr.splitlines()[0]
+    assert first.startswith(f"Scoring {page_rows} unseen + {page_rows} taught rows (a sample; --all for every row, "
+                            "--limit N for another size)"), out.stderr
+    assert f"{2 * page_rows}/{2 * page_rows}" in out.stderr and "Scored in" in out.stderr  # the bar, finished
+
+
+def test_evaluate_all_scores_every_validation_row(half_val_run):
+    from symptomgen.runs import Run
+
+    train_rows, val_rows = (len(f) for f in Run(half_val_run).split_frames())
+    assert val_rows > 20
+    out = cli("evaluate", "--model", half_val_run, "--no-base", "--all", "--max-new-tokens", "4", "--seed", "1")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["unseen"]["rows"] == val_rows and report["taught"]["rows"] == min(train_rows, val_rows)
+    assert "sampled_f1" in report["unseen"]["fine_tuned"]  # a sampling flag adds the sampled pass
+    assert out.stderr.startswith(f"Scoring {val_rows} unseen + {report['taught']['rows']} taught rows (every "
+                                 "validation row; --limit N for a sample)")
+    assert cli("evaluate", "--model", half_val_run, "--all", "--limit", "3").returncode == 2  # one or the other
+
+
+def test_help_is_plain_text_in_every_command(monkeypatch):
+    import argparse
+
+    from symptomgen import cli as cli_mod
+
+    parser = cli_mod.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {"": parser.format_help(), **{name: p.format_help() for name, p in sub.choices.items()}}
+    assert set(helps) >= {"", "train", "generate", "evaluate", "runs", "delete", "export", "import", "push"}
+    for name, text in helps.items():
+        assert "``" not in text and "`" not in text, (name, text)
+    assert "Command line: python -m symptomgen train" in " ".join(helps[""].split())
+
+
+SCRATCH_OFFLINE = ("error: Offline mode is on (HF_HUB_OFFLINE=1), so the model 'gpt2' cannot be downloaded; pass "
+                   "--offline-fallback to train the small scratch model instead, or --model scratch.")
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-fallback"]])  # the old opt-out flag is still accepted: it is the rule
+def test_offline_a_hub_model_is_refused_before_any_run_folder(tmp_path, extra):
+    out = cli("--runs-dir", tmp_path / "runs", "train", "--data", "sample", "--model", "gpt2", *extra, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == SCRATCH_OFFLINE, out.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    both = cli("--runs-dir", tmp_path / "runs", "train", "--model", "distilgpt2", cwd=tmp_path)
+    assert both.returncode == 2 and both.stderr.strip() == (
+        "error: Offline mode is on (HF_HUB_OFFLINE=1), so the model 'distilgpt2' and the dataset "
+        "'QuyenAnhDE/Diseases_Symptoms' cannot be downloaded; pass --offline-fallback to train the small scratch "
+        "model on the bundled sample instead, or --model scratch --data sample."), both.stderr
+
+
+def test_offline_fallback_trains_scratch_on_the_sample_with_a_notice(tmp_path):
+    out = cli("--runs-dir", tmp_path, "train", "--model", "gpt2", "--offline-fallback", "--epochs", "1",
+              "--batch-size", "32", "--max-length", "48")
+    assert out.returncode == 0, out.stderr
+    assert "bundled sample" in out.stderr and "'scratch' model instead of 'gpt2'" in out.stderr
+    run_dir = Path(out.stdout.strip().splitlines()[-1].split("run folder: ")[1])
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["train"]["model"] == "scratch" and record["data"]["source"] == "sample"
 
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--data", "sample", "--epochs", "0"], "Epochs must be between"),
     (["train", "--data", "missing.csv", "--model", "scratch"], "does not exist"),
     (["train", "--data", "sample", "--model", "scratch", "--val-fraction", "1"], "Validation fraction"),
-    (["train", "--data", "sample", "--model", "some-org/no-such-model", "--no-fallback"], "Could not download"),
+    (["train", "--data", "sample", "--model", "some-org/no-such-model"], "cannot be downloaded; pass --offline-fall"),
     (["generate", "--model", "scratch-does-not-exist", "x"], "Could not"),
     (["generate", "--model", "gpt2", "Flu", "--top-k", "500"], "top_k must be between"),
     (["train", "--data", "sample", "--epochs", "abc"], "invalid int value: 'abc'"),  # caught by argparse

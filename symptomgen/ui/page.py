@@ -96,7 +96,10 @@ def build_page(store: RunStore | None = None) -> tuple[gr.Blocks, PageContext]:
                   api_visibility="private")
         # Leftovers of killed writes and imports, and downloads older than an hour: swept from the first visit
         # (however the demo was launched), then hourly; importing app.py starts nothing.
-        demo.load(lambda: start_sweeper(store) and None, api_visibility="private", show_progress="hidden")
+        def sweep_from_first_visit() -> None:  # returns nothing: this event has no outputs (start_sweeper's
+            start_sweeper(store)               # False on later visits made Gradio warn on every page load)
+
+        demo.load(sweep_from_first_visit, api_visibility="private", show_progress="hidden")
     demo._deprecated_css = PAGE_CSS  # what launch() uses when not given css= (Gradio 6.x)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
     return demo, ctx
