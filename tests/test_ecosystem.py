@@ -265,7 +265,7 @@ def test_zero_gpu_trains_inside_one_sized_gpu_call_and_streams_epochs(fake_space
 
     runs_dir = tmp_path / "runs"
     rows = len(prepare(sample_data).train)
-    expected = zerogpu.plan(cfg, rows, runs_dir)
+    expected = zerogpu.plan(cfg, rows, RunStore(runs_dir))
     assert not expected.measured  # nothing trained on a GPU here yet: the estimate
     snap, seen = _tiny_job(runs_dir, sample_data, cfg)
     assert snap.error is None and snap.summary.status == "finished", snap.error
@@ -278,7 +278,7 @@ def test_zero_gpu_trains_inside_one_sized_gpu_call_and_streams_epochs(fake_space
     # The run now serves as a measurement for the next plan, once it is known to have run on a GPU.
     run = Run(snap.summary.run_dir)
     run.update(device="NVIDIA H200 MIG 3g.71gb")
-    measured = zerogpu.plan(cfg, rows, runs_dir)
+    measured = zerogpu.plan(cfg, rows, RunStore(runs_dir))
     assert measured.measured
     epoch_seconds = run.metrics()["epoch_duration_sec"].median()
     assert measured.step_seconds == pytest.approx(epoch_seconds / zerogpu.steps_per_epoch(cfg, rows))
