@@ -1,5 +1,5 @@
 """Baselines (issue 21): a constant answer and a name lookup from the training rows, scored like the model on the
-same rows, in the CLI's JSON and table, with one sentence naming the best."""
+same rows, in the CLI's JSON and table and in the model card, with one sentence naming the best."""
 
 from __future__ import annotations
 
@@ -131,6 +131,22 @@ def test_cli_evaluate_gives_constant_and_lookup_for_taught_and_unseen_rows(evalu
     assert "fine-tuned" in header and "base model" in header and "constant answer" in header and "lookup" in header
     assert any(ln.startswith("taught") and "F1 (greedy)" in ln for ln in lines)
     assert any(ln.startswith("unseen") and "F1 (greedy)" in ln for ln in lines)
+
+
+def test_the_model_card_shows_the_baseline_rows_and_the_sentence(evaluated):
+    from symptomgen.card import write_model_card
+
+    run_dir, report, _ = evaluated
+    section = write_model_card(run_dir).split("## Evaluation", 1)[1].split("\n## ", 1)[0]
+    assert f"**{report['verdict']}**" in section
+    assert f'gives every row "{report["constant_answer"]}"' in section
+    assert "| fine-tuned | base model | constant answer | lookup |" in section
+    for name in ("taught", "unseen"):
+        row = next(ln for ln in section.splitlines() if ln.startswith(f"| {name} | 4 | F1 (greedy) |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[5] == f"{report[name][CONSTANT]['f1']:.4g}" and cells[6] == f"{report[name][LOOKUP]['f1']:.4g}"
+        loss = next(ln for ln in section.splitlines() if ln.startswith(f"| {name} | 4 | loss per real token |"))
+        assert loss.endswith("| – | – |")  # a baseline has no loss
 
 
 def test_real_table_constant_is_four_common_phrases_and_beats_chance(real_data_path):
