@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="loss, perplexity and overlap scores of a run (JSON): phrase P/R/F1 for "
                        "comma lists, ROUGE-L/ROUGE-1 for free text; on its validation rows (unseen) and on as many "
-                       "of its training rows (taught), fine-tuned and base")
+                       "of its training rows (taught), fine-tuned and base, beside a constant answer and a name "
+                       "lookup from the training rows; the same scores as a table on stderr")
     e.add_argument("--model", required=True, help="run folder or run id")
     e.add_argument("--data", help="evaluate on this source's validation split instead of the run's own")
     e.add_argument("--limit", type=int, help="only N validation rows and N training rows, spread across names (a "
@@ -240,6 +241,7 @@ def _run_dir(spec: str, runs_dir: Path) -> Path:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .baselines import format_table
     from .data import prepare
     from .evaluation import evaluate_run
 
@@ -255,6 +257,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                           include_base=not a.no_base, limit=a.limit)
     result.pop("table"), result.pop("taught_table")
     print(json.dumps(result, indent=2))
+    print(format_table(result), file=sys.stderr)  # for people; stdout stays one JSON document
     return 0
 
 
