@@ -25,7 +25,9 @@ from typing import Any
 import pandas as pd
 
 METRIC_COLUMNS = ["epoch", "transformer", "batch_size", "gpu", "training_loss", "validation_loss",
-                  "epoch_duration_sec", "perplexity", "tokens_per_sec", "learning_rate", "is_best"]
+                  "epoch_duration_sec", "perplexity", "tokens_per_sec", "learning_rate", "is_best",
+                  "taught_score", "unseen_score", "constant_score", "is_kept"]
+"""metrics.csv's columns; files written before the last four were added read with them empty (``Run.metrics``)."""
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 RUN_STAMP_RE = re.compile(r"^\d{8}-\d{6}(-|$)")  # how new_run_id names runs
 DEFAULT_RUNS_DIR = Path("runs")  # the doors use settings.current().runs_dir ($SYMPTOMGEN_RUNS_DIR)
@@ -159,13 +161,21 @@ class Run:
         return self
 
     def metrics(self) -> pd.DataFrame:
+        """The per-epoch rows; a column an older version did not write (the per-epoch scores) reads as empty."""
         if not self.metrics_path.is_file():
             return pd.DataFrame(columns=METRIC_COLUMNS)
-        return pd.read_csv(self.metrics_path)
+        df = pd.read_csv(self.metrics_path)
+        for column in METRIC_COLUMNS:
+            if column not in df.columns:
+                df[column] = float("nan")
+        return df
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        """Rewrite the whole (small) CSV atomically with one more row."""
+        """Rewrite the whole (small) CSV atomically with one more row (an older file gets today's header)."""
         old = self.metrics_path.read_text(encoding="utf-8") if self.metrics_path.is_file() else ""
+        if old and old.split("\n", 1)[0].strip() != ",".join(METRIC_COLUMNS):  # e.g. resuming an older run
+            df = self.metrics()
+            old = df[METRIC_COLUMNS].to_csv(index=False)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
         if not old:
