@@ -8,7 +8,7 @@ free text), so the per-epoch numbers and ``evaluate``'s are the same measure on 
 
 Generation costs time on a CPU, so it is batched (``CHUNK`` taught and ``CHUNK`` unseen rows per ``generate`` call,
 the prompts padded on the left) and capped: chunks are generated while the epoch's scoring has used less than
-``SCORE_SECONDS``; an epoch that runs over scores the rows it finished and shrinks the
+``SCORE_SECONDS`` (the first chunk always); an epoch that runs over scores the rows it finished and shrinks the
 sample to them for the epochs after it (the same rows each epoch, so epochs stay comparable).
 """
 
@@ -59,7 +59,7 @@ class EpochScorer:
         sets = [self.taught, self.unseen]
         over = False
         for i in range(0, max(len(s) for s in sets), CHUNK):
-            if self.clock() - start > self.seconds:
+            if i and self.clock() - start > self.seconds:  # the first chunk always: a sample never shrinks to 0
                 over = True
                 break
             names = [list(s["prompt"].iloc[i:i + CHUNK]) for s in sets]
