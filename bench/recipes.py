@@ -43,7 +43,16 @@ RECIPES: dict[str, dict] = {
     "lr 1e-3": dict(loss_on="full", learning_rate=1e-3, scratch_layers=4, scratch_width=256),
     "lr 2e-3": dict(loss_on="full", learning_rate=2e-3, scratch_layers=4, scratch_width=256),
     "scratch 2x128": dict(loss_on="full", learning_rate=5e-4, scratch_layers=2, scratch_width=128),
+    # Issue 21 item 4 (``--keeps``): each changes one thing from the notebook recipe.
+    "shuffle phrases": dict(loss_on="full", learning_rate=5e-4, scratch_layers=4, scratch_width=256,
+                            shuffle_phrases=True),
+    "cosine, warmup 0.05": dict(loss_on="full", learning_rate=5e-4, scratch_layers=4, scratch_width=256,
+                                scheduler="cosine", warmup_ratio=0.05),
+    "label smoothing 0.1": dict(loss_on="full", learning_rate=5e-4, scratch_layers=4, scratch_width=256,
+                                label_smoothing=0.1),
 }
+KEEPS = ("best", "score", "last")
+"""``--keeps``: the models one run offers, each scored: lowest validation loss, best per-epoch sample score, last."""
 # Decoding presets scored on the baseline's runs: greedy and the notebook's sampling come with every run's
 # evaluation; these are the extra ones (the no_repeat_ngram_size one is the app's "no-repeat" preset).
 NO_REPEAT = GenerationSettings(no_repeat_ngram_size=3)
@@ -58,8 +67,11 @@ def one_run(data: str, recipe: dict, seed: int, a: argparse.Namespace, runs_dir:
     from symptomgen.splits import spread_sample
     from symptomgen.trainer import run_training
 
+    recipe = {"scheduler": "constant", **recipe}
     cfg = TrainConfig(model="scratch", epochs=a.epochs, batch_size=a.batch_size, max_length=128,
-                      scheduler="constant", seed=seed, save_checkpoints=False, **recipe)
+                      seed=seed, save_checkpoints=False, **recipe)
+    if a.keeps:
+        return keeps_run(data, cfg, seed, a, runs_dir)
     t0 = time.perf_counter()
     summary = run_training(DataConfig(source=data, seed=seed), cfg, runs_dir)
     train_s = time.perf_counter() - t0
@@ -86,6 +98,122 @@ def one_run(data: str, recipe: dict, seed: int, a: argparse.Namespace, runs_dir:
                 out[f"{s} {name}"] = float(table["f1"].mean())
     out["eval_s"] = time.perf_counter() - t1
     return out
+
+
+def keeps_run(data: str, cfg: TrainConfig, seed: int, a: argparse.Namespace, runs_dir: Path) -> dict:
+    """One run, three kept models (issue 21): the run keeps by score; a callback also saves the lowest-validation-
+    loss epoch's model and the last one.  Each is scored greedily on the rows ``evaluate --limit`` scores."""
+    from transformers import TrainerCallback
+
+    from symptomgen.epochscore import generate_batch
+    from symptomgen.evaluation import TAUGHT, UNSEEN
+    from symptomgen.events import EpochResult
+    from symptomgen.modeling import load_pretrained
+    from symptomgen.runs import Run
+    from symptomgen.scoring import score_text
+    from symptomgen.splits import spread_sample
+    from symptomgen.trainer import TrainingHooks, run_training
+
+    epochs: list[EpochResult] = []
+    folders: dict[str, Path] = {}
+
+    class SaveOthers(TrainerCallback):  # called after the EpochReporter, which has just reported the epoch
+        def on_log(self, args, state, control, model=None, processing_class=None, **kw):
+            tok_box[:] = [processing_class]
+            if epochs and epochs[-1].epoch == int(round(state.epoch or 0)) and not getattr(self, "_seen", 0) == \
+                    epochs[-1].epoch:
+                self._seen = epochs[-1].epoch
+                run = Run(folders["run"])
+                if epochs[-1].is_best:
+                    run.save_model(model, tok_box[0], "valbest")
+                if epochs[-1].epoch == cfg.epochs:
+                    run.save_model(model, tok_box[0], "last")
+
+    tok_box: list = []
+
+    def on_event(ev):
+        if isinstance(ev, EpochResult):
+            epochs.append(ev)
+        elif type(ev).__name__ == "RunStarted":
+            folders["run"] = ev.run_dir
+
+    t0 = time.perf_counter()
+    summary = run_training(DataConfig(source=data, seed=seed), cfg.with_(keep="score"), runs_dir, on_event,
+                           hooks=TrainingHooks(callbacks=(SaveOthers(),)))
+    train_s = time.perf_counter() - t0
+    if summary.status != "finished" or summary.epochs_done != a.epochs:
+        raise SystemExit(f"A run ended {summary.status} after {summary.epochs_done} epochs: not equal compute.")
+    run = Run(summary.run_dir)
+    train, val = run.split_frames()
+    unseen = spread_sample(val, a.limit)
+    sets = {TAUGHT: spread_sample(train, len(unseen)), UNSEEN: unseen}
+    kind = run.record().target_kind or "list"
+    out = {"seed": seed, "train_s": train_s, "rows": {k: len(v) for k, v in sets.items()},
+           "best_epoch": summary.best_epoch, "best_val_loss": float(run.metrics()["validation_loss"].min()),
+           "score_epoch": summary.kept_epoch, "last_epoch": summary.epochs_done,
+           "per_epoch": [[e.epoch, e.taught_score, e.unseen_score] for e in epochs]}
+    t1 = time.perf_counter()
+    for keep, folder in (("best", run.path / "valbest"), ("score", run.best_dir), ("last", run.path / "last")):
+        model, tok = load_pretrained(folder)
+        for name, frame in sets.items():
+            texts = []
+            for i in range(0, len(frame), 16):
+                texts += generate_batch(model, tok, list(frame["prompt"].iloc[i:i + 16]))
+            f1 = [score_text(t, r, kind)["f1" if kind == "list" else "rougeL"] for t, r in zip(texts, frame["target"])]
+            out[f"{keep} {name}"] = statistics.fmean(f1)
+    out["eval_s"] = time.perf_counter() - t1
+    return out
+
+
+def keeps_report(a, results: dict[str, list[dict]], load_before, load_after, total_min: float) -> str:
+    """The ``--keeps`` study's Markdown section (recipes × kept model, with the baselines of the same splits)."""
+    from symptomgen.baselines import BASELINES, baseline_scores
+    from symptomgen.data import prepare
+    from symptomgen.splits import spread_sample
+
+    base: dict[str, list[float]] = {}
+    for seed in a.seeds:
+        prepared = prepare(DataConfig(source=a.data, seed=seed))
+        unseen = spread_sample(prepared.val, a.limit)
+        sets = {"taught": spread_sample(prepared.train, len(unseen)), "unseen": unseen}
+        _, scores = baseline_scores(prepared.train, sets, prepared.target_kind)
+        for s in sets:
+            for b in BASELINES:
+                base.setdefault(f"{b} {s}", []).append(scores[s][b]["f1"])
+    first = next(iter(results.values()))[0]
+    lines = ["<!-- keeps:start -->", "## Issue 21: which epoch to keep, and which recipe (`--keeps`)", "",
+             f"Command: `{B.command_line()}`  ",
+             f"Date: {B.machine_line(__import__('torch').get_num_threads())}  ",
+             f"Load average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load_before)}; after: "
+             f"{' / '.join(f'{x:.2f}' for x in load_after)}; whole study {total_min:.1f} min.  ",
+             f"Data: `{Path(a.data).name}` split by name; seeds {', '.join(map(str, a.seeds))} (split, init); "
+             f"{a.epochs} epochs of batch {a.batch_size} for every recipe (equal compute). Each run keeps three "
+             "models: the epoch with the lowest validation loss (`best`, today's default), the epoch with the "
+             "highest per-epoch sample score (`score`: 16 taught + 16 unseen rows, greedy, their mean F1) and the "
+             f"last epoch. Each is scored by greedy phrase F1 on {first['rows']['taught']} taught rows and "
+             f"{first['rows']['unseen']} unseen rows (the rows `evaluate --limit {a.limit}` scores). "
+             "Cells: mean ± sd over the seeds.", "",
+             "| recipe | kept | taught F1 | unseen F1 | kept epoch |", "|---|---|---|---|---|"]
+    for b in BASELINES:
+        lines.append(f"| *{b} baseline* | – | {fmt(base[f'{b} taught'])} | {fmt(base[f'{b} unseen'])} | – |")
+    for name, runs in results.items():
+        for keep in KEEPS:
+            ep = {"best": "best_epoch", "score": "score_epoch", "last": "last_epoch"}[keep]
+            lines.append(f"| {name} | {keep} | {fmt([r[f'{keep} taught'] for r in runs])} | "
+                         f"{fmt([r[f'{keep} unseen'] for r in runs])} | "
+                         f"{', '.join(str(r[ep]) for r in runs)} |")
+    lines += ["", "Per-epoch sample scores (taught / unseen, mean over the seeds):", "",
+              "| recipe | " + " | ".join(f"ep {e}" for e in range(1, a.epochs + 1)) + " |",
+              "|---|" + "---|" * a.epochs]
+    for name, runs in results.items():
+        cells = []
+        for e in range(a.epochs):
+            t = [r["per_epoch"][e][1] for r in runs if r["per_epoch"][e][1] is not None]
+            u = [r["per_epoch"][e][2] for r in runs if r["per_epoch"][e][2] is not None]
+            cells.append(f"{statistics.fmean(t):.2f} / {statistics.fmean(u):.2f}" if t and u else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "<!-- keeps:end -->"]
+    return "\n".join(lines) + "\n"
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -116,6 +244,9 @@ def main() -> None:
     ap.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("RECIPES.md"))
     ap.add_argument("--json", type=Path, help="also write the raw per-run numbers here")
+    ap.add_argument("--keeps", action="store_true", help="issue 21's study: score the three models each run can "
+                    "keep (lowest validation loss, best per-epoch score, last) and replace the keeps section of "
+                    "--out with it")
     a = ap.parse_args()
     if a.data != "sample" and not Path(a.data).is_file():
         sys.exit(f"The real data is not at {a.data}: this study needs the disease table (pass --data PATH, or "
@@ -129,13 +260,22 @@ def main() -> None:
         for name in a.recipes:
             for seed in a.seeds:
                 runs_dir = Path(tmp) / f"{len(results)}-{seed}"
-                r = one_run(a.data, RECIPES[name], seed, a, runs_dir, extra=(name == BASELINE))
+                r = one_run(a.data, RECIPES[name], seed, a, runs_dir, extra=(name == BASELINE and not a.keeps))
                 results.setdefault(name, []).append(r)
                 print(json.dumps({"recipe": name, **r}), flush=True)
     load_after = os.getloadavg()
     total_min = (time.time() - started) / 60
     if a.json:
         a.json.write_text(json.dumps(results, indent=2))
+    if a.keeps:
+        section = keeps_report(a, results, load_before, load_after, total_min)
+        old = a.out.read_text() if a.out.is_file() else ""
+        if "<!-- keeps:start -->" in old:
+            head, rest = old.split("<!-- keeps:start -->", 1)
+            old = head + rest.split("<!-- keeps:end -->\n", 1)[-1]
+        a.out.write_text(old.rstrip("\n") + "\n\n" + section)
+        print(section)
+        return
     a.out.write_text(report(a, results, load_before, load_after, total_min))
     print(a.out.read_text())
 

@@ -15,11 +15,13 @@ to itself; ``packing_is_exact`` checks that on the actual model before a run use
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
 
 from .data import format_prompt, format_target
+from .phrases import extra_section
 
 IGNORE = -100
 
@@ -65,6 +67,47 @@ class EncodedDataset(torch.utils.data.Dataset):
     @property
     def real_tokens(self) -> int:
         return sum(self.lengths)
+
+
+def shuffle_phrases(target: str, rng: random.Random, extra_column: str | None = None) -> str:
+    """A comma list's phrases in a new order (``"Fever, cough, fatigue"`` → ``"Cough, fatigue, fever"``; the first
+    letter stays capitalised, the rest keep their own case); an appended extra column stays at the end."""
+    tail = ""
+    if extra_column and extra_section(extra_column, "") in target:
+        target, rest = target.split(extra_section(extra_column, ""), 1)
+        tail = extra_section(extra_column, rest)
+    parts = [p.strip() for p in target.split(",") if p.strip()]
+    if len(parts) < 2:
+        return target + tail
+    capital = parts[0][:1].isupper() and not parts[0][1:2].isupper()  # "Fever" yes, "HIV" no
+    if capital:
+        parts[0] = parts[0][:1].lower() + parts[0][1:]
+    rng.shuffle(parts)
+    if capital and not parts[0][1:2].isupper():
+        parts[0] = parts[0][:1].upper() + parts[0][1:]
+    return ", ".join(parts) + tail
+
+
+class ShuffledPhrases(EncodedDataset):
+    """Training rows whose comma-list targets come in a new order each time a row is drawn (a symptom list is a
+    set, so the model should not spend itself learning one order).  The order is seeded by (seed, row, how many
+    times the row was drawn): the same seed gives the same epochs.  ``lengths`` (for length grouping and the
+    token count) are those of the rows as written; a shuffled row's length differs by a token or two at most."""
+
+    def __init__(self, rows: list[dict], tokenizer, frame, max_length: int, loss_on: str, seed: int,
+                 extra_column: str | None = None):
+        super().__init__(rows)
+        self.tokenizer, self.max_length, self.loss_on, self.seed = tokenizer, max_length, loss_on, seed
+        self.extra_column = extra_column
+        self.pairs = list(zip(frame["prompt"], frame["target"]))
+        self.draws = [0] * len(rows)
+
+    def __getitem__(self, i: int) -> dict:
+        self.draws[i] += 1
+        rng = random.Random(f"{self.seed}:{i}:{self.draws[i]}")
+        name, target = self.pairs[i]
+        return encode_example(self.tokenizer, name, shuffle_phrases(target, rng, self.extra_column),
+                              self.max_length, self.loss_on)
 
 
 @dataclass

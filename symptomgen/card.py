@@ -3,8 +3,8 @@
 YAML front matter for the Hub (``library_name: transformers``, or ``peft`` when the folder holds a LoRA
 adapter, ``pipeline_tag: text-generation``, tags, base model and dataset when they are Hub ids), then the
 data, the training settings, per-epoch metrics, the best epoch, the last evaluation (taught and unseen rows scored
-apart, fine-tuned vs base, when the run was evaluated) and the not-medical-advice note.  Pure text from the run
-folder: no network.
+apart, fine-tuned vs base beside a constant answer and a lookup, when the run was evaluated) and the
+not-medical-advice note.  Pure text from the run folder: no network.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import html
 from pathlib import Path
 
 from . import NOT_MEDICAL_ADVICE, __version__
+from .baselines import BASELINES, verdict
 from .catalog import target_kind
 from .config import is_scratch
 from .data import public_source
@@ -39,6 +40,11 @@ def _code(value) -> str:
     return "`" + " ".join(str("?" if value is None else value).split()).replace("`", "'")[:300] + "`"
 
 
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _evaluation_lines(run: Run, kind: str) -> list[str]:
     """The run's last evaluation on its own split: a table of taught and unseen rows, fine-tuned vs base."""
     saved = saved_evaluation(run.path)
@@ -54,7 +60,15 @@ def _evaluation_lines(run: Run, kind: str) -> list[str]:
     lines = head + [f"{SCORE_WORDS[kind].capitalize()} of generations against the reference, on a seeded sample "
                     "of the training rows (*taught*: how faithfully the model reproduces what it was trained on) "
                     "and on the validation rows (*unseen*: rows it never trained on), fine-tuned vs its base "
-                    "model.", "", "| rows | scored rows | metric | fine-tuned | base model |", "|---|---|---|---|---|"]
+                    "model.", ""]
+    # Issue 21: the baselines from the training rows (no model), on the same rows, and the sentence naming the best.
+    sentence, answer = verdict(saved), saved.get("constant_answer")
+    lines += ([f"**{sentence}**", ""] if sentence else [])
+    lines += ([f"Baselines, scored the same way on the same rows: *constant answer* gives every row "
+               f"\"{_short(answer)}\" (built from the training rows); *lookup* gives the training target of the same "
+               "name, or of the most similar taught name.", ""] if sentence and isinstance(answer, str) else [])
+    lines += ["| rows | scored rows | metric | fine-tuned | base model | constant answer | lookup |",
+              "|---|---|---|---|---|---|---|"]
     for set_name in ("taught", "unseen"):
         scored = saved.get(set_name)
         if not isinstance(scored, dict):
@@ -64,8 +78,9 @@ def _evaluation_lines(run: Run, kind: str) -> list[str]:
             if ft.get(key) is None:
                 continue
             label = "loss per real token" if key == "val_loss" else names.get(key, key)
+            shown = ["–" if v is None else _fmt(v) for v in ((scored.get(b) or {}).get(key) for b in BASELINES)]
             lines.append(f"| {set_name} | {_fmt(scored.get('rows'))} | {label} | {_fmt(ft.get(key))} | "
-                         f"{_fmt(base.get(key)) if 'error' not in base else 'not evaluated'} |")
+                         f"{_fmt(base.get(key)) if 'error' not in base else 'not evaluated'} | {' | '.join(shown)} |")
     return lines + [""]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import config as C
 from .catalog import find_run, generation_target
 from .errors import UserError, first_line, internal_error_line
+from .events import EpochResult
 from .runs import Run, run_label
 from .settings import current, is_main_process
 from .store import RunStore
@@ -136,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="loss, perplexity and overlap scores of a run (JSON): phrase P/R/F1 for "
                        "comma lists, ROUGE-L/ROUGE-1 for free text; on its validation rows (unseen) and on as many "
-                       "of its training rows (taught), fine-tuned and base")
+                       "of its training rows (taught), fine-tuned and base, beside a constant answer and a name "
+                       "lookup from the training rows; the same scores as a table on stderr")
     e.add_argument("--model", required=True, help="run folder or run id")
     e.add_argument("--data", help="evaluate on this source's validation split instead of the run's own")
     size = e.add_mutually_exclusive_group()
@@ -229,8 +231,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         elif isinstance(ev, EpochResult):
             bar.clear()
             say(f"epoch {ev.epoch:>3}  train_loss {ev.train_loss:.4f}  val_loss {ev.val_loss:.4f}  "
-                f"{ev.epoch_seconds:6.1f}s  {ev.tokens_per_sec:7.0f} tok/s  lr {ev.learning_rate:.2e}"
-                f"{'  *best' if ev.is_best else ''}")
+                f"{_score_field(ev)}{ev.epoch_seconds:6.1f}s  {ev.tokens_per_sec:7.0f} tok/s  lr {ev.learning_rate:.2e}"
+                f"{'  *best' if ev.is_best else ''}{'  kept' if ev.is_kept else ''}")
 
     stop = threading.Event()
     try:
@@ -267,6 +269,14 @@ def _refuse_missing_offline(data: C.DataConfig, train: C.TrainConfig) -> None:
     flags = " ".join(x for x in (model and "--model scratch", dataset and "--data sample") if x)
     raise CliError(f"{why[0].upper()}{why[1:]}, so {what} cannot be downloaded; pass --offline-fallback to train "
                    f"{swap} instead, or {flags}.")
+
+
+def _score_field(ev: EpochResult) -> str:
+    """``score taught 0.412 unseen 0.105  ``: the per-epoch sample's greedy scores ("-" for a set not scored)."""
+    if ev.taught_score is None and ev.unseen_score is None:
+        return ""
+    show = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    return f"score taught {show(ev.taught_score)} unseen {show(ev.unseen_score)}  "
 
 
 def _end_distributed() -> None:
@@ -333,6 +343,7 @@ def _evaluation_bar(a: argparse.Namespace, sampling: C.GenerationSettings | None
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .baselines import format_table
     from .data import prepare
     from .evaluation import evaluate_run
 
@@ -355,6 +366,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         close()
     result.pop("table"), result.pop("taught_table")
     print(json.dumps(result, indent=2))
+    print(format_table(result), file=sys.stderr)  # for people; stdout stays one JSON document
     return 0
 
 

@@ -27,7 +27,10 @@ LOSS_MODES = ("target", "full")
 SCHEDULERS = ("constant", "linear", "cosine")
 # How rows are split (``splits``): auto picks by-row when names repeat, else by-name.
 SPLIT_MODES = ("auto", "by-row", "by-name")
-KEEP_MODES = ("best", "last")  # which epoch's model best/ holds
+# Which epoch's model best/ holds: the highest per-epoch generation score, the lowest validation loss, the last.
+KEEP_MODES = ("score", "best", "last")
+SCORE_ROWS = 16
+"""Rows of each set (taught and unseen) generated and scored after every epoch (``epochscore``), by default."""
 TRACKERS = ("none", "tensorboard", "trackio")  # experiment trackers the Trainer can report to
 LORA_TARGETS_GPT2 = "c_attn,c_proj"  # GPT-2's attention (c_attn, attn.c_proj) and MLP output (mlp.c_proj) Conv1Ds
 
@@ -246,14 +249,27 @@ class TrainConfig(_Settings):
                                  "adapters (GPT-2: c_attn,c_proj).")
     report_to: str = _setting("none", "Experiment tracking", "Also log the Trainer's metrics to TensorBoard "
                               "(event files in the run's logs/ folder) or Trackio.", choices=TRACKERS)
-    keep: str = _setting("best", "Model to keep", "best: the epoch with the lowest validation loss; last: the last "
-                         "finished epoch, whatever its validation loss.", choices=KEEP_MODES)
+    keep: str = _setting("best", "Model to keep", "score: the epoch with the highest generation score on the "
+                         "per-epoch sample (taught and unseen rows, their mean); best: the epoch with the lowest "
+                         "validation loss; last: the last finished epoch.", choices=KEEP_MODES)
     max_minutes: float = _setting(0.0, "Time budget (minutes)", "Stop at the next optimizer step once training has "
                                   "run this long, keeping the best finished epoch (0 = no budget).", lo=0.0,
                                   hi=1440.0, step=0.5, slider=False)
 
+    # Issue 21: a score while it trains, and what the recipe study measured (bench/RECIPES.md).
+    score_rows: int = _setting(SCORE_ROWS, "Rows scored per epoch", "After every epoch, this many taught and as many "
+                               "unseen rows are generated greedily and scored (0 = off; needed by keep=score).",
+                               lo=0, hi=128, integer=True, ui=False)
+    shuffle_phrases: bool = _setting(False, "Shuffle list phrases", "For comma-list targets, train on the phrases in a "
+                                     "new seeded order every epoch (a symptom list is a set).", ui=False)
+    label_smoothing: float = _setting(0.0, "Label smoothing", "Share of each target's probability spread over the "
+                                      "vocabulary (0 = off).", lo=0.0, hi=0.5, step=0.01, ui=False)
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.keep == "score" and not self.score_rows:
+            raise InvalidInput("Model to keep 'score' needs a per-epoch score: set Rows scored per epoch above 0, "
+                               "or keep by validation loss (best) or the last epoch.")
         if self.scratch_width % 4:
             raise InvalidInput("Scratch width must be a multiple of 4 (it is split over 4 heads).")
         targets = [t.strip() for t in self.lora_targets.split(",")]

@@ -13,8 +13,10 @@ and ROUGE-L for free text; averaged over rows.
 
 A ``limit`` caps both, as a seeded sample spread across names (``splits.spread_sample``), never the first rows,
 which in a table sorted by name would all be one name.  The run's own numbers are also kept in its folder
-(``evaluation.json``), so the model card can quote them.  ``progress`` receives an ``EvalProgress`` record
-before the first generation and after each one (the CLI draws its bar from them).
+(``evaluation.json``), so the model card can quote them.  Beside every set's scores stand two baselines from the
+training rows, scored the same way on the same rows (``baselines``: a constant answer and a name lookup).
+``progress`` receives an ``EvalProgress`` record before the first generation and after each one (the CLI draws its
+bar from them).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .baselines import baseline_scores, verdict
 from .batching import encode_frame, mean_token_loss
 from .config import GenerationSettings, TrainConfig
 from .errors import EvaluationCancelled, InvalidInput, first_line
@@ -127,10 +130,11 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
     """Evaluate a run's best model (and its base model) on its validation rows ("unseen") and on as many of its
     training rows ("taught").
 
-    Returns ``{"run", "target_kind", "unseen": {...}, "taught": {...}, "table", "taught_table"}``: each set holds
-    its ``label``, ``rows``, ``names`` and the ``fine_tuned`` and ``base`` reports (``{"error": ...}`` for a base
-    that could not be evaluated); ``table``/``taught_table`` are the per-row fine-tuned tables.  ``frame`` replaces
-    the unseen rows (another source's validation split)."""
+    Returns ``{"run", "target_kind", "unseen": {...}, "taught": {...}, "constant_answer", "verdict", "table",
+    "taught_table"}``: each set holds its ``label``, ``rows``, ``names``, the ``fine_tuned`` and ``base`` reports
+    (``{"error": ...}`` for a base that could not be evaluated) and the ``constant`` and ``lookup`` baselines' scores
+    on the same rows (``baselines``); ``verdict`` is the sentence naming the best; ``table``/``taught_table`` are the
+    per-row fine-tuned tables.  ``frame`` replaces the unseen rows (another source's validation split)."""
     from .catalog import base_model, target_kind
     from .modeling import load_pretrained, place
     from .runs import Run, atomic_write_text
@@ -154,6 +158,8 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
     run.require_model()
     kwargs = dict(loss_on=train_cfg.loss_on, max_length=train_cfg.max_length, sampling=sampling, stop=stop,
                   extra_column=rec.extra_target_column, kind=target_kind(run))
+    # Issue 21: a constant answer and a lookup from the training rows, scored on the same rows (no model).
+    constant, baselines = baseline_scores(train_frame, sets, kwargs["kind"], rec.extra_target_column)
     if progress is not None:
         total = sum(map(len, sets.values())) * (2 if sampling is not None else 1) * (2 if include_base else 1)
         counts = {"total": total, "unseen": len(frame), "taught": len(sets.get(TAUGHT, ())),
@@ -191,7 +197,9 @@ def evaluate_run(run_dir: Path, frame: pd.DataFrame | None = None, sampling: Gen
         keys = set(name_keys(sets[name]["prompt"]))
         out[name] = {"label": SET_LABELS[name], "rows": report.rows, "names": report.names,
                      "names_in_training": len(keys & train_names), "fine_tuned": report.to_dict(),
-                     **({"base": base[name]} if include_base else {})}
+                     **({"base": base[name]} if include_base else {}), **baselines[name]}
+    out["constant_answer"] = constant
+    out["verdict"] = verdict(out)
     out["table"] = tuned[UNSEEN][1]
     out["taught_table"] = tuned[TAUGHT][1] if TAUGHT in tuned else None
     if own_split:

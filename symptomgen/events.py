@@ -59,10 +59,26 @@ class EpochResult:
     tokens_per_sec: float
     learning_rate: float
     is_best: bool
+    taught_score: float | None = None
+    """Greedy score (phrase F1 for lists, ROUGE-L for free text) on the per-epoch sample of training rows
+    (``epochscore``); None when not scored (``score_rows`` 0, or no time left under the cap)."""
+    unseen_score: float | None = None
+    """The same on the per-epoch sample of validation rows."""
+    constant_score: float | None = None
+    """The constant answer (``baselines``) scored on the same unseen sample rows: the line to beat."""
+    is_kept: bool = False
+    """This epoch's model went to ``best/`` (by the run's ``keep``: score, validation loss or last)."""
 
     @property
     def perplexity(self) -> float:
         return perplexity(self.val_loss)
+
+    @property
+    def score(self) -> float | None:
+        """What ``keep=score`` ranks epochs by: the mean of the taught and unseen sample scores (either alone when
+        only one was scored)."""
+        found = [s for s in (self.taught_score, self.unseen_score) if s is not None]
+        return sum(found) / len(found) if found else None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "perplexity": self.perplexity}
@@ -80,7 +96,8 @@ class RunSummary:
     seconds: float
     message: str = ""
     kept_epoch: int | None = None
-    """The epoch whose model ``best/`` holds (``best_epoch``, or with ``keep=last`` the last finished one)."""
+    """The epoch whose model ``best/`` holds (``best_epoch``; with ``keep=score`` the best-scoring one; with
+    ``keep=last`` the last finished one)."""
 
 
 Event = RunStarted | Progress | EpochResult | RunSummary

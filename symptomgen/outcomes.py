@@ -129,16 +129,32 @@ def of_training(end: TrainingEnd, cfg: TrainConfig, oom: bool, train_rows: int |
     elif end.early_stopped:
         status, message = RunStatus.EARLY_STOPPED, f"No validation improvement for {cfg.patience} epoch(s)."
     if status is not RunStatus.FAILED:
-        note = kept_model_note(end.best_epoch, end.epochs_done, end.kept_epoch, cfg, train_rows, split_by)
+        note = kept_model_note(end.best_epoch, end.epochs_done, end.kept_epoch, cfg, train_rows, split_by,
+                               getattr(end, "kept_scores", None))
         message = " ".join(m for m in (message, note) if m)
     return Outcome(status, message)
 
 
+def _score_words(scores) -> str:
+    taught, unseen = scores if scores else (None, None)
+    shown = [f"{name} {v:.3f}" for name, v in (("taught", taught), ("unseen", unseen)) if v is not None]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
 def kept_model_note(best_epoch: int | None, epochs_done: int, kept_epoch: int | None, cfg: TrainConfig,
-                    train_rows: int | None, split_by: str | None) -> str:
+                    train_rows: int | None, split_by: str | None,
+                    kept_scores: tuple[float | None, float | None] | None = None) -> str:
     """What the run summary says about the model ``best/`` holds, when it needs saying ("" otherwise): with
-    ``keep=last``, that it is not the best epoch's; when validation was best at epoch 1 (or 2) of several, that the
-    early model is kept, and the likely causes — unseen names in validation, the learning rate, too few rows."""
+    ``keep=score``, which epoch scored best on the per-epoch sample and where validation loss was lowest; with
+    ``keep=last``, that it is not the best epoch's; when validation was best at epoch 1 (or 2) of several and that
+    model is kept, that the early model is kept, and the likely causes — unseen names in validation, the learning
+    rate, too few rows."""
+    if cfg.keep == "score" and kept_epoch is not None and epochs_done >= 1:
+        note = (f"best/ holds epoch {kept_epoch} of {epochs_done}, the highest greedy score on the per-epoch sample "
+                f"of taught and unseen rows{_score_words(kept_scores)} (keep=score)")
+        if best_epoch is not None and best_epoch != kept_epoch:
+            note += f"; validation loss was lowest at epoch {best_epoch}"
+        return note + "."
     if best_epoch is None or epochs_done < 2:
         return ""
     parts = []

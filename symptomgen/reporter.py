@@ -36,12 +36,16 @@ class EpochReporter(TrainerCallback):
                  cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Event | None,
                  best_val: float = math.inf, best_epoch: int | None = None, bad_epochs: int = 0,
                  phase: Callable[[str], AbstractContextManager] = nullcontext,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, scorer=None, best_score: float | None = None):
         self.run, self.tokenizer, self.val_rows = run, tokenizer, val_rows
         # The time budget and the time-left estimate read ``clock`` once per step (and once at the start).
         self.clock, self.out_of_time, self.out_of_room = clock, False, False
         self._t0, self._first_step, self._deadline = 0.0, 0, None
         self.kept_epoch: int | None = best_epoch
+        # keep=score: the per-epoch sample's scorer (``epochscore.EpochScorer``; None: not scored) and the best
+        # mean score so far, with the taught and unseen scores of the kept epoch (for the summary's sentence).
+        self.scorer, self.best_score = scorer, best_score
+        self.kept_scores: tuple[float | None, float | None] | None = None
         self.train_tokens, self.cfg, self.emit, self.stop = train_tokens, cfg, emit, stop
         self.best_val, self.best_epoch = best_val, best_epoch
         self.bad_epochs, self.phase = bad_epochs, phase
@@ -99,13 +103,27 @@ class EpochReporter(TrainerCallback):
             control.should_training_stop = True
             control.should_save = False
             return
+        taught = unseen = None
+        if self.scorer is not None:
+            with self.phase("score"):
+                taught, unseen = self.scorer.score(model, self.tokenizer)
+            model.train()
         is_best = val_loss < self.best_val
         if is_best:
             self.best_val, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
         else:
             self.bad_epochs += 1
-        if is_best or self.cfg.keep == "last":  # keep=last: best/ holds each epoch's model in turn
-            self.kept_epoch = epoch
+        scores = [s for s in (taught, unseen) if s is not None]
+        score = sum(scores) / len(scores) if scores else None
+        if self.cfg.keep == "score":
+            # An epoch without a score (none fitted under the cap) is kept only while nothing else is.
+            keep = (self.kept_epoch is None) if score is None else (self.best_score is None or score > self.best_score)
+            if keep and score is not None:
+                self.best_score = score
+        else:
+            keep = is_best or self.cfg.keep == "last"  # keep=last: best/ holds each epoch's model in turn
+        if keep:
+            self.kept_epoch, self.kept_scores = epoch, (taught, unseen)
             if self.run is not None:
                 with self.phase("save_best"):
                     self.run.save_model(model, self.tokenizer, info=runs_mod.ModelInfo(epoch, val_loss))
@@ -117,7 +135,9 @@ class EpochReporter(TrainerCallback):
         result = EpochResult(epoch=epoch, train_loss=train_loss, val_loss=val_loss, epoch_seconds=seconds,
                              tokens_per_sec=self.train_tokens * share / train_seconds,
                              learning_rate=float(logs.get("learning_rate", self.cfg.learning_rate)),
-                             is_best=is_best)
+                             is_best=is_best, taught_score=taught, unseen_score=unseen,
+                             constant_score=self.scorer.constant if self.scorer is not None else None,
+                             is_kept=keep)
         self.epochs_done = epoch
         if self.run is not None:
             self.run.append_metrics({
@@ -125,6 +145,8 @@ class EpochReporter(TrainerCallback):
                 "epoch_duration_sec": round(seconds, 3), "transformer": self.cfg.model,
                 "batch_size": self.cfg.batch_size, "gpu": device_name(),
                 "tokens_per_sec": round(result.tokens_per_sec, 1),
+                **{k: None if v is None else round(v, 4) for k, v in (
+                    ("taught_score", taught), ("unseen_score", unseen), ("constant_score", result.constant_score))},
             })
             self.run.update(best_epoch=self.best_epoch, best_val_loss=self.best_val, epochs_done=epoch,
                             kept_epoch=self.kept_epoch)

@@ -27,7 +27,9 @@ from .layout import MODEL_INFO, RUN_STAMP_RE
 from .records import RunRecord, RunStatus
 
 METRIC_COLUMNS = ["epoch", "transformer", "batch_size", "gpu", "training_loss", "validation_loss",
-                  "epoch_duration_sec", "perplexity", "tokens_per_sec", "learning_rate", "is_best"]
+                  "epoch_duration_sec", "perplexity", "tokens_per_sec", "learning_rate", "is_best",
+                  "taught_score", "unseen_score", "constant_score", "is_kept"]
+"""metrics.csv's columns; files written before the last four were added read with them empty (``Run.metrics``)."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -151,13 +153,21 @@ class Run:
         return self
 
     def metrics(self) -> pd.DataFrame:
+        """The per-epoch rows; a column an older version did not write (the per-epoch scores) reads as empty."""
         if not self.metrics_path.is_file():
             return pd.DataFrame(columns=METRIC_COLUMNS)
-        return pd.read_csv(self.metrics_path)
+        df = pd.read_csv(self.metrics_path)
+        for column in METRIC_COLUMNS:
+            if column not in df.columns:
+                df[column] = float("nan")
+        return df
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        """Rewrite the whole (small) CSV atomically with one more row."""
+        """Rewrite the whole (small) CSV atomically with one more row (an older file gets today's header)."""
         old = self.metrics_path.read_text(encoding="utf-8") if self.metrics_path.is_file() else ""
+        if old and old.split("\n", 1)[0].strip() != ",".join(METRIC_COLUMNS):  # e.g. resuming an older run
+            df = self.metrics()
+            old = df[METRIC_COLUMNS].to_csv(index=False)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
         if not old:

@@ -31,9 +31,10 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from . import cputune, outcomes
 from . import lora as lora_mod
 from . import runs as runs_mod
-from .batching import EncodedDataset, PackCollator, PadCollator, encode_frame, packing_is_exact
+from .batching import EncodedDataset, PackCollator, PadCollator, ShuffledPhrases, encode_frame, packing_is_exact
 from .config import DataConfig, TrainConfig, is_scratch
 from .data import PreparedData, format_example, prepare
+from .epochscore import EpochScorer
 from .errors import InvalidInput, TrainingFailed, UserError, is_disk_full
 from .errors import first_line as _first_line
 from .events import EpochResult, Event, Progress, RunStarted, RunSummary
@@ -43,6 +44,7 @@ from .lmloss import ChunkedLossTrainer
 from .modeling import count_parameters, load_for_training, load_pretrained
 from .records import RunRecord, RunStatus
 from .reporter import EpochReporter, device_name
+from .scoring import LIST
 from .settings import is_main_process, world_size
 from .store import RunStore
 
@@ -100,6 +102,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path,
         lr_scheduler_type=("constant_with_warmup" if cfg.warmup_ratio else "constant")
         if cfg.scheduler == "constant" else cfg.scheduler,
         max_grad_norm=1.0,
+        label_smoothing_factor=cfg.label_smoothing,
         seed=cfg.seed,
         data_seed=cfg.seed,
         eval_strategy="no",  # we validate per real token ourselves in EpochReporter
@@ -223,18 +226,36 @@ def _run_setup(setup: _Setup, hooks: TrainingHooks, started: float, on_event: Ca
                stop: threading.Event | None) -> RunSummary:
     """Train a run whose folder is ready, from its setup to its summary."""
     cfg = setup.train_cfg
-    train_ds = EncodedDataset(encode_frame(setup.tokenizer, setup.train_df, cfg.max_length, cfg.loss_on))
+    rec = setup.run.record()
+    kind = rec.target_kind or LIST
+    train_rows = encode_frame(setup.tokenizer, setup.train_df, cfg.max_length, cfg.loss_on)
+    train_ds = (ShuffledPhrases(train_rows, setup.tokenizer, setup.train_df, cfg.max_length, cfg.loss_on, cfg.seed,
+                                rec.extra_target_column) if cfg.shuffle_phrases and kind == LIST
+                else EncodedDataset(train_rows))
     # Sorted by length, validation batches carry almost no padding (the loss is a sum over tokens: order-free).
     val_rows = sorted(encode_frame(setup.tokenizer, setup.val_df, cfg.max_length, cfg.loss_on),
                       key=lambda r: len(r["input_ids"]))
     reporter = EpochReporter(setup.run if is_main_process() else None, setup.tokenizer, val_rows,
                              train_ds.real_tokens, cfg, on_event, stop, setup.best.val_loss, setup.best.epoch,
-                             setup.best.bad_epochs, phase=hooks.phase, clock=hooks.clock)
-    if setup.checkpoint is not None and cfg.keep == "last":  # resumed: best/ holds the last epoch saved
+                             setup.best.bad_epochs, phase=hooks.phase, clock=hooks.clock,
+                             scorer=EpochScorer(setup.train_df, setup.val_df, cfg.score_rows, kind,
+                                                rec.extra_target_column) if cfg.score_rows else None)
+    if setup.checkpoint is not None and cfg.keep in ("last", "score"):  # resumed: best/ holds the epoch it kept
         reporter.kept_epoch = setup.run.best_info().epoch
+        reporter.best_score = _kept_score(setup.run, reporter.kept_epoch)
     # The Trainer is built inside the call, so its optimizer state is freed as soon as training ends.
     oom = _train(_build_trainer(setup, train_ds, reporter, hooks), setup)
     return _finish(setup, reporter, oom, started, on_event)
+
+
+def _kept_score(run: runs_mod.Run, epoch: int | None) -> float | None:
+    """The per-epoch sample score (taught and unseen mean) recorded for ``epoch``, or None (older runs)."""
+    metrics = run.metrics()
+    row = metrics[metrics["epoch"] == epoch] if epoch is not None and len(metrics) else metrics.iloc[:0]
+    if not len(row):
+        return None
+    found = [float(row[c].iloc[0]) for c in ("taught_score", "unseen_score") if pd.notna(row[c].iloc[0])]
+    return sum(found) / len(found) if found else None
 
 
 def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, store: RunStore, prepared: PreparedData | None,

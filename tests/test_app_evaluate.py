@@ -55,7 +55,12 @@ def test_evaluate_gives_fine_tuned_and_base_numbers_for_unseen_and_taught_rows(s
     assert "Evaluating" in job.outputs()[0][0]  # a progress line came first
     assert "evaluated 3 validation row(s) (unseen) and 3 training row(s) (taught)" in status
     assert "never from its training rows" in status
-    metrics = {(r[0], r[1]): r[2:] for r in rows(summary)}
+    metrics = {(r[0], r[1]): r[2:5] for r in rows(summary)}  # fine-tuned, base, change
+    baselines = {(r[0], r[1]): r[5:] for r in rows(summary)}  # constant answer, lookup (issue 21)
+    for set_label in ("unseen (validation)", "taught (training)"):
+        assert all(isinstance(v, float) for v in baselines[set_label, "symptom F1 (greedy)"])
+        assert baselines[set_label, "perplexity"] == [None, None]  # a baseline has no loss
+    assert "On taught names the model" in status and "a lookup" in status
     assert {s for s, _ in metrics} == {"unseen (validation)", "taught (training)"}
     for name in ("perplexity", "symptom F1 (greedy)", "symptom F1 (sampled)"):
         for set_label in ("unseen (validation)", "taught (training)"):

@@ -100,7 +100,7 @@ def test_train_then_generate_in_the_browser(browser, app_url, capsys):
     assert grid.get_attribute("aria-rowcount") == str(total + 1)  # header + one row per epoch
     table_text = page.locator("#epoch-table").inner_text()
     assert "★ best" in table_text and "val loss" in table_text
-    plot = page.locator("#loss-plot")
+    plot = page.locator("#loss-plot .sg-chart").first  # the loss chart; the score chart sits below it
     # Two real curves, each a line with a dot per epoch, on numeric axes.
     plot.locator(".sg-series").nth(1).wait_for()
     assert plot.locator(".sg-series").count() == 2  # train and validation
@@ -108,6 +108,13 @@ def test_train_then_generate_in_the_browser(browser, app_url, capsys):
         assert curve.locator("line").count() == total - 1 and curve.locator("circle").count() == total
     y_labels = plot.locator(".sg-y-labels span").all_inner_texts()
     assert len(y_labels) >= 2 and all(float(t) == float(t) for t in y_labels)
+    # Issue 21: the per-epoch generation score, taught and unseen, with the constant answer's line to beat.
+    scores = page.locator("#score-plot")
+    assert scores.locator("svg.sg-plot").count() == 1
+    assert [s.get_attribute("data-series") for s in scores.locator(".sg-series").all()] == \
+        ["taught", "unseen", "constant answer"]
+    for curve in scores.locator(".sg-series").all():
+        assert curve.locator("circle").count() == total
     link = page.locator("#metrics-file [data-testid=download-link]")
     assert link.get_attribute("download").endswith("-metrics.csv")
     with page.expect_download() as download:

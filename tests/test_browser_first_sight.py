@@ -137,7 +137,7 @@ def test_during_and_after_a_run(browser, site):  # noqa: F811
     # After epoch 1: a dot per curve, whole-epoch ticks, time left.
     page.wait_for_function("() => document.querySelector('#epoch-table [role=grid]')"
                            ".getAttribute('aria-rowcount') === '2'", timeout=400_000)
-    plot = page.locator("#loss-plot")
+    plot = page.locator("#loss-plot .sg-chart").first  # the loss chart (the score chart is below it)
     page.wait_for_function(f"e => ({VISIBLE_DOTS})(e) >= 2", arg=plot.element_handle())
     labels = plot.evaluate(X_LABELS)
     assert labels and all(re.fullmatch(r"\d+", t) for t in labels), labels

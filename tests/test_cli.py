@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,8 @@ def test_train_prints_one_line_per_epoch_and_the_run_folder(cli_run):
     runs, out = cli_run
     epoch_lines = [ln for ln in out.stdout.splitlines() if ln.startswith("epoch")]
     assert len(epoch_lines) == 3 and "val_loss" in epoch_lines[0]
+    # Issue 21: the per-epoch sample's greedy scores, taught and unseen, on every line.
+    assert all(re.search(r"score taught \d\.\d{3} unseen \d\.\d{3}", ln) for ln in epoch_lines), epoch_lines
     folder = Path(out.stdout.strip().splitlines()[-1].split("run folder: ")[1])
     assert folder.parent == runs and (folder / "best" / "config.json").is_file()
 

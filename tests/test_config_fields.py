@@ -96,7 +96,7 @@ def test_resume_ignores_every_train_flag():
         "preset", "model", "epochs", "batch_size", "lr", "max_length", "warmup_ratio", "weight_decay", "grad_accum",
         "patience", "loss_on", "scheduler", "scratch_layers", "scratch_width", "scratch_vocab", "with_treatments",
         "no_length_grouping", "no_checkpoints", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "report_to",
-        "keep", "max_minutes"}
+        "keep", "max_minutes", "score_rows", "shuffle_phrases", "label_smoothing"}
     assert cli.DATA_DEFAULTS == {"data": C.DEFAULT_DATASET, "prompt_column": "Name", "target_column": "Symptoms",
                                  "val_fraction": C.DataConfig().val_fraction, "seed": 42, "split_by": "auto"}
 

@@ -21,7 +21,11 @@ import pandas as pd
 KINDS = ("train", "validation")
 POINT_COLUMNS = ["epoch", "loss", "series", "run", "kind"]
 PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#db2777", "#0891b2", "#ca8a04", "#4b5563"]
-DASH = {"train": "", "validation": "6 4"}
+DASH = {"train": "", "validation": "6 4", "constant answer": "6 4"}
+SCORE_KINDS = ("taught", "unseen", "constant answer")
+"""The Train tab's score chart (``score_chart``): the per-epoch sample's two scores and the constant answer's."""
+KIND_COLOURS = {"train": PALETTE[0], "validation": PALETTE[1], "taught": PALETTE[2], "unseen": PALETTE[3],
+                "constant answer": "#6b7280"}
 MAX_TICKS = 10  # whole-epoch labels on the x axis, at most (a phone has room for about ten)
 HEIGHT = 220  # px of the plotting area
 X_PAD = 3.0  # % of the width kept free at each end, so the first and last dots are whole
@@ -78,7 +82,7 @@ def loss_chart(points: pd.DataFrame, epochs: int | None = None, title: str = "Lo
     for name, group in points.groupby("series", sort=False):
         group = group.sort_values("epoch")
         run, kind = group["run"].iloc[0], group["kind"].iloc[0]
-        c = colour.get(run) if several else PALETTE[KINDS.index(kind) if kind in KINDS else 0]
+        c = colour.get(run) if several else KIND_COLOURS.get(kind, PALETTE[0])
         dash = f" stroke-dasharray='{DASH.get(kind, '')}'" if DASH.get(kind) else ""
         e, v = list(group["epoch"]), list(group["loss"])
         segs = "".join(f"<line x1='{x(e[i])}' y1='{y(v[i])}' x2='{x(e[i + 1])}' y2='{y(v[i + 1])}'{dash}/>"
@@ -108,6 +112,15 @@ def loss_chart(points: pd.DataFrame, epochs: int | None = None, title: str = "Lo
             f"<div style='text-align:center;font-size:11px'>epoch</div></div></div>"
             f"<div class='sg-legend' style='display:flex;flex-wrap:wrap;gap:4px 14px;margin:6px 0 0 44px;"
             f"font-size:11px'>{''.join(legend)}</div></div>")
+
+
+def score_chart(rows, epochs: int | None = None, metric: str = "score (phrase F1 or ROUGE-L)") -> str:
+    """The per-epoch generation scores as a chart like ``loss_chart``'s: ``(kind, epoch, score)`` rows, ``kind`` one
+    of ``SCORE_KINDS`` (the constant answer's is drawn dashed: the line to beat).  Its points' ``loss`` column holds
+    the score."""
+    points = loss_points([("", kind, e, v) for kind, e, v in rows if v is not None])
+    return loss_chart(points, epochs=epochs, title=f"Greedy {metric} on the per-epoch sample (dashed: a constant "
+                                                   "answer)")
 
 
 def _swatch(colour: str, kind: str, label: str) -> str:

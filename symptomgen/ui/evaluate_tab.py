@@ -3,7 +3,8 @@
 ``evaluate`` runs ``evaluation.evaluate_run`` on the run's own stored validation split
 ("unseen": rows it never trained on) and on as many of its training rows ("taught"), for
 the fine-tuned model and its base, greedy and optionally with a sampling preset, and
-renders a summary table (each row labelled with its set) plus a per-disease table per set
+renders a summary table (each row labelled with its set, with the constant-answer and lookup
+baselines beside, and one sentence naming the best above it) plus a per-disease table per set
 with the matched symptom phrases highlighted.  Evaluation is CPU-heavy, so a "rows" limit
 keeps it short and the status line ticks while it works.  ``compare_runs`` draws the
 train/validation loss of several runs (their ``metrics.csv``) on one plot.  The handlers
@@ -22,6 +23,7 @@ import gradio as gr
 import pandas as pd
 
 from .. import config as C
+from ..baselines import BASELINE_LABELS, BASELINES, verdict
 from ..catalog import model_choices, run_choices, runs_with_curves
 from ..errors import InvalidInput
 from ..phrases import phrase_pieces
@@ -34,7 +36,7 @@ from .widgets import ListedChoices, checked_types, setting_widget, user_errors
 
 SAMPLING_CHOICES = [("Greedy only (fastest)", "none"), ("Greedy + seed-notebook sampling", "seed-notebook"),
                     ("Greedy + creative sampling", "creative")]
-SUMMARY_COLUMNS = ["rows", "metric", "fine-tuned", "base model", "change"]
+SUMMARY_COLUMNS = ["rows", "metric", "fine-tuned", "base model", "change", *BASELINE_LABELS.values()]
 # The sets evaluate_run scores, as the summary's "rows" column names them, unseen first.
 SET_NAMES = [("unseen", "unseen (validation)"), ("taught", "taught (training)")]
 COMPARE_TITLE = "Loss per real token: one colour per run (solid: train, dashed: validation)"
@@ -84,7 +86,8 @@ def rows_html(table: pd.DataFrame, title: str = "") -> str:
 
 
 def summary_frame(result: dict) -> pd.DataFrame:
-    """One row per metric and set of rows (unseen, then taught): fine-tuned, base and the change."""
+    """One row per metric and set of rows (unseen, then taught): fine-tuned, base, the change, and the constant
+    answer's and the lookup's scores on the same rows (blank for losses and sampled scores: they have none)."""
     rows = []
     for key_set, set_label in SET_NAMES:
         scored = result.get(key_set)
@@ -98,7 +101,7 @@ def summary_frame(result: dict) -> pd.DataFrame:
             if key == "val_loss" and key_set == "taught":
                 label = "training-row loss (per real token)"
             change = round(a - b, 4) if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
-            rows.append([set_label, label, a, b, change])
+            rows.append([set_label, label, a, b, change, *((scored.get(k) or {}).get(key) for k in BASELINES)])
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -126,7 +129,9 @@ def _status(run: Run, n: int, passes: str, elapsed: float, done: bool = False) -
     return (f"**Done:** evaluated {what} in {elapsed:.0f} s. *Unseen* rows come from the run's own validation "
             "split, never from its training rows: how it does on rows it never saw. *Taught* rows are a seeded "
             "sample of its training rows: how faithfully it reproduces what it was taught. Lower loss/perplexity "
-            "and higher precision/recall/F1 (ROUGE for free text) are better; *change* is fine-tuned minus base.")
+            "and higher precision/recall/F1 (ROUGE for free text) are better; *change* is fine-tuned minus base. "
+            "*Constant answer* (one answer for every row) and *lookup* (the training target of the same or the most "
+            "similar taught name) are built from the training rows alone: a model that learned something beats them.")
 
 
 # -- the tab ----------------------------------------------------------------------------------
@@ -186,6 +191,9 @@ class EvaluateActions:
             raise result["error"]
         out = result["out"]
         note = _status(run, n, passes, time.monotonic() - started, done=True)
+        sentence = verdict(out)  # the one sentence naming the best of model, base and baselines
+        if sentence:
+            note += f"\n\n**{sentence}**"
         unseen_base = out["unseen"].get("base") or {}
         if "error" in unseen_base:
             note += f"\n\n⚠️ Base model not evaluated: {unseen_base['error']}"
@@ -225,7 +233,7 @@ def build_evaluate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab, gen_model
         go = gr.Button("Evaluate", variant="primary", elem_id="evaluate-button")
     status = gr.Markdown(elem_id="eval-status")
     summary = gr.Dataframe(pd.DataFrame(columns=SUMMARY_COLUMNS),
-                           label="Fine-tuned vs base model, on unseen and taught rows",
+                           label="Fine-tuned vs base model, a constant answer and a lookup, on unseen and taught rows",
                            interactive=False, elem_id="eval-summary")
     table = gr.HTML(elem_id="eval-table")
     taught_table = gr.HTML(elem_id="eval-taught-table")

@@ -25,7 +25,7 @@ from ..events import perplexity
 from ..jobs import JobManager, JobSnapshot
 from ..layout import DOWNLOADS_DIR
 from ..runs import Run, parent_run_id
-from .charts import loss_chart, loss_points
+from .charts import loss_chart, loss_points, score_chart
 from .context import PageContext
 from .data_tab import DATA_INPUTS, DataTab, data_config
 from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, named_parameters, setting_widget, user_errors
@@ -142,7 +142,17 @@ def _plot(epochs, planned: int | None = None) -> str:
     """The loss chart of one job: x spans the epochs it plans, so the curves grow into the plot."""
     points = loss_points([("", kind, e.epoch, loss) for e in epochs
                           for kind, loss in (("train", e.train_loss), ("validation", e.val_loss))])
-    return loss_chart(points, epochs=planned, title="Loss per token (solid: train, dashed: validation)")
+    return loss_chart(points, epochs=planned, title="Loss per token (solid: train, dashed: validation)") + \
+        _score_plot(epochs, planned)
+
+
+def _score_plot(epochs, planned: int | None = None) -> str:
+    """The second chart under the loss chart (issue 21): the per-epoch sample's taught and unseen scores, and the
+    constant answer's on the same unseen rows, dashed.  Empty (a note) for runs that score nothing per epoch."""
+    rows = [(kind, e.epoch, v) for e in epochs for kind, v in (
+        ("taught", getattr(e, "taught_score", None)), ("unseen", getattr(e, "unseen_score", None)),
+        ("constant answer", getattr(e, "constant_score", None)))]
+    return f"<div id='score-plot' style='margin-top:12px'>{score_chart(rows, planned)}</div>"
 
 
 def _table(epochs) -> pd.DataFrame:
