@@ -130,9 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "instead of a Hub model or dataset that is not in the local cache (default: refuse, exit 2)")
     t.add_argument("--no-fallback", action="store_true", help=argparse.SUPPRESS)  # the old opt-out: now the default
 
-    g = sub.add_parser("generate", help="generate symptoms for a disease name")
-    g.add_argument("name", help='disease name, e.g. "Kidney Failure"')
+    g = sub.add_parser("generate", help="generate symptoms for a disease name (or many: --names-file, --out CSV)")
+    g.add_argument("name", nargs="?", help='disease name, e.g. "Kidney Failure"')
     g.add_argument("--model", required=True, help="run folder, run id, saved folder or Hub id")
+    g.add_argument("--names-file", type=Path, help="bulk: a text file of disease names, one per line (use with --out)")
+    g.add_argument("--whole-table", action="store_true", help="bulk: every name of the run's own data (use with --out)")
+    g.add_argument("--out", type=Path, help="bulk: the CSV to write (name, generated, reference, score); progress "
+                   "goes to stderr")
     _add_sampling(g)
 
     e = sub.add_parser("evaluate", help="loss, perplexity and overlap scores of a run (JSON): phrase P/R/F1 for "
@@ -297,11 +301,43 @@ def cmd_generate(a: argparse.Namespace) -> int:
     from .generation import generate
     from .modeling import load_pretrained, place
 
+    bulk = a.names_file is not None or a.whole_table
+    if bulk == (a.name is not None) or bulk != (a.out is not None) or (a.names_file and a.whole_table):
+        raise CliError("give a disease name, or --names-file FILE (or --whole-table) with --out CSV")
     settings = _sampling(a)
-    model, tok = load_pretrained(generation_target(a.model, a.store, allow_paths=True).model)
+    target = generation_target(a.model, a.store, allow_paths=True)
+    model, tok = load_pretrained(target.model)
     place(model)  # CUDA (half precision), MPS or CPU
+    if bulk:
+        return _generate_many(a, model, tok, settings, target.run)
     for text in generate(model, tok, a.name, settings):
         print(f"{a.name} | {text}")
+    return 0
+
+
+def _generate_many(a: argparse.Namespace, model, tok, settings: C.GenerationSettings, run: Run | None) -> int:
+    import time
+
+    from .bulk import generate_many, parse_names, table_names, write_csv
+
+    if a.whole_table:
+        if run is None:
+            raise CliError("--whole-table needs a run (its own data's names), not a Hub model")
+        names = table_names(run)
+    else:
+        try:
+            names = parse_names(a.names_file.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise CliError(f"{a.names_file} is not UTF-8 text (one disease name per line)") from None
+    shown = [0.0]
+
+    def progress(done: int, total: int, row: dict) -> None:
+        if done == total or time.monotonic() - shown[0] >= 1.0:  # about once a second, and the last one
+            shown[0] = time.monotonic()
+            say(f"generated {done} of {total} names", file=sys.stderr)
+
+    result = generate_many(model, tok, names, settings, run, on_row=progress)
+    say(f"{result.summary()} CSV: {write_csv(result, a.out)}")
     return 0
 
 

@@ -22,6 +22,7 @@ DEFAULT_MODEL = "distilgpt2"
 SAMPLE_SOURCE = "sample"
 SCRATCH_MODEL = "scratch"
 MAX_PROMPT_CHARS = 200
+MAX_BULK_NAMES = 500  # names per bulk generation on the page (the CLI takes any number)
 MAX_SEED = 2**32 - 1  # numpy's seed range
 LOSS_MODES = ("target", "full")
 SCHEDULERS = ("constant", "linear", "cosine")

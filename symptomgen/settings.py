@@ -80,6 +80,9 @@ class Settings:
     """Longest GPU request on ZeroGPU (``SYMPTOMGEN_ZEROGPU_MAX_S``)."""
     on_space: bool = False
     """Running on a Hugging Face Space (``SPACE_ID`` is set)."""
+    space_oauth: bool = False
+    """The Space offers "Sign in with Hugging Face" (its front matter's ``hf_oauth: true`` makes Spaces set
+    ``OAUTH_CLIENT_ID``)."""
     host: str = ""
     """Address to listen on (``SYMPTOMGEN_HOST`` or ``GRADIO_SERVER_NAME``); empty = the door's default."""
     port: int = 7860
@@ -126,6 +129,7 @@ class Settings:
             zero_gpu=env_flag(env.get("SPACES_ZERO_GPU")),
             zero_gpu_max_s=_number(env, "SYMPTOMGEN_ZEROGPU_MAX_S", d.zero_gpu_max_s),
             on_space=bool((env.get("SPACE_ID") or "").strip()),
+            space_oauth=bool((env.get("SPACE_ID") or "").strip()) and bool((env.get("OAUTH_CLIENT_ID") or "").strip()),
             host=(env.get("SYMPTOMGEN_HOST") or env.get("GRADIO_SERVER_NAME") or "").strip(),
             port=_number(env, "SYMPTOMGEN_PORT", 0) or _number(env, "GRADIO_SERVER_PORT", d.port),
             share=env_flag(env.get("SYMPTOMGEN_SHARE")),

@@ -8,7 +8,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import json
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -94,6 +97,46 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class StandInHub(BaseHTTPRequestHandler):
+    """Answers like the Hub to a caller without the right token: 401 for reads, 403 for writes; records all."""
+
+    seen: list[tuple[str, str, str]] = []
+    bodies: list[bytes] = []
+
+    def _answer(self, status: int) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        StandInHub.bodies.append(self.rfile.read(length) if length else b"")
+        StandInHub.seen.append((self.command, self.path, self.headers.get("authorization") or ""))
+        body = json.dumps({"error": "Repository Not Found"}).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-error-code", "RepoNotFound")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self._answer(401)
+
+    def do_HEAD(self):
+        self._answer(401)
+
+    def do_POST(self):
+        self._answer(403)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def hub():
+    """A ``StandInHub`` on a loopback port; its URL (``Settings.hub_endpoint``)."""
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), StandInHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
 
 
 def launch(demo, guarded: bool = True, **kwargs) -> str:

@@ -1,4 +1,4 @@
-"""The Hugging Face ecosystem around the engine: LoRA (peft), experiment tracking, the MCP server, ZeroGPU training.
+"""The Hugging Face ecosystem around the engine: LoRA (peft), experiment tracking, ZeroGPU training (MCP: test_mcp.py).
 
 Tiny scratch models on CPU, offline.
 """
@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import TINY, launch
+from conftest import TINY
 
 from symptomgen.batching import encode_frame, mean_token_loss
 from symptomgen.config import DataConfig, GenerationSettings
@@ -178,66 +178,6 @@ def test_a_tracker_whose_package_is_missing_is_refused_in_one_sentence(monkeypat
         check_tracker("tensorboard")
     assert "needs the tensorboard or tensorboardX package" in str(err.value) and "\n" not in str(err.value)
     check_tracker("none")
-
-
-# ------------------------------------------------------------------ MCP
-
-@pytest.fixture(scope="module")
-def mcp_app(tmp_path_factory):
-    """The app with its MCP server on a loopback port, and one finished tiny run to generate from."""
-
-    from symptomgen.ui import build_demo
-    from symptomgen.ui.mcp_tools import expose_only_tools
-
-    runs_dir = tmp_path_factory.mktemp("mcp-runs")
-    run_training(DataConfig(source="sample"), TINY, runs_dir)
-    demo = build_demo(runs_dir=runs_dir)
-    url = launch(demo, mcp_server=True)
-    tools = expose_only_tools(demo)
-    yield url + "gradio_api/mcp/", tools, runs_dir
-    demo.close()
-
-
-def _mcp(url: str, calls: list[tuple[str, dict]]):
-    """List the server's tools and make ``calls`` with the ``mcp`` client (streamable HTTP)."""
-    import asyncio
-
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamablehttp_client
-
-    async def go():
-        async with streamablehttp_client(url, timeout=60) as (read, write, _):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                listed = (await session.list_tools()).tools
-                return listed, [await session.call_tool(name, args) for name, args in calls]
-
-    return asyncio.run(go())
-
-
-def test_mcp_serves_generation_and_the_run_list_as_tools(mcp_app):
-    url, served, runs_dir = mcp_app
-    assert served == ["generate_symptoms", "list_finished_runs"]
-    listed, (runs, text, bad) = _mcp(url, [
-        ("list_finished_runs", {}),
-        ("generate_symptoms", {"disease": "Kidney Failure", "temperature": 0, "max_new_tokens": 16}),
-        ("generate_symptoms", {"disease": "   "}),
-    ])
-    tools = {t.name: t for t in listed}
-    assert set(tools) == {"generate_symptoms", "list_finished_runs"}  # the page's endpoints are not tools
-    gen = tools["generate_symptoms"]
-    assert gen.description.startswith("Generate a comma-separated list of symptoms")
-    assert "not medical advice" in gen.description
-    params = gen.inputSchema["properties"]  # each described from the docstring's Args
-    assert {"disease", "run", "temperature", "max_new_tokens", "seed"} == set(params)
-    assert "Kidney Failure" in params["disease"]["description"]
-    assert "list_finished_runs" in params["run"]["description"]
-
-    run_id = next(p.name for p in runs_dir.iterdir() if p.is_dir())
-    assert run_id in runs.content[0].text
-    assert not text.isError and text.content[0].text.strip()  # text came back
-    print(f"MCP generate_symptoms(Kidney Failure) -> {text.content[0].text!r}")
-    assert bad.isError and "Please enter a disease name" in bad.content[0].text
 
 
 # ------------------------------------------------------------------ ZeroGPU training

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import free_port, launch
+from conftest import StandInHub, launch
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -24,45 +22,6 @@ from symptomgen.ui import build_demo
 
 OWNER = "hf_owner_secret_token_0123456789"
 VISITOR = "hf_visitor_token_abcdef"
-
-
-class StandInHub(BaseHTTPRequestHandler):
-    """Answers like the Hub to a caller without the right token: 401 for reads, 403 for writes; records all."""
-
-    seen: list[tuple[str, str, str]] = []
-
-    def _answer(self, status: int) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if length:
-            self.rfile.read(length)
-        StandInHub.seen.append((self.command, self.path, self.headers.get("authorization") or ""))
-        body = json.dumps({"error": "Repository Not Found"}).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("x-error-code", "RepoNotFound")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):
-        self._answer(401)
-
-    def do_HEAD(self):
-        self._answer(401)
-
-    def do_POST(self):
-        self._answer(403)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def hub():
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), StandInHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ Output streams token by token, the selected run side by side with its base
 model, and when the name is in the run's data the reference symptoms are shown
 with the generated phrases that match them.  Generation reads finished runs
 only, so it works while a training job runs.  "Explain this generation" (a
-per-token heat map, computed on request) comes from ``explain_panel``.  The handlers are methods of
+per-token heat map, computed on request) comes from ``explain_panel``; "Generate for many names" (a CSV) from
+``bulk_panel``.  The handlers are methods of
 ``GenerateActions`` (callable without a page).
 """
 
@@ -33,6 +34,7 @@ from ..errors import HubUnreachableError, first_line
 from ..gpu import generation_seconds, gpu
 from ..hub import unreachable_reason
 from ..store import RunStore
+from .bulk_panel import build_bulk_section
 from .context import PageContext
 from .explain_panel import build_explain_section
 from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, setting_widget, user_errors
@@ -200,6 +202,7 @@ def build_generate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab) -> Genera
     # The /generate and /explain parameters, in their order (no_repeat_ngram_size, added later, goes last).
     sliders = [top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed]
     build_explain_section(ctx, model, name, sliders, output, no_repeat)
+    build_bulk_section(ctx, model, sliders, no_repeat)
     with gr.Accordion("Runs", open=False):
         runs = gr.Dataframe(pd.DataFrame(columns=RUNS_COLUMNS), interactive=False, label="Runs on this server")
 

@@ -80,7 +80,7 @@ def build_page(store: RunStore | None = None) -> tuple[gr.Blocks, PageContext]:
             with gr.Tab("Evaluate", id="evaluate") as evaluate_tab:
                 build_evaluate_tab(demo, ctx, evaluate_tab, gen.model)
         wire_train(demo, train, data, ctx, gen.model)
-        add_tools(ctx)  # /generate_symptoms, /list_finished_runs: the MCP tools (--mcp)
+        add_tools(ctx)  # the MCP tools (--mcp): train, status, stop, runs, evaluate, generate, export
 
         def check_hub():
             """Offline (or Hub unreachable): say so, and switch the defaults to the sample and scratch."""
@@ -131,8 +131,8 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=env.port,
                    help="port (default 7860)")
     p.add_argument("--mcp", action="store_true", default=env.mcp,
-                   help="also serve generate_symptoms and list_finished_runs as MCP tools at /gradio_api/mcp/ "
-                        "(env SYMPTOMGEN_MCP=1)")
+                   help="also serve MCP tools at /gradio_api/mcp/ (start and follow training, stop, list, "
+                        "evaluate, generate, export; env SYMPTOMGEN_MCP=1)")
     return p
 
 

@@ -14,6 +14,8 @@ The server's own ``HF_TOKEN`` acts for them only behind a login, when the owner 
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import threading
 from pathlib import Path
 from typing import Callable
@@ -28,6 +30,7 @@ from ..share import visitor_token
 from .context import PageContext
 from .widgets import checked_types, user_errors
 
+log = logging.getLogger(__name__)
 EXPORT_DIR = EXPORTS_DIR  # one zip per run, replaced on each export; swept after an hour (RunStore.sweep)
 _export_lock = threading.Lock()  # export_run_zip's temporary name is per process, so one export at a time
 
@@ -41,9 +44,21 @@ def _card_body(text: str) -> str:
     return text
 
 
+def sign_in_offered() -> bool:
+    """Whether the page shows "Sign in with Hugging Face": on a Space with OAuth only (Gradio refuses to build a page
+    with a LoginButton on a Space without it), and only with Gradio's OAuth extra installed (``gradio[oauth]``),
+    else pasting a token still works."""
+    if not current().space_oauth:
+        return False
+    if importlib.util.find_spec("authlib") is None or importlib.util.find_spec("itsdangerous") is None:
+        log.warning("Sign in with Hugging Face needs gradio[oauth] (authlib, itsdangerous); offering tokens only")
+        return False
+    return True
+
+
 def token_note() -> str:
-    who = ("sign in with Hugging Face above, or paste a write token" if current().on_space
-           else "paste a write token")
+    who = ("sign in with Hugging Face above (then a bare repo name goes in your namespace), or paste a write token"
+           if sign_in_offered() else "paste a write token")
     lent = (" Logged-in users of this server may also leave it empty: the owner lends the server's token."
             if current().lends_hub_token else "")
     return (f"Pushing acts with **your own** Hub token: {who} "
@@ -53,6 +68,13 @@ def token_note() -> str:
 
 def _signed_in(oauth: gr.OAuthToken | None) -> str | None:
     return getattr(oauth, "token", None) or None
+
+
+def own_namespace(repo_id: str | None, profile: gr.OAuthProfile | None) -> str:
+    """A bare repo name (no ``owner/``) goes in the signed-in visitor's own namespace; anything else as typed."""
+    repo = (repo_id or "").strip()
+    user = getattr(profile, "username", None)
+    return f"{user}/{repo}" if repo and "/" not in repo and user else repo
 
 
 class SharePanel:
@@ -96,13 +118,14 @@ class SharePanel:
     @user_errors
     @checked_types
     def push_run(self, run_id: str | None, repo_id: str | None, private: bool, typed_token: str | None = None,
-                 oauth: gr.OAuthToken | None = None):
-        """Upload a finished run (model, card, metrics, split) to a Hub model repo, with your own Hub token."""
+                 oauth: gr.OAuthToken | None = None, profile: gr.OAuthProfile | None = None):
+        """Upload a finished run (model, card, metrics, split) to a Hub model repo, with your own Hub token (signed
+        in with Hugging Face, a bare repo name goes in your own namespace)."""
         from ..share import push_run_to_hub
 
         found = self.ctx.store.open(run_id)
-        url = push_run_to_hub(found, repo_id, token=visitor_token(typed_token, _signed_in(oauth)),
-                              private=bool(private))
+        url = push_run_to_hub(found, own_namespace(repo_id, profile),
+                              token=visitor_token(typed_token, _signed_in(oauth)), private=bool(private))
         return f"**Pushed** run `{found.run_id}` to {url} ({'private' if private else 'public'})."
 
     @user_errors
@@ -142,7 +165,7 @@ def build_share_section(ctx: PageContext, run: gr.Dropdown, other_updates: Calla
             load = gr.Button("Load run", elem_id="import-button", scale=1)
         import_status = gr.Markdown(elem_id="import-status")
         gr.Markdown("**Push to the Hugging Face Hub**")
-        if current().on_space:  # Gradio's OAuth: a Space with `hf_oauth: true` (README front matter)
+        if sign_in_offered():  # Gradio's OAuth: a Space with `hf_oauth: true` (README front matter)
             gr.LoginButton()
         token = gr.Textbox("", label="Your Hugging Face token (write; used for this request only)", type="password",
                            placeholder="hf_…", elem_id="hub-token")
