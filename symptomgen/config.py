@@ -304,6 +304,21 @@ class GenerationSettings(_Settings):
         return self.temperature == 0
 
 
+MAX_GENERATED_TOKENS = 512
+"""Tokens one generation call may produce in all: ``max_new_tokens`` × sequences × sides (the base model beside
+the run doubles it).  The sliders' corners (256 × 5 × 2 = 2,560) would hold the model for minutes on a CPU."""
+
+
+def check_generation_work(settings: GenerationSettings, sides: int = 1) -> None:
+    """Refuse, in one sentence, a generation larger than ``MAX_GENERATED_TOKENS`` tokens in all."""
+    work = settings.max_new_tokens * settings.num_return_sequences * sides
+    if work > MAX_GENERATED_TOKENS:
+        beside = " × 2 (side by side with the base model)" if sides > 1 else ""
+        raise InvalidInput(f"One call may generate at most {MAX_GENERATED_TOKENS} tokens in all; "
+                           f"{settings.max_new_tokens} tokens × {settings.num_return_sequences} sequences{beside} "
+                           f"is {work}: lower max_new_tokens or the number of sequences.")
+
+
 @dataclass(frozen=True)
 class EvaluationSettings(_Settings):
     """How much of a run's validation split the Evaluate tab scores (``evaluation.evaluate_run``'s ``limit``)."""

@@ -12,6 +12,8 @@ stay callable through the ordinary API.
 
 from __future__ import annotations
 
+import contextlib
+
 import gradio as gr
 
 from .. import config as C
@@ -19,7 +21,7 @@ from ..catalog import generation_target
 from ..errors import InvalidInput
 from ..gpu import generation_seconds, gpu
 from .context import PageContext
-from .widgets import user_errors
+from .widgets import checked_types, user_errors
 
 TOOLS = ("generate_symptoms", "list_finished_runs")
 """The handlers served as MCP tools (Gradio names a tool after its handler function)."""
@@ -39,7 +41,8 @@ class Tools:
         self.ctx = ctx
         # Decorated per instance (this attribute hides the method below): ZeroGPU is handed the bound method, so
         # its arguments are the caller's values only.  ZeroGPU: a GPU for this call only; a no-op elsewhere.
-        self.generate_symptoms = user_errors(gpu(_seconds)(self.generate_symptoms))
+        # checked_types: a run sent as a list (or any value of the wrong kind) is refused in one sentence.
+        self.generate_symptoms = user_errors(checked_types(gpu(_seconds)(self.generate_symptoms)))
 
     def generate_symptoms(self, disease: str, run: str = "", temperature: float = 0.5, max_new_tokens: int = 48,
                           seed: int = 0) -> str:
@@ -66,9 +69,11 @@ class Tools:
                 raise InvalidInput("No finished run on this server yet: train one first.")
             choice = finished[0].run_id  # newest first
         settings = C.GenerationSettings(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-        # Run names and Hub ids, never paths.
-        model, tok = self.ctx.models.get(generation_target(choice, self.ctx.store).model)
-        return generate(model, tok, disease, settings)[0]
+        target = generation_target(choice, self.ctx.store)  # run names and Hub ids, never paths
+        with self.ctx.store.using(target.run.run_id, "generating") if target.run is not None \
+                else contextlib.nullcontext():
+            model, tok = self.ctx.models.get(target.model)
+            return generate(model, tok, disease, settings)[0]
 
     @user_errors
     def list_finished_runs(self) -> list[dict]:
@@ -91,8 +96,8 @@ def add_tools(ctx: PageContext) -> None:
     """Register the tools' endpoints on the Blocks being built (call inside its ``with`` block)."""
     tools = Tools(ctx)
     # No api_description: the docstrings are the tools' descriptions.
-    gr.api(tools.generate_symptoms, api_name="generate_symptoms")
-    gr.api(tools.list_finished_runs, api_name="list_finished_runs")
+    gr.api(tools.generate_symptoms, api_name="generate_symptoms", concurrency_limit=2, concurrency_id="generate")
+    gr.api(tools.list_finished_runs, api_name="list_finished_runs", queue=False)  # O(runs): never waits
 
 
 def expose_only_tools(demo: gr.Blocks) -> list[str]:
