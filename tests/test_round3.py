@@ -73,6 +73,7 @@ def _event(group, session, host):
 
 def test_a_visitor_with_two_generations_in_flight_is_refused_and_others_are_not():
     limit = VisitorLimit({"generate"}, per_session=2, per_address=6)
+    assert VisitorLimit({"generate"}).per_address >= 8  # eight test clients on 127.0.0.1 are eight visitors
     queue = SimpleNamespace(event_ids_to_events={i: _event("generate", "flood", "10.0.0.1") for i in range(2)})
     queue.event_ids_to_events["x"] = _event("attach", "flood", "10.0.0.1")  # other groups do not count
     why = limit.refusal(queue, "flood", "10.0.0.1")

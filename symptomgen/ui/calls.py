@@ -19,7 +19,9 @@ import gradio as gr
 from ..errors import InvalidInput
 
 PER_SESSION = 2  # heavy calls one visitor (a browser tab, a gradio_client) may have waiting or running
-PER_ADDRESS = 6  # the same from one network address, however many sessions it opens
+# The same from one network address, however many sessions it opens.  Generous: behind a proxy (a Space) many
+# visitors share one address; it only stops one script's many sessions from filling the queue (64) alone.
+PER_ADDRESS = 16
 
 
 def bounded_names(values, most: int, what: str) -> list[str]:
