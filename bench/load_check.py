@@ -102,9 +102,58 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
+FLOOD = 80
+HEAVY = dict(GEN, max_new_tokens=256, num_sequences=2, compare=True)  # 256 × 2 × 2 sides = 2× the per-call cap
+
+
+def flood(client_factory, run_id: str) -> dict:
+    """80 heavy /generate calls at once from one client, while a job trains; meanwhile another client presses
+    Stop, lists runs and generates.  What each got, and how long it took."""
+    heavy = dict(HEAVY, max_new_tokens=256, num_sequences=1)  # the heaviest a call may ask (256 × 1 × 2 = 512)
+    flooder, other = client_factory(), client_factory()
+    train = other.submit(**JOB, api_name="/train")
+    watch = StepWatch(train)
+    while len(watch.points) < 2:
+        if train.done():
+            raise SystemExit(f"the training job ended early: {train.exception() or train.outputs()[-1][3]}")
+        time.sleep(0.5)
+    outcomes: dict[str, int] = {}
+    jobs = []
+    t_flood = time.perf_counter()
+    for i in range(FLOOD):
+        try:
+            jobs.append(flooder.submit(model=run_id, seed=i, **{k: v for k, v in heavy.items()}, api_name="/generate"))
+        except Exception as exc:  # noqa: BLE001 - counted by kind
+            outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
+    time.sleep(1.0)
+    t0 = time.perf_counter()
+    other.predict(api_name="/list_runs")
+    list_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gen = other.predict(model=run_id, seed=1, **GEN, api_name="/generate")
+    other_gen_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stop_text = other.predict(api_name="/stop")
+    stop_s = time.perf_counter() - t0
+    for job in jobs:
+        try:
+            job.result(timeout=600)
+            outcomes["served"] = outcomes.get("served", 0) + 1
+        except Exception as exc:  # noqa: BLE001
+            key = "refused: " + str(exc).splitlines()[-1][:90]
+            outcomes[key] = outcomes.get(key, 0) + 1
+    train.result(timeout=600)
+    watch.alive = False
+    return {"stop_s": stop_s, "stop_text": stop_text, "list_s": list_s, "other_gen_s": other_gen_s,
+            "other_served": bool(gen and gen[0]), "flood_s": time.perf_counter() - t_flood, "outcomes": outcomes}
+
+
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--flood", action="store_true", help=f"only the flood check: {FLOOD} heavy generations from one "
+                   "client during training; Stop, a list and another client's generation timed meanwhile (~2 min)")
+    a = p.parse_args()
     from gradio_client import Client
 
     sys.path.insert(0, str(B.ROOT / "tests"))
@@ -119,6 +168,13 @@ def main() -> None:
         job = client.submit(**TINY, api_name="/train")
         job.result(timeout=600)
         run_id = job.outputs()[-1][5]
+        if a.flood:
+            say(f"flood of {FLOOD} heavy generations during training")
+            got = flood(lambda: Client(f"http://127.0.0.1:{port}/", verbose=False), run_id)
+            proc.terminate()
+            proc.wait(30)
+            write_flood(got)
+            return
         say(f"warm-up burst on {run_id}")
         burst(client, run_id)  # warm up: the model loaded, the queue's workers started
         say("burst with no job")
@@ -154,6 +210,22 @@ def main() -> None:
             f"{table}\n")
     print(body)
     B.write_section(Path(__file__).resolve().parent / "LOAD_CHECK.md", "load_check", body)
+
+
+def write_flood(got: dict) -> None:
+    rows = [["Stop (another client)", f"{got['stop_s']:.2f}", got["stop_text"]],
+            ["/list_runs (another client)", f"{got['list_s']:.2f}", "served"],
+            ["/generate (another client, 16 tokens)", f"{got['other_gen_s']:.2f}",
+             "served" if got["other_served"] else "empty"]]
+    rows += [[f"flood: {k}", "—", n] for k, n in sorted(got["outcomes"].items())]
+    table = B.markdown_table(["call", "seconds", "answer"], rows)
+    body = (f"## load_check_flood\n\n`{B.command_line()}` · {B.machine_line(os.cpu_count() or 1)}\n\n"
+            f"{FLOOD} `/generate` calls (256 new tokens, side by side with the base: the most one call may ask) "
+            "submitted at once from one `gradio_client` while a job trains; meanwhile a second client lists runs, "
+            "generates and presses Stop.  Done when Stop answers in < 2 s and the other client is served.\n\n"
+            f"{table}\n")
+    print(body)
+    B.write_section(Path(__file__).resolve().parent / "LOAD_CHECK.md", "load_check_flood", body)
 
 
 if __name__ == "__main__":

@@ -107,8 +107,7 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapte
     # best/symptomgen.json is written with the weights (Run.save_model): right even when a kill came between
     # their swap and the record's update.  Unless keep=last, the weights in best/ are the best epoch's.
     info = run.best_info()
-    best_epoch, best_val = ((info.epoch, info.val_loss) if info.epoch and rec.kept_epoch in (None, rec.best_epoch)
-                            else (rec.best_epoch, rec.best_val_loss))
+    best_epoch, best_val = run.served_best()
     kept_epoch = info.epoch or rec.kept_epoch or best_epoch
     kept = ("the weights here are from the best validation epoch, not the last."
             if kept_epoch == best_epoch or kept_epoch is None
@@ -137,7 +136,7 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapte
     lines += [f"| parameters | {rec.parameters:,} |" if rec.parameters is not None
               else "| parameters | ? |", f"| processes (world size) | {rec.world_size} |",
               f"| device | {_fmt(rec.device)} |", "", "## Results", "",
-              f"- Status: {_fmt(rec.status)}; epochs done: {_fmt(rec.epochs_done or len(metrics))}",
+              f"- Status: {_fmt(run.status())}; epochs done: {_fmt(rec.epochs_done or len(metrics))}",
               (f"- Best epoch: {best_epoch} (validation loss {best_val:.4f} per real token, perplexity "
                f"{perplexity(best_val):.2f})" if best_val is not None
                else "- Best epoch: none finished"),

@@ -198,8 +198,9 @@ def runs_frame(store: RunStore) -> pd.DataFrame:
     rows = []
     for r in store.list():
         rec = r.record()
-        best = round(rec.best_val_loss, 4) if rec.best_val_loss is not None else None
-        rows.append([r.run_id, str(r.status()), rec.model, rec.epochs_done, rec.best_epoch, best,
+        best_epoch, best_val = r.served_best()  # the epoch of the weights served, even after a kill mid-swap
+        best = round(best_val, 4) if best_val is not None else None
+        rows.append([r.run_id, str(r.status()), rec.model, rec.epochs_done, best_epoch, best,
                      "yes" if r.has_best() else "no"])
     return pd.DataFrame(rows, columns=RUNS_COLUMNS)
 

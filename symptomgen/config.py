@@ -101,14 +101,14 @@ class Spec:
             return int(value) if self.integer else float(value)
         if kind == "choice":
             if not isinstance(value, str) or value not in self.choices:
-                raise InvalidInput(f"{self.label} must be one of {', '.join(self.choices)}, got {value!r}.")
+                raise InvalidInput(f"{self.label} must be one of {', '.join(self.choices)}, got {shown(value)}.")
             return value
         if kind == "switch":
             if not isinstance(value, (bool, int)) or value not in (0, 1):
-                raise InvalidInput(f"{self.label} must be true or false, got {value!r}.")
+                raise InvalidInput(f"{self.label} must be true or false, got {shown(value)}.")
             return bool(value)
         if not isinstance(value, str) or not value.strip():
-            raise InvalidInput(f"{self.label} must be a non-empty text, got {value!r}.")
+            raise InvalidInput(f"{self.label} must be a non-empty text, got {shown(value)}.")
         return value
 
 
@@ -125,14 +125,20 @@ def fmt_number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
+def shown(value: Any, most: int = 60) -> str:
+    """``repr(value)`` cut to ``most`` characters: a refusal quotes what it got, not a caller's megabyte."""
+    text = repr(value)
+    return text if len(text) <= most else text[:most] + "…"
+
+
 def _number(label: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> None:
     """Raise InvalidInput unless ``value`` is a finite number (an int if asked) in [lo, hi]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(f"{label} must be a number, got {value!r}.")
+        raise InvalidInput(f"{label} must be a number, got {shown(value)}.")
     if integer and not float(value).is_integer():
-        raise InvalidInput(f"{label} must be a whole number, got {value!r}.")
+        raise InvalidInput(f"{label} must be a whole number, got {shown(value)}.")
     if not math.isfinite(value) or not lo <= value <= hi:
-        raise InvalidInput(f"{label} must be between {fmt_number(lo)} and {fmt_number(hi)}, got {value!r}.")
+        raise InvalidInput(f"{label} must be between {fmt_number(lo)} and {fmt_number(hi)}, got {shown(value)}.")
 
 
 @functools.cache
@@ -319,6 +325,21 @@ class GenerationSettings(_Settings):
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+MAX_GENERATED_TOKENS = 512
+"""Tokens one generation call may produce in all: ``max_new_tokens`` × sequences × sides (the base model beside
+the run doubles it).  The sliders' corners (256 × 5 × 2 = 2,560) would hold the model for minutes on a CPU."""
+
+
+def check_generation_work(settings: GenerationSettings, sides: int = 1) -> None:
+    """Refuse, in one sentence, a generation larger than ``MAX_GENERATED_TOKENS`` tokens in all."""
+    work = settings.max_new_tokens * settings.num_return_sequences * sides
+    if work > MAX_GENERATED_TOKENS:
+        beside = " × 2 (side by side with the base model)" if sides > 1 else ""
+        raise InvalidInput(f"One call may generate at most {MAX_GENERATED_TOKENS} tokens in all; "
+                           f"{settings.max_new_tokens} tokens × {settings.num_return_sequences} sequences{beside} "
+                           f"is {work}: lower max_new_tokens or the number of sequences.")
 
 
 @dataclass(frozen=True)

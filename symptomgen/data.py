@@ -184,6 +184,14 @@ def load_records(source: str = SAMPLE_SOURCE, split: str = "train") -> pd.DataFr
     return _read_hub(source, split)
 
 
+def _names(names, most: int = 12, chars: int = 60) -> str:
+    """Column names for a message: the first ``most``, each cut to ``chars``, then how many more (a table of
+    20,000 columns, or a caller's megabyte of a name, is not quoted whole)."""
+    names = list(names)
+    cut = [str(n) if len(str(n)) <= chars else str(n)[:chars] + "…" for n in names[:most]]
+    return ", ".join(cut) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def _clean(series: pd.Series) -> pd.Series:
     """Cells as stripped strings; NaN/None become empty strings."""
     return series.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
@@ -196,9 +204,9 @@ def select_columns(df: pd.DataFrame, cfg: DataConfig, label: str) -> tuple[pd.Da
     wanted = [cfg.prompt_column, cfg.target_column] + ([cfg.extra_target_column] if cfg.extra_target_column else [])
     missing = [c for c in wanted if c not in df.columns]
     if missing:
-        found = ", ".join(map(str, df.columns)) or "none"
-        raise DataError(f"{label} is missing column(s) {', '.join(missing)}; found columns: {found}; "
-                        f"expected prompt column '{cfg.prompt_column}' and target column '{cfg.target_column}'.")
+        raise DataError(f"{label} is missing column(s) {_names(missing)}; found columns: "
+                        f"{_names(df.columns) or 'none'}; expected prompt column '{_names([cfg.prompt_column])}' "
+                        f"and target column '{_names([cfg.target_column])}'.")
     max_rows = current().max_rows
     if len(df) > max_rows:
         raise DataError(f"{label} has more than {max_rows} rows; the limit is {max_rows}.")

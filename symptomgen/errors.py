@@ -87,15 +87,20 @@ def is_disk_full(exc: BaseException) -> bool:
     return any(mark in str(exc).lower() for mark in _DISK_FULL)
 
 
-DISK_FULL = "The disk is full (no space left on device): delete old runs to free space, then resume the run."
+def disk_full_line(then: str = "resume the run") -> str:
+    """The full-disk sentence, ending with what to do ``then`` (a training resumes; an import is tried again)."""
+    return f"The disk is full (no space left on device): delete old runs to free space, then {then}."
 
 
-def failure_reason(exc: BaseException) -> str:
+DISK_FULL = disk_full_line()
+
+
+def failure_reason(exc: BaseException, then: str = "resume the run") -> str:
     """One sentence saying why a job failed, for its run record and the person who started it: a ``UserError``'s
-    own sentence; a full disk or another file error in words; anything else as its type and first line.  Never a
-    path of this machine."""
+    own sentence; a full disk (saying what to do ``then``) or another file error in words; anything else as its
+    type and first line.  Never a path of this machine."""
     if is_disk_full(exc):
-        return DISK_FULL
+        return disk_full_line(then)
     if isinstance(exc, UserError):
         return without_paths(first_line(exc))
     if isinstance(exc, OSError):

@@ -87,6 +87,7 @@ class _Job:
     done: bool = False
     run_dir: Path | None = None
     launched: launchers.Launched | None = None
+    held_run: str | None = None  # a resumed run, marked in use ("training") from Resume until the job ends
 
     @property
     def version(self) -> int:
@@ -154,6 +155,13 @@ class JobManager:
         with self._cond:
             return self._reserved or (self._latest is not None and not self._latest.settled)
 
+    def refuse_if_busy(self) -> None:
+        """Raise ``TrainingBusyError`` when the slot is taken: a door calls it before building any config or
+        reading any data, so forty simultaneous Starts cost one job and thirty-nine sentences."""
+        with self._cond:
+            if self._reserved or (self._latest is not None and not self._latest.settled):
+                raise TrainingBusyError(self._busy_message())
+
     def _reserve(self) -> None:
         with self._cond:
             if self._reserved or (self._latest is not None and not self._latest.settled):
@@ -179,12 +187,16 @@ class JobManager:
         """Continue a stopped, failed or interrupted run from its last checkpoint (as ``train --resume``), or raise
         saying why it cannot be."""
         self._reserve()
+        held = str(run_id or "").strip()
+        # In use from now: a delete between this Resume and the child marking the run "running" is refused.
+        self.store.reserve(held, "training")
         try:
-            ready = preflight_resume(run_id, self.store, plan=self.launcher.plan)
+            ready = preflight_resume(held, self.store, plan=self.launcher.plan)
         except BaseException:
+            self.store.release(held, "training")
             self._release()
             raise
-        return self._launch(ready)
+        return self._launch(ready, held)
 
     def _register(self, job: _Job) -> None:
         """Make ``job`` the latest (the slot passes from the reservation to it), forgetting the oldest."""
@@ -194,9 +206,10 @@ class JobManager:
                 self._jobs.pop(old)
             self._latest, self._reserved = job, False
 
-    def _launch(self, ready: Ready) -> JobSnapshot:
-        """Register a job for ``ready`` (its stop flag works from now on) and start its training."""
-        job = _Job(next(self._ids), ready.data, ready.train, ready.notices, ready.summary)
+    def _launch(self, ready: Ready, held_run: str | None = None) -> JobSnapshot:
+        """Register a job for ``ready`` (its stop flag works from now on) and start its training; ``held_run`` (in
+        use since Resume) is released when the job ends."""
+        job = _Job(next(self._ids), ready.data, ready.train, ready.notices, ready.summary, held_run=held_run)
         job.launched = self.launcher.new(job.job_id, partial(self._receive, job), partial(self._end, job))
         self._register(job)
         # Started outside the lock: spawning writes the prepared data to the child, which takes a moment.
@@ -218,6 +231,9 @@ class JobManager:
             if job.summary is None and job.error is None:
                 job.error = message
             job.done = True
+            if job.held_run is not None:
+                self.store.release(job.held_run, "training")
+                job.held_run = None
             self._cond.notify_all()
 
     def stop(self) -> str:

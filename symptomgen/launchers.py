@@ -18,6 +18,7 @@ not) with the failure it reported or, when it said nothing, how its process died
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import threading
@@ -194,10 +195,10 @@ class _ChildProcess(Launched):
         if self.stop_asked is None:
             return
         if self.terminated is None and now - self.stop_asked > current().stop_grace_s:
-            log.warning("training job %s ignored Stop for %.0f s: terminating it", self.job_id, now - self.stop_asked)
+            # Killed, not terminated: the child reads SIGTERM as the server going (worker.child_main), and a
+            # training that ignored its stop flag this long would ignore that too.
+            log.warning("training job %s ignored Stop for %.0f s: killing it", self.job_id, now - self.stop_asked)
             self.terminated = now
-            self.process.terminate()
-        elif self.terminated is not None and now - self.terminated > _KILL_AFTER_S:
             self.process.kill()
 
     def _death(self) -> outcomes.Outcome:
@@ -209,7 +210,10 @@ class _ChildProcess(Launched):
         if self.process is None:
             return
         if not self.settled:
-            self.stop()
+            self.shutting_down = True
+            with contextlib.suppress(OSError, AttributeError):
+                self.process.terminate()  # the child stops at its next step, recording "interrupted" (not Stop)
+            self.stop_asked = self.stop_asked or time.monotonic()
         if not self.join(timeout):
             self.shutting_down = True
             self.terminated = self.terminated or time.monotonic()

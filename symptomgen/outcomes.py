@@ -11,6 +11,7 @@ without importing it.
 from __future__ import annotations
 
 import signal
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +22,18 @@ from .settings import current
 
 OOM_MESSAGE = "Out of memory: lower the batch size or max length. The best finished epoch is kept."
 INTERRUPTED_MESSAGE = "Interrupted; resume the run to continue."
+SHUT_DOWN_MESSAGE = ("The server shut down during training; the best finished epoch is kept, and the run can be "
+                     "resumed from its last checkpoint.")
+# Set in a training process when its stop came from the server going away (its SIGTERM, or the server process
+# gone), not from a person's Stop: the run then reads "interrupted", never "stopped on request".
+_server_gone = threading.Event()
+
+
+def mark_server_gone() -> None:
+    """This training process is stopping because the server is going: its run is interrupted, not stopped."""
+    _server_gone.set()
+
+
 STOPPED_MESSAGE = "Stopped on request; the best finished epoch is kept."
 STOPPED_EMPTY_MESSAGE = "Stopped on request before the first epoch finished; nothing to keep."
 _FAILED = "Training failed: "
@@ -71,8 +84,7 @@ def of_exception(exc: BaseException) -> Outcome:
 def of_death(exitcode: int | None, *, shutting_down: bool, terminated: bool) -> Outcome:
     """A training process that ended without a summary or a failure report (killed, crashed, ended by us)."""
     if shutting_down:
-        return Outcome(RunStatus.INTERRUPTED, "The server shut down during training; the best finished epoch is "
-                                              "kept, and the run can be resumed from its last checkpoint.")
+        return Outcome(RunStatus.INTERRUPTED, SHUT_DOWN_MESSAGE)
     if terminated:
         return Outcome(RunStatus.STOPPED, f"Stopped on request: training did not reach a stopping point within "
                                           f"{current().stop_grace_s:g} s, so its process was ended; the best "
@@ -111,6 +123,8 @@ def of_training(end: TrainingEnd, cfg: TrainConfig, oom: bool, train_rows: int |
         status, message = RunStatus.FAILED, OOM_MESSAGE
     if end.error:
         status, message = RunStatus.FAILED, end.error
+    elif end.stopped and _server_gone.is_set():
+        status, message = RunStatus.INTERRUPTED, SHUT_DOWN_MESSAGE
     elif end.stopped:
         status, message = RunStatus.STOPPED, STOPPED_MESSAGE if end.best_epoch is not None else STOPPED_EMPTY_MESSAGE
     elif end.out_of_time:

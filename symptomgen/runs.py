@@ -194,10 +194,14 @@ class Run:
         tmp = self.path / L.staging(folder)
         old = self.path / L.previous(folder)
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if info is not None:
-            atomic_write_json(tmp / MODEL_INFO, info.to_json())
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            if info is not None:
+                atomic_write_json(tmp / MODEL_INFO, info.to_json())
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not leave half a model behind
+            raise
         if final.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
@@ -216,6 +220,15 @@ class Run:
             rec = self.record()
             return ModelInfo(rec.best_epoch, rec.best_val_loss)
         return info
+
+    def served_best(self) -> tuple[int | None, float | None]:
+        """(epoch, validation loss) of the best model as served: ``best/``'s own file, written with the weights,
+        unless keep=last made them another epoch's (then the record's best).  After a kill between the weights'
+        swap and the record's update the record lags; every door that shows "best epoch" asks here."""
+        rec, info = self.record(), self.best_info()
+        if info.epoch and rec.kept_epoch in (None, rec.best_epoch):
+            return info.epoch, info.val_loss
+        return rec.best_epoch, rec.best_val_loss
 
     def resume_problem(self, check_live: bool = True) -> str | None:
         """Why this run cannot be resumed now (one sentence), or None.  ``check_live``: refuse a run whose

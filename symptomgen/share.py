@@ -23,6 +23,7 @@ import os
 import shutil
 import stat
 import tempfile
+import unicodedata
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -130,9 +131,18 @@ def export_run_zip(run: Run, dest: Path | str, merged: bool = False) -> Path:
 
 # ----------------------------------------------------------------------------- import
 
+# Control characters (newline, ESC, NUL), format characters (RTL/LTR marks and overrides, zero-width), line and
+# paragraph separators: a name holding one could not be shown as it is, or would be shown as another name.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
 def _check_name(name: str, label: str, is_link: bool = False, is_dir: bool = False) -> PurePosixPath:
     """A safe relative path for an archive or repo member, or a ShareError saying what is wrong."""
     shown = name[:120]
+    if any(unicodedata.category(c) in _UNPRINTABLE for c in name):
+        escaped = shown.encode("unicode_escape").decode("ascii")
+        raise ShareError(f"{label}: the name '{escaped}' holds a control or direction-changing character; member "
+                         "names must be plain printable text.")
     if is_link:
         raise ShareError(f"{label}: '{shown}' is a symbolic link; links are not allowed in a run archive.")
     if "\x00" in name or "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
@@ -260,7 +270,8 @@ def _install(root: Path, store: RunStore, work: Path, label: str, origin: str) -
             try:
                 model, tokenizer = load_pretrained(folder)
             except Exception as exc:  # noqa: BLE001 - ModelLoadError, or whatever a forged tokenizer makes a library raise
-                raise ShareError(f"{label}: the {what} does not load ({failure_reason(exc)}).") from None
+                why = failure_reason(exc, then="import it again")
+                raise ShareError(f"{label}: the {what} does not load ({why}).") from None
             IC.check_tokenizer(model, tokenizer, label, what)
             del model, tokenizer
     store.check_room(folder_bytes(run.path))
@@ -288,7 +299,7 @@ def _import_failure(label: str, exc: Exception) -> Exception:
     (the upload's temporary folder, the runs folder)."""
     if isinstance(exc, UserError):
         return type(exc)(without_paths(first_line(exc)))
-    return ShareError(f"{label} could not be imported: {failure_reason(exc)}")
+    return ShareError(f"{label} could not be imported: {failure_reason(exc, then='import it again')}")
 
 
 # ----------------------------------------------------------------------------- Hub

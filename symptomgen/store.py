@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ from .records import RunRecord, RunStatus
 from .runs import Run, atomic_write_json, is_model_folder, new_run_id
 from .settings import current
 
+# Runs in use in this process: (runs folder, run id) → what uses it, most recent last.  Module-level, not a field: a
+# RunStore is a frozen value made afresh by each door (and pickled into children); the uses are this server's.
+_USES: dict[tuple[str, str], list[str]] = {}
+_USES_LOCK = threading.Lock()
 SWEEP_AGE_S = 3600  # older leftovers go; younger ones may belong to a write or a download still in progress
 _GB = 1024 ** 3
 
@@ -174,13 +179,49 @@ class RunStore:
                     pass
         return repaired
 
+    # -- runs in use -------------------------------------------------------------------------------------------
+    def _use_key(self, run_id: str) -> tuple[str, str]:
+        return str(self.root.resolve()), run_id
+
+    def reserve(self, run_id: str, why: str) -> None:
+        """Mark ``run_id`` in use by ``why`` ("training", "generating", "exporting"), until ``release``: ``delete``
+        refuses it meanwhile.  Marks nest (two generations of one run are two marks)."""
+        with _USES_LOCK:
+            _USES.setdefault(self._use_key(run_id), []).append(why)
+
+    def release(self, run_id: str, why: str) -> None:
+        with _USES_LOCK:
+            uses = _USES.get(self._use_key(run_id), [])
+            if why in uses:
+                uses.remove(why)
+            if not uses:
+                _USES.pop(self._use_key(run_id), None)
+
+    def in_use(self, run_id: str) -> str | None:
+        """What uses ``run_id`` in this server now (the latest mark), or None."""
+        with _USES_LOCK:
+            uses = _USES.get(self._use_key(run_id))
+            return uses[-1] if uses else None
+
+    @contextlib.contextmanager
+    def using(self, run_id: str, why: str) -> Iterator[None]:
+        """``reserve`` for the length of a ``with`` block."""
+        self.reserve(run_id, why)
+        try:
+            yield
+        finally:
+            self.release(run_id, why)
+
     def delete(self, run_id: object) -> str:
-        """Delete a run that is not training; returns a sentence saying so.  The folder is first renamed to a
-        hidden name (gone from every list at once), then removed; a kill in between leaves a ``.deleting-*``
-        folder that ``sweep`` removes."""
+        """Delete a run that is not training and not in use (a generation, an export, a Resume being prepared);
+        returns a sentence saying so.  The folder is first renamed to a hidden name (gone from every list at
+        once), then removed; a kill in between leaves a ``.deleting-*`` folder that ``sweep`` removes."""
         run = self.get(run_id)
-        if run.is_live():
+        use = self.in_use(run.run_id)
+        if run.is_live() or use == "training":
             raise RunNotReady(f"Run {run.run_id} is still training; stop it first, then delete it.")
+        if use is not None:
+            raise RunNotReady(f"Run {run.run_id} is in use ({use}); delete it when that has ended.")
         doomed = self.root / f"{L.DELETING}{uuid.uuid4().hex[:12]}"
         os.replace(run.path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)

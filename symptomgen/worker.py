@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from .errors import UserError
 from .events import RunSummary
-from .outcomes import failure
+from .outcomes import failure, mark_server_gone
 
 CHILD_NAME = "symptomgen-training"  # app.py skips building the page in a process with this name
 _NICE = 10  # training yields the CPU to the server's requests
@@ -51,12 +51,16 @@ def _watch_parent(stop) -> None:
     "stopped") instead of training on as an orphan."""
     parent = mp.parent_process()
     if parent is not None:
-        threading.Thread(target=lambda: (parent.join(), stop.set()), daemon=True, name="watch-server").start()
+        threading.Thread(target=lambda: (parent.join(), mark_server_gone(), stop.set()), daemon=True,
+                         name="watch-server").start()
 
 
 def child_main(train_fn: Callable[..., Any], args: tuple, kwargs: dict, conn, stop) -> None:
     """The training process: run ``train_fn`` and send each record, then how it failed if it did, to the server."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the server's terminal is the server's to handle
+    # SIGTERM is the server going (its shutdown, or a service manager stopping every process): stop at the next
+    # step and record the run as interrupted by the shutdown.  A person's Stop comes through ``stop`` alone.
+    signal.signal(signal.SIGTERM, lambda *_: (mark_server_gone(), stop.set()))
     with contextlib.suppress(OSError, AttributeError):
         os.nice(_NICE)
     _watch_parent(stop)

@@ -29,6 +29,7 @@ from ..errors import InvalidInput
 from ..phrases import phrase_pieces
 from ..runs import Run
 from ..store import RunStore
+from .calls import bounded_names
 from .charts import loss_chart, loss_points
 from .context import PageContext
 from .share_panel import build_share_section
@@ -40,6 +41,7 @@ SUMMARY_COLUMNS = ["rows", "metric", "fine-tuned", "base model", "change", *BASE
 # The sets evaluate_run scores, as the summary's "rows" column names them, unseen first.
 SET_NAMES = [("unseen", "unseen (validation)"), ("taught", "taught (training)")]
 COMPARE_TITLE = "Loss per real token: one colour per run (solid: train, dashed: validation)"
+MAX_COMPARED = 8  # runs on one compare plot (more are unreadable, and each costs a metrics read)
 COMPARE_COLUMNS = ["run", "model", "epochs", "best epoch", "best val loss"]
 # (label, EvalReport field); lower is better for the first two, higher for the rest.
 METRICS = [("validation loss (per real token)", "val_loss"), ("perplexity", "perplexity"),
@@ -203,8 +205,8 @@ class EvaluateActions:
     @user_errors
     @checked_types
     def compare_runs(self, runs: list[str] | None):
-        """Train and validation loss per epoch of several runs, on one plot."""
-        points, table = curves_frame(self.ctx.store, runs)
+        """Train and validation loss per epoch of several runs (at most 8, repeats counted once), on one plot."""
+        points, table = curves_frame(self.ctx.store, bounded_names(runs, MAX_COMPARED, "runs to compare"))
         return loss_chart(points, title=COMPARE_TITLE), table
 
     def refresh_choices(self, current, chosen):
@@ -212,7 +214,9 @@ class EvaluateActions:
         choices = run_choices(self.ctx.store)
         values = [v for _, v in choices]
         curves = runs_with_curves(self.ctx.store)
-        keep = [c for c in (chosen or []) if c in curves]
+        listed = set(curves)
+        given = chosen if isinstance(chosen, list) else []
+        keep = [c for c in dict.fromkeys(c for c in given if isinstance(c, str)) if c in listed][:MAX_COMPARED]
         return (gr.update(choices=choices, value=current if current in values else (values[0] if values else None)),
                 gr.update(choices=curves, value=keep))
 
@@ -239,7 +243,8 @@ def build_evaluate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab, gen_model
     taught_table = gr.HTML(elem_id="eval-taught-table")
     with gr.Accordion("Compare runs: loss curves on one plot", open=False):
         # Only listed runs can be picked: a half-typed name and Enter add nothing (API callers are checked).
-        compare = ListedChoices([], value=[], multiselect=True, label="Runs", elem_id="compare-runs")
+        compare = ListedChoices([], value=[], multiselect=True, max_choices=MAX_COMPARED,
+                                 label=f"Runs (at most {MAX_COMPARED})", elem_id="compare-runs")
         plot = gr.HTML(loss_chart(loss_points([]), title=COMPARE_TITLE), elem_id="compare-plot", padding=True)
         compare_table = gr.Dataframe(pd.DataFrame(columns=COMPARE_COLUMNS), interactive=False,
                                      label="Runs compared")
@@ -253,7 +258,8 @@ def build_evaluate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab, gen_model
              api_name="evaluate",
              concurrency_limit=1, concurrency_id="evaluate", show_progress="minimal", show_progress_on=status)
     compare.change(compare_runs, inputs=compare, outputs=[plot, compare_table], api_name="compare_runs",
-                   show_progress_on=compare)  # a refused name marks the list, not the plot drawn before
+                   show_progress_on=compare, queue=False)  # a refused name marks the list, not the plot drawn before
     for trigger in (refresh.click, tab.select, demo.load):
-        trigger(refresh_choices, inputs=[run, compare], outputs=[run, compare], api_visibility="private")
+        trigger(refresh_choices, inputs=[run, compare], outputs=[run, compare], api_visibility="private",
+                queue=False)
     return EvaluateTab(run, compare)

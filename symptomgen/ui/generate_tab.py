@@ -139,14 +139,24 @@ class GenerateActions:
                  max_new_tokens: int, num_sequences: int, seed: int | None, compare: bool,
                  no_repeat_ngram_size: int = 0):
         """Stream generated symptoms for a disease name: selected model, its base, reference matches."""
-        from ..generation import clean_name, stream
+        from ..generation import clean_name
 
         settings = C.GenerationSettings(top_k=top_k, top_p=top_p, temperature=temperature,
                                         repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
                                         num_return_sequences=num_sequences, seed=seed,
                                         no_repeat_ngram_size=no_repeat_ngram_size)
+        C.check_generation_work(settings, sides=2 if compare else 1)
         name = clean_name(name)
         target = generation_target(model, self.ctx.store)  # run names and Hub ids only: never a server path
+        if target.run is not None:  # a delete waits for (is refused during) this generation
+            with self.ctx.store.using(target.run.run_id, "generating"):
+                yield from self._generate(target, name, settings, compare)
+        else:
+            yield from self._generate(target, name, settings, compare)
+
+    def _generate(self, target, name: str, settings: C.GenerationSettings, compare: bool):
+        from ..generation import stream
+
         base_spec, run = target.base, target.run
         m, tok = self.ctx.models.get(target.model)
         texts: list[str] = []
@@ -214,13 +224,16 @@ def build_generate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab) -> Genera
     model.change(actions.output_labels, inputs=model, outputs=[output, base_output],
                  api_visibility="private", show_progress="hidden")
 
-    refresh.click(list_runs_, inputs=model, outputs=[runs, model], api_name="list_runs")
+    # The lists never wait in the queue behind generations (queue=False): they cost O(runs).
+    refresh.click(list_runs_, inputs=model, outputs=[runs, model], api_name="list_runs", queue=False)
     # Opening the tab shows runs finished, imported or deleted since the page loaded.
-    tab.select(list_runs_, inputs=model, outputs=[runs, model], api_visibility="private", show_progress="hidden")
+    tab.select(list_runs_, inputs=model, outputs=[runs, model], api_visibility="private", show_progress="hidden",
+               queue=False)
     # A fresh page selects the newest finished run (the base model when there is none): after training, that is
     # what people come to try, and offline the base model (distilgpt2) cannot be loaded at all.
-    demo.load(lambda: list_runs_(None), outputs=[runs, model], api_visibility="private")
-    # Generation is CPU-bound: two at a time (2 cores); the queue holds the rest, so every client is answered.
+    demo.load(lambda: list_runs_(None), outputs=[runs, model], api_visibility="private", queue=False)
+    # Generation is CPU-bound: two at a time (2 cores); the queue holds the rest, so every client is answered, and
+    # each visitor may have only a few waiting or running (calls.VisitorLimit on the "generate" group, page.py).
     inputs = [model, name, *sliders, compare, no_repeat]  # new parameters go last, with defaults: old clients work
     go.click(generate, inputs=inputs, outputs=[output, base_output, reference], api_name="generate",
              concurrency_limit=2, concurrency_id="generate", show_progress="minimal", show_progress_on=notice)

@@ -16,6 +16,7 @@ error is one sentence (``user_errors``), which the MCP client receives as the to
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -105,7 +106,8 @@ class Tools:
         self.ctx = ctx
         # Decorated per instance (this attribute hides the method below): ZeroGPU is handed the bound method, so
         # its arguments are the caller's values only.  ZeroGPU: a GPU for this call only; a no-op elsewhere.
-        self.generate_symptoms = user_errors(gpu(_seconds)(self.generate_symptoms))
+        # checked_types: a run sent as a list (or any value of the wrong kind) is refused in one sentence.
+        self.generate_symptoms = user_errors(checked_types(gpu(_seconds)(self.generate_symptoms)))
 
     # -- training ------------------------------------------------------------------------------------------------
     @user_errors
@@ -285,9 +287,11 @@ class Tools:
                 raise InvalidInput("No finished run on this server yet: train one first.")
             choice = finished[0].run_id  # newest first
         settings = C.GenerationSettings(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-        # Run names and Hub ids, never paths.
-        model, tok = self.ctx.models.get(generation_target(choice, self.ctx.store).model)
-        return generate(model, tok, disease, settings)[0]
+        target = generation_target(choice, self.ctx.store)  # run names and Hub ids, never paths
+        with self.ctx.store.using(target.run.run_id, "generating") if target.run is not None \
+                else contextlib.nullcontext():
+            model, tok = self.ctx.models.get(target.model)
+            return generate(model, tok, disease, settings)[0]
 
     @user_errors
     @checked_types
@@ -311,8 +315,11 @@ def add_tools(ctx: PageContext) -> None:
     """Register the tools' endpoints on the Blocks being built (call inside its ``with`` block)."""
     tools = Tools(ctx)
     # No api_description: the docstrings are the tools' descriptions.  Waiting on a job takes no CPU (no limit);
+    # generation shares the page's generate group (and its per-visitor cap); listing is O(runs) and never waits;
     # evaluation and zips share the page's one-at-a-time groups.
-    limits = {"get_training_status": dict(concurrency_limit=None),
+    limits = {"generate_symptoms": dict(concurrency_limit=2, concurrency_id="generate"),
+              "list_finished_runs": dict(queue=False), "list_training_runs": dict(queue=False),
+              "get_training_status": dict(concurrency_limit=None),
               "evaluate_run": dict(concurrency_limit=1, concurrency_id="evaluate"),
               "export_run_zip": dict(concurrency_limit=1, concurrency_id="share")}
     for name in TOOLS:

@@ -26,6 +26,7 @@ from ..hub import hub_reachable, offline_requested, unreachable_message
 from ..settings import Settings, current, keep_owner_token_private
 from ..store import RunStore
 from ..sweeper import start_sweeper
+from .calls import VisitorLimit, check_call_values
 from .context import PageContext
 from .data_tab import build_data_tab
 from .evaluate_tab import build_evaluate_tab
@@ -102,6 +103,8 @@ def build_page(store: RunStore | None = None) -> tuple[gr.Blocks, PageContext]:
         demo.load(sweep_from_first_visit, api_visibility="private", show_progress="hidden")
     demo._deprecated_css = PAGE_CSS  # what launch() uses when not given css= (Gradio 6.x)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
+    check_call_values(demo)  # too few values, a file never uploaded: one sentence, not Gradio's silence
+    VisitorLimit({"generate"}).install(demo)  # a few generations per visitor in the queue, then a refusal
     return demo, ctx
 
 

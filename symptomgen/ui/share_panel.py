@@ -90,7 +90,7 @@ class SharePanel:
         from ..share import export_run_zip
 
         found = self.ctx.store.open(run_id)  # a run inside the runs folder, by name: never a caller's path
-        with _export_lock:
+        with _export_lock, self.ctx.store.using(found.run_id, "exporting"):  # a delete waits for the zip
             path = export_run_zip(found, EXPORT_DIR / f"{found.run_id}.zip")
         return str(path), _card_body(_card(found.path))
 
@@ -124,8 +124,9 @@ class SharePanel:
         from ..share import push_run_to_hub
 
         found = self.ctx.store.open(run_id)
-        url = push_run_to_hub(found, own_namespace(repo_id, profile),
-                              token=visitor_token(typed_token, _signed_in(oauth)), private=bool(private))
+        with self.ctx.store.using(found.run_id, "pushing"):
+            url = push_run_to_hub(found, own_namespace(repo_id, profile),
+                                  token=visitor_token(typed_token, _signed_in(oauth)), private=bool(private))
         return f"**Pushed** run `{found.run_id}` to {url} ({'private' if private else 'public'})."
 
     @user_errors
@@ -208,7 +209,7 @@ def build_share_section(ctx: PageContext, run: gr.Dropdown, other_updates: Calla
                  js="(run) => (run && confirm(`Delete run ${run} from this server?`)) ? run : null", **share_limit) \
         .success(show_deleted, inputs=run, outputs=[run, upload, *other_outputs], api_visibility="private",
                  show_progress="hidden")
-    run.change(model_card, inputs=run, outputs=card, api_name="model_card", show_progress="hidden")
+    run.change(model_card, inputs=run, outputs=card, api_name="model_card", show_progress="hidden", queue=False)
 
 
 def _card(run_path: Path) -> str:

@@ -28,7 +28,16 @@ from ..runs import Run, parent_run_id
 from .charts import loss_chart, loss_points, score_chart
 from .context import PageContext
 from .data_tab import DATA_INPUTS, DataTab, data_config
-from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, named_parameters, setting_widget, user_errors
+from .widgets import (
+    CUSTOM,
+    CUSTOM_LABEL,
+    ListedChoices,
+    checked_types,
+    link_preset,
+    named_parameters,
+    setting_widget,
+    user_errors,
+)
 
 PRESETS: dict[str, C.TrainConfig] = {"defaults": C.TrainConfig(), **C.TRAIN_PRESETS}
 PRESET_CHOICES = [("Defaults (distilgpt2, loss on the whole text)", "defaults"),
@@ -120,7 +129,7 @@ def build_train_tab(ctx: PageContext) -> TrainTab:
                                 "says how long an epoch should take, before you start.", elem_id="train-estimate")
     with gr.Accordion("Resume a stopped or interrupted run", open=False):
         with gr.Row():
-            resume_run = gr.Dropdown([], value=None, label="Run", info="continues from its last checkpoint, "
+            resume_run = ListedChoices([], value=None, label="Run", info="continues from its last checkpoint, "
                                      "with its own settings", elem_id="resume-run", scale=3)
             resume = gr.Button("Resume", elem_id="resume-button", scale=1)
     notice = gr.Markdown(elem_id="train-notice")
@@ -284,6 +293,7 @@ class TrainActions:
     @named_parameters(PARAMS, api_types(), method=True)
     def train(self, *values):
         """Start a training run and stream its progress (per-epoch rows, loss plot, summary)."""
+        self.jobs.refuse_if_busy()  # before any config is built or any data read
         given = dict(zip(PARAMS, values, strict=True))
         dcfg = data_config(**{n: given[n] for n in DATA_INPUTS})
         tcfg = train_config(**{n: given[n] for n in TRAIN_FIELDS})
@@ -333,6 +343,7 @@ class TrainActions:
         """Continue a stopped, failed or interrupted run from its last checkpoint, and stream it (as /train)."""
         if not (run_id or "").strip():
             raise InvalidInput("Pick a run to resume first (stopped, failed or interrupted runs with a checkpoint).")
+        self.jobs.refuse_if_busy()
         snap = self.jobs.resume(run_id)
         yield from follow(self.jobs, snap.job_id, runs_update)
 
@@ -363,7 +374,8 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, ctx: PageContext, 
     # previous run's progress, table and plot stay as they were, not painted over with "Error" badges.
     tab.start.click(train, inputs=data.inputs + tab.widgets, outputs=outputs, api_name="train",
                     concurrency_limit=None, show_progress="minimal", show_progress_on=tab.notice)
-    tab.stop.click(stop, outputs=tab.notice, api_name="stop", concurrency_limit=None)
+    # Stop never waits in the queue (behind a flood of generations, or when the queue is full).
+    tab.stop.click(stop, outputs=tab.notice, api_name="stop", queue=False)
     if tab.estimate is not None:
         tab.estimate.click(estimate, inputs=data.inputs + tab.widgets, outputs=tab.estimate_note,
                            api_visibility="private", concurrency_limit=1, concurrency_id="estimate",
@@ -372,7 +384,10 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, ctx: PageContext, 
         tab.resume.click(resume, inputs=tab.resume_run, outputs=outputs, api_name="resume", concurrency_limit=None,
                          show_progress="minimal", show_progress_on=tab.notice)
         # The list is read when opened: runs stop, fail and finish while the page stays open.
-        tab.resume_run.focus(resumable, outputs=tab.resume_run, api_visibility="private", show_progress="hidden")
-    demo.load(attach, outputs=outputs, api_name="attach", concurrency_limit=None, show_progress="hidden")
+        tab.resume_run.focus(resumable, outputs=tab.resume_run, api_visibility="private", show_progress="hidden",
+                             queue=False)
+    # Its own group with no limit: a page's re-attach never waits behind generations.
+    demo.load(attach, outputs=outputs, api_name="attach", concurrency_limit=None, concurrency_id="attach",
+              show_progress="hidden")
     last_run.change(select_run, inputs=last_run, outputs=runs_dropdown, api_visibility="private",
                     show_progress="hidden")

@@ -18,7 +18,7 @@ import typing
 
 import gradio as gr
 
-from ..config import setting
+from ..config import setting, shown
 from ..errors import InvalidInput, UserError, first_line, internal_error_line
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def _preprocess_naming_field(component, parent_preprocess, payload):
     except gr.Error as exc:
         raise gr.Error(f"{component.label}: {exc.message}", print_exception=False) from None
     except (TypeError, ValueError):
-        raise gr.Error(f"{component.label} must be a number, got {payload!r}.", print_exception=False) from None
+        raise gr.Error(f"{component.label} must be a number, got {shown(payload)}.", print_exception=False) from None
 
 
 # Gradio finds a template component's front end from its first base class, so these subclass the
