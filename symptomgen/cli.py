@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from . import config as C
-from .catalog import find_run, generation_target
+from .catalog import ModelSpec, find_run, generation_target
 from .errors import UserError, first_line, internal_error_line
 from .runs import Run, list_runs, run_label
 from .settings import current, is_main_process
@@ -170,6 +170,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     prepared = None
     data, train = _train_configs(a)
     if not a.resume:
+        # The model name is parsed as the page parses it (catalog.ModelSpec), folders allowed here: a run's
+        # name or folder trains on from its best/ (a run folder is not itself a model folder).
+        train = train.with_(model=ModelSpec.parse(train.model, runs_dir,
+                                                  allow_paths=True).target)
         if not a.no_fallback:
             data, train, notices = with_offline_fallback(data, train)
             for n in notices:
