@@ -16,9 +16,10 @@ import threading
 from pathlib import Path
 
 from . import config as C
-from .catalog import find_run, generation_target
+from .catalog import ModelSpec, find_run, generation_target
 from .errors import UserError, first_line, internal_error_line
 from .events import EpochResult
+from .gguf_export import DEFAULT_GGUF_TYPE, GGUF_TYPES
 from .runs import Run, run_label
 from .settings import current, is_main_process
 from .store import RunStore
@@ -165,9 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="zip a run: model, tokenizer, config, metrics, split, model card")
     x.add_argument("run", help="run id or run folder")
-    x.add_argument("--out", type=Path, required=True, help="zip file to write (or a folder for <run_id>.zip)")
+    x.add_argument("--out", type=Path, required=True, help="zip (or .gguf) file to write, or a folder for "
+                   "<run_id>.zip (<run_id>-<type>.gguf)")
     x.add_argument("--merged", action="store_true", help="a LoRA run: its adapter merged into the base, as whole "
                    "weights that load without peft (default: the adapter only)")
+    x.add_argument("--format", choices=("zip", "gguf"), default="zip", help="zip: the run as saved (default); gguf: "
+                   "one GGUF file for llama.cpp/Ollama (a LoRA run merged into its base), with an Ollama Modelfile "
+                   "beside it")
+    x.add_argument("--gguf-type", choices=GGUF_TYPES, default=DEFAULT_GGUF_TYPE, help="GGUF weight type: f16, bf16 "
+                   "(2 bytes per weight) or q8_0 (8-bit, about 1.06 bytes). Default %(default)s.")
     i = sub.add_parser("import", help="add a run from an exported zip (or a Hub repo id owner/name)")
     i.add_argument("source", metavar="ZIP", help="exported zip file, or owner/name of a pushed run on the Hub")
     u = sub.add_parser("push", help="upload a run to the Hugging Face Hub (token from HF_TOKEN or a saved hf auth "
@@ -215,6 +222,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     prepared = None
     data, train = _train_configs(a)
     if not a.resume:
+        # The model name is parsed as the page parses it (catalog.ModelSpec), folders allowed here: a run's
+        # name or folder trains on from its best/ (a run folder is not itself a model folder).
+        train = train.with_(model=ModelSpec.parse(train.model, store, allow_paths=True).target)
         if a.offline_fallback:
             data, train, notices = with_offline_fallback(data, train)
             for n in notices:
@@ -423,10 +433,23 @@ def cmd_runs(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from .share import export_run_zip
 
+    if a.format == "gguf":
+        return _export_gguf(a)
     run = _run(a.run, a.store)
     say(f"Exporting run {run.run_id}{' (LoRA merged into its base)' if a.merged else ''} to {a.out} …",
         file=sys.stderr)
     print(f"exported: {export_run_zip(run, a.out, merged=a.merged)}")
+    return 0
+
+
+def _export_gguf(a: argparse.Namespace) -> int:
+    from .gguf_export import estimate_run, export_run_gguf
+
+    run = _run(a.run, a.store)
+    print(f"estimate: {estimate_run(run.path, a.gguf_type).text()}", flush=True)
+    path = export_run_gguf(run.path, a.out, a.gguf_type)
+    print(f"exported: {path} ({path.stat().st_size:,} bytes)")
+    print(f"Ollama: ollama create {run.run_id.lower()} -f {path.with_suffix('.Modelfile')}")
     return 0
 
 
@@ -473,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import quiet_libraries
 
     args = build_parser().parse_args(argv)
-    if args.command not in ("runs", "export"):  # those two never load a model: no need to import transformers
+    if args.command not in ("runs", "export") or getattr(args, "format", None) == "gguf":  # a zip loads no model
         quiet_libraries()
     handler = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "runs": cmd_runs,
                "export": cmd_export, "import": cmd_import, "push": cmd_push, "delete": cmd_delete}

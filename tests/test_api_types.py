@@ -39,6 +39,7 @@ CASES = [
     ("import_run", dict(upload=None, hub_id=7), "The field 'hub_id' must be text, got int."),
     ("push_run", dict(run_id="a", repo_id="o/n", private="yes"), "The field 'private' must be true or false"),
     ("model_card", dict(run_id={"id": 1}), "The field 'run_id' must be text, got dict."),
+    ("export_run", dict(run_id="a", export_format=["gguf"]), "The field 'export_format' must be text, got list."),
     ("delete_run", dict(run_id=["a"]), "The field 'run_id' must be text, got list."),
     ("resume", dict(run_id=5), "The field 'run_id' must be text, got int."),
     ("list_runs", dict(current=[1]), "The field 'current' must be text, got list."),

@@ -141,6 +141,31 @@ def test_export_then_import_round_trip_generates_the_same_greedy_text(served):
     assert texts[0] == texts[1] and texts[0].strip()
 
 
+def test_export_as_gguf_from_the_page_with_its_size_shown_first(served):
+    """Issue 24: the Export part offers GGUF; ``export_run``'s new inputs come last with defaults (old callers that
+    send only the run still get the zip, above)."""
+    from gguf import GGUFReader
+
+    client, runs_dir, run_id, _ = served
+    params = client.view_api(return_format="dict")["named_endpoints"]["/export_run"]["parameters"]
+    assert [(p["parameter_name"], p["parameter_default"]) for p in params][1:] == [
+        ("export_format", "zip"), ("gguf_type", "f16")]
+    estimate = next(f.fn for f in served_demo_fns(runs_dir) if f.fn.__name__ == "export_estimate")
+    note = estimate(run_id, "gguf", "q8_0")
+    assert note.startswith("GGUF q8_0: about ") and f"FROM ./{run_id}-q8_0.gguf" in note
+    assert "Pick a finished run" in estimate(None, "gguf", "f16") and "zip" in estimate(run_id, "zip", "f16")
+
+    path, card = client.predict(run_id=run_id, export_format="gguf", gguf_type="q8_0", api_name="/export_run")
+    assert Path(path).name == f"{run_id}-q8_0.gguf" and "Not medical advice" in card
+    assert GGUFReader(path).fields["general.architecture"].contents() == "gpt2"
+    with pytest.raises(AppError, match="q2_k is not in the list of choices"):  # Gradio refuses it first
+        client.predict(run_id=run_id, export_format="gguf", gguf_type="q2_k", api_name="/export_run")
+
+
+def served_demo_fns(runs_dir: Path):
+    return build_demo(runs_dir=runs_dir).fns.values()
+
+
 def test_import_errors_are_one_sentence(served, tmp_path):
     client = served[0]
     with pytest.raises(AppError, match="Upload a run zip or enter a Hub id"):

@@ -51,6 +51,30 @@ def test_generate_from_the_run_folder(cli_run):
     assert by_id.returncode == 0 and by_id.stdout.startswith("Kidney Failure | ")
 
 
+@pytest.mark.parametrize("spelling", ["run id", "run folder", "best folder"])
+def test_train_on_from_a_run_in_each_spelling(cli_run, tmp_path, spelling):
+    """Issue 24: ``train --model runs/<id> --lora-rank 8`` loaded the run folder as if it were a model (its run
+    record as a model config: "Couldn't instantiate the backend tokenizer"), and a run id silently fell back to
+    the scratch model offline.  Every spelling trains on from the run's best/ weights, recorded as its parent."""
+    import shutil
+
+    parent = next(p for p in cli_run[0].iterdir() if p.is_dir())
+    runs = tmp_path / "runs"
+    shutil.copytree(parent, runs / parent.name)  # a runs folder of its own: cli_run's is shared with other tests
+    model = {"run id": parent.name, "run folder": runs / parent.name,
+             "best folder": runs / parent.name / "best"}[spelling]
+    out = cli("--runs-dir", runs, "train", "--data", "sample", "--model", model, "--lora-rank", "8",
+              "--epochs", "1", "--max-length", "64", "--no-fallback")
+    assert out.returncode == 0, out.stderr
+    assert "scratch" not in out.stderr
+    child = Path(out.stdout.strip().splitlines()[-1].split("run folder: ")[1])
+    rec = json.loads((child / "config.json").read_text())
+    old = json.loads((parent / "config.json").read_text())
+    assert rec["parent_run"] == parent.name and rec["train"]["model"] == parent.name
+    assert rec["lora_base"] == "base" and rec["parameters"] == old["parameters"]
+    assert (child / "best" / "adapter_config.json").is_file()
+
+
 def test_evaluate_prints_json_for_run_and_base(cli_run):
     runs, _ = cli_run
     run_dir = next(runs.iterdir())

@@ -24,6 +24,7 @@ import gradio as gr
 
 from ..catalog import run_choices
 from ..errors import InvalidInput
+from ..gguf_export import DEFAULT_GGUF_TYPE, GGUF_TYPES, estimate_run, export_run_gguf, modelfile_text
 from ..layout import EXPORTS_DIR
 from ..settings import current
 from ..share import visitor_token
@@ -85,14 +86,29 @@ class SharePanel:
 
     @user_errors
     @checked_types
-    def export_run(self, run_id: str | None):
-        """Build a zip of a finished run (best model, tokenizer, config, metrics, split, model card)."""
+    def export_run(self, run_id: str | None, export_format: str | None = "zip",
+                   gguf_type: str | None = DEFAULT_GGUF_TYPE):
+        """Build a zip of a finished run (best model, tokenizer, config, metrics, split, model card), or with
+        export_format 'gguf' one GGUF file of its model (gguf_type f16, bf16 or q8_0; a LoRA run merged)."""
         from ..share import export_run_zip
 
         found = self.ctx.store.open(run_id)  # a run inside the runs folder, by name: never a caller's path
-        with _export_lock, self.ctx.store.using(found.run_id, "exporting"):  # a delete waits for the zip
-            path = export_run_zip(found, EXPORT_DIR / f"{found.run_id}.zip")
+        with _export_lock, self.ctx.store.using(found.run_id, "exporting"):  # a delete waits for the download
+            if _is_gguf(export_format):
+                path = export_run_gguf(found.path, EXPORT_DIR, gguf_type or DEFAULT_GGUF_TYPE, modelfile=False)
+            else:
+                path = export_run_zip(found, EXPORT_DIR / f"{found.run_id}.zip")
         return str(path), _card_body(_card(found.path))
+
+    @user_errors
+    @checked_types
+    def export_estimate(self, run_id: str | None, export_format: str | None, gguf_type: str | None):
+        """Before the download: a GGUF file's size for the chosen type, and the Ollama Modelfile to go with it."""
+        if not _is_gguf(export_format):
+            return ZIP_NOTE
+        if not (run_id or "").strip():
+            return "Pick a finished run to see the size of its GGUF file."
+        return _gguf_note(self.ctx.store.open(run_id).path, gguf_type or DEFAULT_GGUF_TYPE)
 
     @user_errors
     @checked_types
@@ -155,9 +171,15 @@ def build_share_section(ctx: PageContext, run: gr.Dropdown, other_updates: Calla
     """
     with gr.Accordion("Keep and share this run", open=False, elem_id="share-section"):
         with gr.Row():
-            export = gr.Button("Build a zip of this run", elem_id="export-button", scale=1)
-            zip_file = gr.File(label="Run zip: model, tokenizer, config, metrics, split, model card",
+            export = gr.Button("Build the download of this run", elem_id="export-button", scale=1)
+            zip_file = gr.File(label="Run zip (model, tokenizer, config, metrics, split, model card) or GGUF file",
                                interactive=False, height=90, elem_id="export-file", scale=3)
+        with gr.Row():  # what the button builds: the run zip, or one GGUF file for llama.cpp / Ollama
+            export_format = gr.Dropdown(EXPORT_FORMATS, value="zip", label="Download as", elem_id="export-format",
+                                        scale=1)
+            gguf_type = gr.Dropdown(list(GGUF_TYPES), value=DEFAULT_GGUF_TYPE, label="GGUF type (f16, bf16: 2 bytes "
+                                    "per weight; q8_0: 8-bit, ~1.06)", elem_id="gguf-type", scale=1)
+            export_note = gr.Markdown(ZIP_NOTE, elem_id="export-note")
         gr.Markdown("**Load a run** from an exported zip or a Hub model repo made by *Push*.")
         with gr.Row():
             upload = gr.File(label="Run zip", file_types=[".zip"], type="filepath", height=90,
@@ -184,7 +206,7 @@ def build_share_section(ctx: PageContext, run: gr.Dropdown, other_updates: Calla
 
     panel = SharePanel(ctx)
     export_run, import_run, push_run = panel.export_run, panel.import_run, panel.push_run
-    model_card, delete_run = panel.model_card, panel.delete_run
+    model_card, delete_run, export_estimate = panel.model_card, panel.delete_run, panel.export_estimate
 
     def show_imported(run_id):
         return (gr.update(choices=run_choices(ctx.store), value=run_id), None, *other_updates())
@@ -194,8 +216,11 @@ def build_share_section(ctx: PageContext, run: gr.Dropdown, other_updates: Calla
 
     share_limit = dict(concurrency_limit=1, concurrency_id="share")  # zips and uploads are disk/CPU heavy
     # A refusal marks the box next to the button that caused it, not the model card below.
-    export.click(export_run, inputs=run, outputs=[zip_file, card], api_name="export_run", show_progress_on=zip_file,
-                 **share_limit)
+    export.click(export_run, inputs=[run, export_format, gguf_type], outputs=[zip_file, card], api_name="export_run",
+                 show_progress_on=zip_file, **share_limit)
+    for source in (run, export_format, gguf_type):
+        source.change(export_estimate, inputs=[run, export_format, gguf_type], outputs=export_note,
+                      api_visibility="private", show_progress="hidden")
     # The run lists follow only a successful import (via the new id): a failed one would badge them "Error".
     imported = gr.Textbox(visible=False)
     load.click(import_run, inputs=[upload, hub_id, token], outputs=[import_status, imported], api_name="import_run",
@@ -210,6 +235,24 @@ def build_share_section(ctx: PageContext, run: gr.Dropdown, other_updates: Calla
         .success(show_deleted, inputs=run, outputs=[run, upload, *other_outputs], api_visibility="private",
                  show_progress="hidden")
     run.change(model_card, inputs=run, outputs=card, api_name="model_card", show_progress="hidden", queue=False)
+
+
+EXPORT_FORMATS = [("zip: the run as saved", "zip"), ("GGUF: one file for llama.cpp / Ollama", "gguf")]
+ZIP_NOTE = "The zip loads back here (*Load a run*) or with `from_pretrained`; GGUF runs in llama.cpp and Ollama."
+
+
+def _is_gguf(export_format: str | None) -> bool:
+    return str(export_format or "").strip().lower() == "gguf"
+
+
+def _gguf_note(run_path: Path, gguf_type: str) -> str:
+    """The size estimate and the Modelfile for Ollama (the download is the .gguf file alone)."""
+    from ..modeling import EOS  # every run here is a GPT-2 with this EOS (torch loads lazily, as elsewhere)
+
+    name = f"{run_path.name}-{gguf_type}.gguf"
+    modelfile = modelfile_text(name, EOS)
+    return (f"{estimate_run(run_path, gguf_type).text()} For Ollama, save this beside it as `Modelfile`, then "
+            f"`ollama create symptomgen -f Modelfile`:\n\n```\n{modelfile}```")
 
 
 def _card(run_path: Path) -> str:
