@@ -227,7 +227,7 @@ class RunStore:
 
     def free_id(self, wanted: str) -> str:
         """``wanted`` if it is a valid run name not taken here, else a free name made from it."""
-        base = wanted if L.L.RUN_ID_RE.match(wanted or "") else "imported-run"
+        base = wanted if L.RUN_ID_RE.match(wanted or "") else "imported-run"
         candidate, n = base, 1
         while self.get(candidate, must_exist=False).path.exists():
             n += 1
