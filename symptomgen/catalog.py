@@ -27,7 +27,7 @@ from .store import RunStore
 
 BASE_LABEL = f"Base model: {DEFAULT_MODEL} (not fine-tuned)"
 UNTRAINED_LABEL = "Untrained scratch model (random weights: gibberish until you train a run)"
-RUNS_COLUMNS = ["run", "status", "data", "model", "epochs", "best epoch", "best val loss", "model saved"]
+RUNS_COLUMNS = ["run", "status", "model", "epochs", "best epoch", "best val loss", "model saved", "data"]
 
 
 def data_label(rec) -> str:
@@ -220,8 +220,8 @@ def runs_frame(store: RunStore) -> pd.DataFrame:
     for r in store.list():
         rec = r.record()
         best = round(rec.best_val_loss, 4) if rec.best_val_loss is not None else None
-        rows.append([r.run_id, str(r.status()), data_label(rec), rec.model, rec.epochs_done, rec.best_epoch, best,
-                     "yes" if r.has_best() else "no"])
+        rows.append([r.run_id, str(r.status()), rec.model, rec.epochs_done, rec.best_epoch, best,
+                     "yes" if r.has_best() else "no", data_label(rec)])
     return pd.DataFrame(rows, columns=RUNS_COLUMNS)
 
 

@@ -38,7 +38,7 @@ SUMMARY_COLUMNS = ["rows", "metric", "fine-tuned", "base model", "change"]
 # The sets evaluate_run scores, as the summary's "rows" column names them, unseen first.
 SET_NAMES = [("unseen", "unseen (validation)"), ("taught", "taught (training)")]
 COMPARE_TITLE = "Loss per real token: one colour per run (solid: train, dashed: validation)"
-COMPARE_COLUMNS = ["run", "data", "model", "epochs", "best epoch", "best val loss"]
+COMPARE_COLUMNS = ["run", "model", "epochs", "best epoch", "best val loss", "data"]  # data: added last (API)
 # (label, EvalReport field); lower is better for the first two, higher for the rest.
 METRICS = [("validation loss (per real token)", "val_loss"), ("perplexity", "perplexity"),
            ("symptom precision (greedy)", "precision"), ("symptom recall (greedy)", "recall"),
@@ -118,8 +118,8 @@ def curves_frame(store: RunStore, run_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
         for col, kind in (("training_loss", "train"), ("validation_loss", "validation")):
             points += [(run.run_id, kind, e, v) for e, v in zip(m["epoch"], m[col]) if pd.notna(v)]
         best = rec.best_val_loss
-        summary.append([run.run_id, data_label(rec), rec.model, len(m), rec.best_epoch,
-                        round(best, 4) if best is not None else None])
+        summary.append([run.run_id, rec.model, len(m), rec.best_epoch,
+                        round(best, 4) if best is not None else None, data_label(rec)])
     return loss_points(points), pd.DataFrame(summary, columns=COMPARE_COLUMNS)
 
 

@@ -21,6 +21,16 @@ SAFETY = 1.25
 time per epoch than the estimate, and a budget counts as fitting an epoch only with this margin."""
 
 
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``1 h 20 min``: a length of time as people read it."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s" if seconds < 600 else f"{round(seconds / 60)} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
 @dataclass(frozen=True)
 class Fit:
     """How the settings' epochs and time budget fit one epoch's estimated seconds."""
@@ -53,8 +63,6 @@ class Fit:
 
     def sentence(self) -> str:
         """What the budget does to this run, in words ("" when it finishes every epoch)."""
-        from .train_tab import duration
-
         per = duration(self.epoch_seconds)
         if self.refused:
             return (f"⛔ One epoch of this data takes about **{per}**, but the time budget is "

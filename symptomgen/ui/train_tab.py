@@ -28,7 +28,7 @@ from ..runs import Run, parent_run_id
 from .charts import loss_chart, loss_points
 from .context import PageContext
 from .data_tab import DATA_INPUTS, DataTab, data_config
-from .fit import EpochTimer, fix_updates, fix_values
+from .fit import EpochTimer, duration, fix_updates, fix_values
 from .form import cli_command, form_of
 from .widgets import CUSTOM, CUSTOM_LABEL, checked_types, link_preset, named_parameters, setting_widget, user_errors
 
@@ -197,16 +197,6 @@ def _progress_html(s: JobSnapshot) -> str:
     return (head + f"<p>Epoch {epoch_idx + 1} of {s.train.epochs}: {within:.0%} of this epoch · step {p.step} "
             f"of {p.total_steps} overall · {duration(s.elapsed)} elapsed{_time_left(s)}</p>"
             f"<progress value='{within:.3f}' max='1' style='width:100%'></progress>")
-
-
-def duration(seconds: float) -> str:
-    """``42 s``, ``3 min 5 s``, ``1 h 20 min``: a length of time as people read it."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s" if seconds < 600 else f"{round(seconds / 60)} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def _time_left(s: JobSnapshot) -> str:
