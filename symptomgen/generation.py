@@ -91,7 +91,8 @@ def decode_continuation(tokenizer, ids: list[int]) -> str:
         ids = ids[: ids.index(eos)]
     # Byte-level BPE can end mid-character (or, untrained, emit invalid UTF-8): drop the replacement marks.
     text = _UNPRINTABLE.sub("", tokenizer.decode(ids, skip_special_tokens=True).replace("\ufffd", ""))
-    return text.split(SEPARATOR.strip(), 1)[0].strip()
+    bar = SEPARATOR.strip()
+    return text.strip().lstrip(bar).split(bar, 1)[0].strip()  # a stray bar first is dropped, not cut at
 
 
 @contextmanager
