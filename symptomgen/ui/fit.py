@@ -138,6 +138,9 @@ class EpochTimer:
         budget: without one every epoch finishes, and no probe is run."""
         if not tcfg.max_minutes:
             return
-        fit = self.fit(dcfg, tcfg)
+        try:
+            fit = self.fit(dcfg, tcfg)
+        except (MemoryError, RuntimeError, OSError):
+            return  # the probe itself did not fit here (a huge model): the training says why, in its own process
         if fit.refused:
             raise InvalidInput(fit.sentence().replace("⛔ ", "Start refused: ").replace("**", ""))

@@ -394,6 +394,9 @@ class TrainActions:
         except UserError as exc:
             yield f"⚠️ {first_line(exc)}", *fix_updates(None), {}
             return
+        except (MemoryError, RuntimeError) as exc:  # the probe's model does not fit this server's memory
+            yield f"⚠️ This model could not be timed here: {first_line(exc)[:200]}", *fix_updates(None), {}
+            return
         extra = fit.sentence() if fit is not None else ""
         yield (f"{extra}\n\n{note}" if extra else note), *fix_updates(fit), fix_values(fit)
 
