@@ -27,7 +27,28 @@ from .store import RunStore
 
 BASE_LABEL = f"Base model: {DEFAULT_MODEL} (not fine-tuned)"
 UNTRAINED_LABEL = "Untrained scratch model (random weights: gibberish until you train a run)"
-RUNS_COLUMNS = ["run", "status", "model", "epochs", "best epoch", "best val loss", "model saved"]
+RUNS_COLUMNS = ["run", "status", "model", "epochs", "best epoch", "best val loss", "model saved", "data"]
+
+
+def data_label(rec) -> str:
+    """A run's data in a few words: ``sample``, a Hub id, an uploaded file's name (never a server path)."""
+    data = getattr(rec, "data", None)
+    src = str(getattr(data, "source", "") or "")
+    if not src:
+        return "?"
+    if src == SAMPLE_SOURCE:
+        return "sample"
+    return Path(src).name if Path(src).suffix else src
+
+
+def tokenizer_label(rec) -> str:
+    """Which tokenizer a run's losses are measured in: a scratch run's own (trained on its data, its vocabulary
+    size), or the pretrained model's (runs continued from a run share their parent's)."""
+    train = getattr(rec, "train", None)
+    model = str(getattr(rec, "model", "") or getattr(train, "model", "") or "")
+    if is_scratch(model):
+        return f"own {getattr(train, 'scratch_vocab', '?')}-token tokenizer trained on {data_label(rec)}"
+    return f"{model.split('/')[-1]}'s tokenizer"
 
 
 @dataclass(frozen=True)
@@ -152,7 +173,7 @@ def run_choices(store: RunStore) -> list[tuple[str, str]]:
     for r in store.finished():
         rec, kept = r.record(), r.best_info()  # the loss of the weights in best/, recorded with them
         loss = f", val loss {kept.val_loss:.3f}" if kept.val_loss is not None else ""
-        out.append((f"{r.run_id} ({r.status()}, {rec.model or '?'}{loss})", r.run_id))
+        out.append((f"{r.run_id} ({r.status()}, {data_label(rec)}, {rec.model or '?'}{loss})", r.run_id))
     return out
 
 
@@ -201,7 +222,7 @@ def runs_frame(store: RunStore) -> pd.DataFrame:
         best_epoch, best_val = r.served_best()  # the epoch of the weights served, even after a kill mid-swap
         best = round(best_val, 4) if best_val is not None else None
         rows.append([r.run_id, str(r.status()), rec.model, rec.epochs_done, best_epoch, best,
-                     "yes" if r.has_best() else "no"])
+                     "yes" if r.has_best() else "no", data_label(rec)])
     return pd.DataFrame(rows, columns=RUNS_COLUMNS)
 
 

@@ -41,7 +41,12 @@ class Progress:
     seconds_per_step: float | None = None
     """``elapsed`` over the steps this session has done: validation and saves are spread over the steps."""
     seconds_left: float | None = None
-    """Estimated seconds to the end: the steps left × ``seconds_per_step``, capped by the time budget's rest."""
+    """Estimated seconds to the end of the requested epochs: the steps left × ``seconds_per_step``."""
+    loss: float | None = None
+    """The mean training loss per token of the optimizer steps since the last ``Progress`` that carried one (sent
+    every ``step_window`` steps: a smoothed step curve); None on the steps in between."""
+    budget_left: float | None = None
+    """Seconds until the time budget (``max_minutes``) stops the run; None without a budget."""
     tokens_seen: int | None = None
     """Real (non-padding) tokens trained on so far: the epochs done, fractional, × the training split's tokens."""
     memory_bytes: int | None = None

@@ -11,6 +11,7 @@ The building blocks (``generation_kwargs``, ``encode_prompt``, ``decode_continua
 from __future__ import annotations
 
 import queue
+import re
 import secrets
 import threading
 from collections import OrderedDict
@@ -30,7 +31,7 @@ from .config import (
     TrainConfig,
     is_scratch,
 )
-from .data import format_example, format_prompt, prepare, squash_spaces
+from .data import SEPARATOR, format_example, format_prompt, prepare, squash_spaces
 from .errors import InvalidInput
 from .modeling import MODEL_BUILD_LOCK, build_scratch_model, build_scratch_tokenizer, load_pretrained, place
 
@@ -78,13 +79,20 @@ def encode_prompt(tokenizer, name: str, device) -> dict:
     return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
 
+# Control and invisible format characters (a browser draws most of them as boxes); newlines and tabs stay.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
 def decode_continuation(tokenizer, ids: list[int]) -> str:
-    """The text of generated ``ids``, cut at the first EOS."""
+    """The text of generated ``ids``, cut at the first EOS or at the prompt separator (``|``: the model began
+    another "Name | ..." example), without control characters."""
     eos = tokenizer.eos_token_id
     if eos in ids:
         ids = ids[: ids.index(eos)]
     # Byte-level BPE can end mid-character (or, untrained, emit invalid UTF-8): drop the replacement marks.
-    return tokenizer.decode(ids, skip_special_tokens=True).replace("\ufffd", "").strip()
+    text = _UNPRINTABLE.sub("", tokenizer.decode(ids, skip_special_tokens=True).replace("\ufffd", ""))
+    bar = SEPARATOR.strip()
+    return text.strip().lstrip(bar).split(bar, 1)[0].strip()  # a stray bar first is dropped, not cut at
 
 
 @contextmanager

@@ -38,6 +38,7 @@ from .store import RunStore
 from .worker import JobFailed, run_training_in_child
 
 _KEEP_JOBS = 8  # finished jobs remembered (for late followers); runs themselves live on disk
+MAX_STEP_POINTS = 600  # step-curve points a job keeps: past this every other one is dropped (O(1) memory)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class JobSnapshot:
     error: str | None
     run_id: str | None = None
     """The run's folder name, once the training process has made it."""
+    steps: tuple[tuple[float, float], ...] = ()
+    """The step curve: ``(epoch, loss)`` points (``Progress.loss``), at most ``MAX_STEP_POINTS``."""
+    prior_seconds: float = 0.0
+    """A resumed run's seconds before this job (its summary's seconds already include them)."""
 
     @property
     def done(self) -> bool:
@@ -66,7 +71,8 @@ class JobSnapshot:
 
     @property
     def elapsed(self) -> float:
-        return (self.summary.seconds if self.summary else time.time() - self.started)
+        """Seconds the run has trained, all its sessions together."""
+        return (self.summary.seconds if self.summary else self.prior_seconds + time.time() - self.started)
 
 
 @dataclass
@@ -87,6 +93,8 @@ class _Job:
     done: bool = False
     run_dir: Path | None = None
     launched: launchers.Launched | None = None
+    steps: tuple[tuple[float, float], ...] = ()
+    prior_seconds: float = 0.0
     held_run: str | None = None  # a resumed run, marked in use ("training") from Resume until the job ends
 
     @property
@@ -102,8 +110,12 @@ class _Job:
     def record(self, event: Event) -> None:
         if isinstance(event, Progress):
             self.progress = event
+            if event.loss is not None:
+                self.steps += ((event.epoch, event.loss),)
+                if len(self.steps) > MAX_STEP_POINTS:
+                    self.steps = self.steps[::2]
         elif isinstance(event, EpochResult):
-            self.epochs += (event,)  # one per epoch: tens, not one per step
+            self.epochs = tuple(e for e in self.epochs if e.epoch < event.epoch) + (event,)  # one per epoch
         elif isinstance(event, RunSummary):
             self.summary = event
         elif isinstance(event, RunStarted):
@@ -113,7 +125,8 @@ class _Job:
     def snapshot(self) -> JobSnapshot:
         return JobSnapshot(self.job_id, self.version, "done" if self.settled else "running", self.data, self.train,
                            self.notices, self.data_summary, self.started, self.epochs, self.progress,
-                           self.summary, self.error, self.run_dir.name if self.run_dir else None)
+                           self.summary, self.error, self.run_dir.name if self.run_dir else None, self.steps,
+                           self.prior_seconds)
 
 
 _managers: weakref.WeakSet = weakref.WeakSet()
@@ -192,11 +205,17 @@ class JobManager:
         self.store.reserve(held, "training")
         try:
             ready = preflight_resume(held, self.store, plan=self.launcher.plan)
+            # The page goes on drawing the run from where it stopped: its epochs and step curve up to the
+            # checkpoint it resumes from, and the time they took.
+            run = self.store.get(held)
+            rec, done = run.record(), run.checkpoint_epoch()
+            epochs, steps = run.history(done)
+            prior = rec.seconds or sum(e.epoch_seconds for e in epochs)
         except BaseException:
             self.store.release(held, "training")
             self._release()
             raise
-        return self._launch(ready, held)
+        return self._launch(ready, epochs, steps, float(prior or 0.0), held_run=held)
 
     def _register(self, job: _Job) -> None:
         """Make ``job`` the latest (the slot passes from the reservation to it), forgetting the oldest."""
@@ -206,10 +225,13 @@ class JobManager:
                 self._jobs.pop(old)
             self._latest, self._reserved = job, False
 
-    def _launch(self, ready: Ready, held_run: str | None = None) -> JobSnapshot:
-        """Register a job for ``ready`` (its stop flag works from now on) and start its training; ``held_run`` (in
-        use since Resume) is released when the job ends."""
-        job = _Job(next(self._ids), ready.data, ready.train, ready.notices, ready.summary, held_run=held_run)
+    def _launch(self, ready: Ready, epochs: tuple = (), steps: tuple = (), prior_seconds: float = 0.0,
+                held_run: str | None = None) -> JobSnapshot:
+        """Register a job for ``ready`` (its stop flag works from now on) and start its training; a resumed run's
+        ``epochs``, ``steps`` and ``prior_seconds`` from before are its history, and ``held_run`` (in use since
+        Resume) is released when the job ends."""
+        job = _Job(next(self._ids), ready.data, ready.train, ready.notices, ready.summary, epochs=tuple(epochs),
+                   steps=tuple(steps)[-MAX_STEP_POINTS:], prior_seconds=prior_seconds, held_run=held_run)
         job.launched = self.launcher.new(job.job_id, partial(self._receive, job), partial(self._end, job))
         self._register(job)
         # Started outside the lock: spawning writes the prepared data to the child, which takes a moment.

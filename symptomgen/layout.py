@@ -27,6 +27,7 @@ DEFAULT_RUNS_DIR = Path("runs")  # the doors use settings.current().runs_dir ($S
 # -- inside a run folder
 RECORD = "config.json"
 METRICS = "metrics.csv"
+STEPS = "steps.csv"  # the smoothed training loss every few optimizer steps (the step curve)
 TRAIN_SPLIT = "train.csv"
 VAL_SPLIT = "val.csv"
 BEST = "best"

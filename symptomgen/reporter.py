@@ -1,6 +1,7 @@
 """``EpochReporter``: the Trainer callback that turns each epoch into a validated, recorded ``EpochResult``.
 
-After every optimizer step it reports ``Progress`` and honours the stop flag; after
+After every optimizer step it reports ``Progress`` (with the mean training loss of the last few steps every
+``step_window`` steps: the page's step curve) and honours the stop flag; after
 every epoch it measures the validation loss per real token, keeps the best model,
 appends the metrics row, applies early stopping and stops a run whose runs folder has
 grown past its disk limit (``Settings.max_runs_bytes``).  Only the main process gets a
@@ -24,6 +25,14 @@ from .config import TrainConfig
 from .events import EpochResult, Event, Progress
 from .memory import process_rss
 from .store import RunStore
+
+STEP_POINTS_PER_EPOCH = 25
+"""About this many step-loss points per epoch (each the mean of the steps since the last one)."""
+
+
+def step_window(steps_per_epoch: float) -> int:
+    """Optimizer steps averaged into one point of the step curve: at least 1, ``STEP_POINTS_PER_EPOCH`` an epoch."""
+    return max(1, int(steps_per_epoch // STEP_POINTS_PER_EPOCH))
 
 
 class EpochReporter(TrainerCallback):
@@ -55,10 +64,30 @@ class EpochReporter(TrainerCallback):
         self._epoch_start = self._train_end = 0.0
         self._epoch_first_step = 0
         self._epoch_complete = False
+        self._loss_sum, self._loss_steps, self._window = None, 0, 1
+
+    def add_step_loss(self, loss) -> None:
+        """One micro-batch's loss as ``Trainer.training_step`` returns it (already divided for gradient
+        accumulation, so one optimizer step's micro-batches add up to its loss); kept as a tensor: no sync here."""
+        loss = loss.detach().float()
+        self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+
+    def _window_loss(self, state) -> float | None:
+        """The mean loss of the steps since the last point, when this step closes a window (or an epoch)."""
+        if self._loss_sum is None:
+            return None
+        self._loss_steps += 1
+        at_epoch_end = abs(float(state.epoch or 0.0) - round(float(state.epoch or 0.0))) < 1e-9
+        if self._loss_steps < self._window and not at_epoch_end:
+            return None
+        value = float(self._loss_sum.item()) / self._loss_steps
+        self._loss_sum, self._loss_steps = None, 0
+        return value if math.isfinite(value) else None
 
     def on_train_begin(self, args, state, control, **kw):
         self._t0, self._first_step = self.clock(), state.global_step
         self._deadline = self._t0 + 60 * self.cfg.max_minutes if self.cfg.max_minutes else None
+        self._window = step_window(state.max_steps / max(args.num_train_epochs, 1))
 
     def on_epoch_begin(self, args, state, control, **kw):
         self._epoch_start = time.perf_counter()
@@ -70,11 +99,13 @@ class EpochReporter(TrainerCallback):
         elapsed = now - self._t0
         per_step = elapsed / max(1, state.global_step - self._first_step)
         left = per_step * max(0, state.max_steps - state.global_step)
-        if self._deadline is not None:
-            left = min(left, max(0.0, self._deadline - now))
-        self.emit(Progress(state.global_step, state.max_steps, float(state.epoch or 0.0), elapsed, per_step, left,
-                           tokens_seen=int(self.train_tokens * float(state.epoch or 0.0)),
-                           memory_bytes=training_memory()))
+        budget_left = max(0.0, self._deadline - now) if self._deadline is not None else None
+        loss = self._window_loss(state)
+        epoch = float(state.epoch or 0.0)
+        self.emit(Progress(state.global_step, state.max_steps, epoch, elapsed, per_step, left, loss, budget_left,
+                           tokens_seen=int(self.train_tokens * epoch), memory_bytes=training_memory()))
+        if loss is not None and self.run is not None:
+            self.run.append_step(state.global_step, epoch, loss)
         if self.stop is not None and self.stop.is_set():
             self.stopped = True
             control.should_training_stop = True

@@ -45,11 +45,27 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def new_run_id(model: str) -> str:
-    """``<date>-<time>-<model>`` (``RunStore.new_id`` adds ``-2``, ``-3``… while that name is taken)."""
+def _slug(text: str, limit: int) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:limit].strip("-")
+
+
+def dataset_slug(source: str | None) -> str:
+    """A short name for a run's data, for its id: ``sample``, a Hub dataset's name (``symptom2disease``), an
+    uploaded file's stem (Gradio keeps the visitor's file name); lower case, at most 32 characters."""
+    text = str(source or "").strip()
+    if not text:
+        return ""
+    name = Path(text).stem if Path(text).suffix else text.rstrip("/").split("/")[-1]
+    return _slug(name.lower(), 32)
+
+
+def new_run_id(model: str, data: str | None = None) -> str:
+    """``<date>-<time>-<data>-<model>`` (``20261207-001300-symptom2disease-scratch``; without ``data``,
+    ``<date>-<time>-<model>`` as before).  ``RunStore.new_id`` adds ``-2``, ``-3``… while that name is taken."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    short = re.sub(r"[^A-Za-z0-9]+", "-", model.split("/")[-1]).strip("-")[:40] or "model"
-    return f"{stamp}-{short}"
+    short = _slug(model.split("/")[-1], 40) or "model"
+    data_part = dataset_slug(data)
+    return f"{stamp}-{data_part}-{short}" if data_part and data_part != short else f"{stamp}-{short}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -180,6 +196,60 @@ class Run:
         df = self.metrics()
         if len(df):
             atomic_write_text(self.metrics_path, df[df["epoch"] <= last_epoch].to_csv(index=False))
+
+    @property
+    def steps_path(self) -> Path:
+        return self.path / L.STEPS
+
+    def append_step(self, step: int, epoch: float, loss: float) -> None:
+        """One point of the step curve (appended: a few bytes every few steps; a line a kill cut short is
+        skipped when read)."""
+        new = not self.steps_path.is_file()
+        with open(self.steps_path, "a", encoding="utf-8", newline="") as fh:
+            fh.write(("step,epoch,loss\n" if new else "") + f"{int(step)},{epoch:.6f},{loss:.6g}\n")
+
+    def steps(self, last_epoch: float | None = None) -> pd.DataFrame:
+        """The step curve's points (``step``, ``epoch``, ``loss``), up to ``last_epoch`` when given."""
+        columns = ["step", "epoch", "loss"]
+        if not self.steps_path.is_file():
+            return pd.DataFrame(columns=columns)
+        try:
+            df = pd.read_csv(self.steps_path, on_bad_lines="skip")
+        except (ValueError, OSError):
+            return pd.DataFrame(columns=columns)
+        df = df[columns].apply(pd.to_numeric, errors="coerce").dropna()
+        return df[df["epoch"] <= last_epoch + 1e-9] if last_epoch is not None else df
+
+    def truncate_steps(self, last_epoch: float) -> None:
+        """Keep only the points up to ``last_epoch`` (resuming from that epoch's checkpoint)."""
+        if self.steps_path.is_file():
+            atomic_write_text(self.steps_path, self.steps(last_epoch).to_csv(index=False))
+
+    def history(self, last_epoch: int | None = None):
+        """(``EpochResult`` per finished epoch, step-curve points as ``(epoch, loss)``), up to ``last_epoch``:
+        what a resumed run's page shows from before the stop."""
+        from .events import EpochResult
+
+        m = self.metrics()
+        if last_epoch is not None and len(m):
+            m = m[m["epoch"] <= last_epoch]
+        epochs = tuple(EpochResult(epoch=int(r.epoch), train_loss=float(r.training_loss),
+                                   val_loss=float(r.validation_loss), epoch_seconds=float(r.epoch_duration_sec),
+                                   tokens_per_sec=float(r.tokens_per_sec), learning_rate=float(r.learning_rate),
+                                   is_best=bool(r.is_best)) for r in m.itertuples(index=False))
+        points = self.steps(last_epoch)
+        return epochs, tuple((float(e), float(v)) for e, v in zip(points["epoch"], points["loss"]))
+
+    def checkpoint_epoch(self) -> int:
+        """The whole epochs the last complete checkpoint holds (0 without one): where a resume starts."""
+        ck = self.last_checkpoint()
+        if ck is None:
+            return 0
+        try:
+            state = json.loads((ck / L.TRAINER_STATE).read_text(encoding="utf-8"))
+            return int(round(float(state.get("epoch", 0.0))))
+        except (OSError, ValueError, TypeError):
+            return 0
 
     def has_best(self) -> bool:
         """Whether ``best/`` holds a model now.  A pure question: a swap a kill interrupted is put back by

@@ -95,9 +95,10 @@ class RunStore:
         return where if isinstance(where, RunStore) else cls(Path(where))
 
     # -- names and folders ---------------------------------------------------------------------------------------
-    def new_id(self, model: str) -> str:
-        """``<date>-<time>-<model>``, with ``-2``, ``-3``… added while that name is taken here."""
-        run_id = base = new_run_id(model)
+    def new_id(self, model: str, data: str | None = None) -> str:
+        """``<date>-<time>-<data>-<model>`` (``runs.new_id``), with ``-2``, ``-3``… added while that name is
+        taken here."""
+        run_id = base = new_run_id(model, data)
         n = 2
         while self.get(run_id, must_exist=False).path.exists():
             run_id, n = f"{base}-{n}", n + 1

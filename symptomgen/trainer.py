@@ -140,9 +140,10 @@ def check_tracker(report_to: str) -> None:
                            f"is not installed here (pip install {packages[-1]}); choose 'none' to train without it.")
 
 
-def _shared_run_id(cfg: TrainConfig, store: RunStore) -> str:
-    """One run id for all ranks of a torchrun job (rank 0 picks, the others receive)."""
-    run_id = store.new_id(cfg.model)
+def _shared_run_id(cfg: TrainConfig, store: RunStore, data: DataConfig | None = None) -> str:
+    """One run id for all ranks of a torchrun job (rank 0 picks, the others receive); it names the data and the
+    model."""
+    run_id = store.new_id(cfg.model, data.source if data is not None else None)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         box = [run_id]
         torch.distributed.broadcast_object_list(box, src=0)
@@ -172,6 +173,8 @@ class _Setup:
     args: TrainingArguments
     checkpoint: Path | None = None
     best: _BestSoFar = _BestSoFar()
+    prior_seconds: float = 0.0
+    """Seconds the run trained before this session (a resumed run's summary counts the whole run)."""
 
 
 def run_training(data_cfg: DataConfig, train_cfg: TrainConfig, store: RunStore | Path | str = DEFAULT_RUNS_DIR,
@@ -240,6 +243,8 @@ def _run_setup(setup: _Setup, hooks: TrainingHooks, started: float, on_event: Ca
                              setup.best.bad_epochs, phase=hooks.phase, clock=hooks.clock,
                              scorer=EpochScorer(setup.train_df, setup.val_df, cfg.score_rows, kind,
                                                 rec.extra_target_column) if cfg.score_rows else None)
+    if setup.checkpoint is not None:  # resumed: the epochs before the checkpoint count as done
+        reporter.epochs_done = int(round(_checkpoint_epoch(setup.checkpoint)))
     if setup.checkpoint is not None and cfg.keep in ("last", "score"):  # resumed: best/ holds the epoch it kept
         reporter.kept_epoch = setup.run.best_info().epoch
         reporter.best_score = _kept_score(setup.run, reporter.kept_epoch)
@@ -287,7 +292,7 @@ def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, store: RunStore
         lora_base = lora_mod.OWN_BASE if own else train_cfg.model
     # Initialises torch.distributed under torchrun; the output folder is known only once the id is shared.
     args = training_arguments(train_cfg, store.root, hooks.args_overrides)
-    run_id = _shared_run_id(train_cfg, store)
+    run_id = _shared_run_id(train_cfg, store, data_cfg)
     if is_main_process():
         run = store.create(run_id, RunRecord(
             data=data_cfg, train=train_cfg, parameters=count_parameters(model), world_size=args.world_size,
@@ -334,12 +339,15 @@ def _resume_run(store: RunStore, resume: str, hooks: TrainingHooks,
         row = metrics.loc[metrics["validation_loss"].idxmin()]
         # Epochs since the best one: patience goes on counting from there.
         best = _BestSoFar(float(row["validation_loss"]), int(row["epoch"]), done - int(row["epoch"]))
+    # The time already spent: the record's (a stopped run's), else its finished epochs' (a killed one).
+    prior = saved.seconds if saved.seconds else float(metrics["epoch_duration_sec"].sum()) if len(metrics) else 0.0
     if is_main_process():
         run.truncate_metrics(done)
+        run.truncate_steps(done)
         run.update(status=RunStatus.RUNNING, pid=os.getpid())
         running(run)
     args = training_arguments(saved.train, run.checkpoints_dir, hooks.args_overrides)
-    return _Setup(run, saved.train, model, tokenizer, train_df, val_df, args, checkpoint, best)
+    return _Setup(run, saved.train, model, tokenizer, train_df, val_df, args, checkpoint, best, float(prior))
 
 
 def _build_trainer(setup: _Setup, train_ds: EncodedDataset, reporter: EpochReporter,
@@ -353,6 +361,7 @@ def _build_trainer(setup: _Setup, train_ds: EncodedDataset, reporter: EpochRepor
     trainer = hooks.trainer_class(model=setup.model, args=setup.args, train_dataset=train_ds,
                                   processing_class=setup.tokenizer, data_collator=collator,
                                   callbacks=[reporter, *hooks.callbacks])
+    _report_step_losses(trainer, reporter)
     # Records are reported through on_event; the Trainer's own printing would duplicate them.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -360,6 +369,19 @@ def _build_trainer(setup: _Setup, train_ds: EncodedDataset, reporter: EpochRepor
         if type(cb).__name__ == "TensorBoardCallback":
             cb.logging_dir = str(setup.run.path / "logs")
     return trainer
+
+
+def _report_step_losses(trainer: Trainer, reporter: EpochReporter) -> None:
+    """Hand each micro-batch's loss to the reporter (for the step curve): callbacks are not given it, and
+    ``training_step`` is the Trainer's public per-batch method whose result is that loss."""
+    step = trainer.training_step
+
+    def training_step(*args, **kwargs):
+        loss = step(*args, **kwargs)
+        reporter.add_step_loss(loss)
+        return loss
+
+    trainer.training_step = training_step
 
 
 def training_collator(model, pad_token_id: int,
@@ -395,7 +417,8 @@ def _finish(setup: _Setup, reporter: EpochReporter, oom: bool, started: float,
     summary = RunSummary(run_dir=setup.run.path, status=status, epochs_done=reporter.epochs_done,
                          best_epoch=reporter.best_epoch,
                          best_val_loss=None if reporter.best_epoch is None else reporter.best_val,
-                         seconds=time.perf_counter() - started, message=message, kept_epoch=reporter.kept_epoch)
+                         seconds=setup.prior_seconds + time.perf_counter() - started, message=message,
+                         kept_epoch=reporter.kept_epoch)
     if is_main_process():
         setup.run.update(status=status, message=message, seconds=round(summary.seconds, 2))
     on_event(summary)

@@ -63,7 +63,8 @@ def test_sigkill_mid_epoch_marks_the_run_and_the_next_start_works_and_it_resumes
     # Resume it from the app (as `train --resume`): it continues from its checkpoint and ends.
     resumed = _finish(manager, manager.resume(mid.run_id).job_id)
     assert resumed.error is None and resumed.summary.status == "finished", resumed.error
-    assert [e.epoch for e in resumed.epochs] == [2, 3, 4] and run.record().status is RunStatus.FINISHED
+    # The page goes on from the epochs before the kill (issue 22): epoch 1 stays in the table.
+    assert [e.epoch for e in resumed.epochs] == [1, 2, 3, 4] and run.record().status is RunStatus.FINISHED
     with pytest.raises(RuntimeError, match="already finished; nothing to resume"):
         manager.resume(mid.run_id)
     # And a new Start after all that works.

@@ -33,12 +33,14 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, sample_
     first = run_training(sample_data, tiny_cfg.with_(epochs=1), tmp_path)
     second = run_training(sample_data, tiny_cfg.with_(epochs=1), tmp_path)
     assert [first.status, second.status] == ["finished", "finished"]
-    assert (first.run_dir.name, second.run_dir.name) == ("20260102-030405-scratch", "20260102-030405-scratch-2")
+    # The id names the data and the model (issue 22): sample and scratch.
+    assert (first.run_dir.name, second.run_dir.name) == ("20260102-030405-sample-scratch",
+                                                         "20260102-030405-sample-scratch-2")
     assert len(RunStore(tmp_path).list()) == 2
     # A name taken between choosing it and creating the folder: the next free one is used.
     frame = pd.DataFrame({"prompt": ["a"], "target": ["b"]})
-    third = RunStore(tmp_path).create("20260102-030405-scratch", RunRecord(), frame, frame, unique=True)
-    assert third.run_id == "20260102-030405-scratch-3"
+    third = RunStore(tmp_path).create("20260102-030405-sample-scratch", RunRecord(), frame, frame, unique=True)
+    assert third.run_id == "20260102-030405-sample-scratch-3"
     with pytest.raises(FileExistsError):
         # under torchrun the id is fixed: no renaming
         RunStore(tmp_path).create(third.run_id, RunRecord(), frame, frame)

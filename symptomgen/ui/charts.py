@@ -54,21 +54,43 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def loss_chart(points: pd.DataFrame, epochs: int | None = None, title: str = "Loss per token") -> str:
+STEP_COLOUR = "#93c5fd"  # the step curve: a light line under the per-epoch train curve
+
+
+def smooth(values: list[float], weight: float = 0.6) -> list[float]:
+    """An exponential moving average, debiased (TensorBoard's smoothing): the first points are not pulled to 0."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight ** i))
+    return out
+
+
+def loss_chart(points: pd.DataFrame, epochs: int | None = None, title: str = "Loss per token",
+               steps: list[tuple[float, float]] | None = None) -> str:
     """The chart as an HTML fragment: a line per series with a dot on each epoch; x runs over whole epochs from 1
-    to ``epochs`` (default: the last epoch in ``points``).  A one-line note when there is nothing to draw yet."""
-    if points is None or not len(points):
+    to ``epochs`` (default: the last epoch in ``points``).  ``steps``: ``(epoch, loss)`` points within epochs (the
+    training loss every few steps), drawn smoothed as a light line from epoch 0.  A one-line note when there is
+    nothing to draw yet."""
+    steps = [(float(e), float(v)) for e, v in (steps or []) if math.isfinite(float(v))]
+    if (points is None or not len(points)) and not steps:
         return f"<div class='sg-chart sg-chart-empty' data-points='[]'><p><b>{html.escape(title)}</b>: the curves " \
                "appear here after the first epoch.</p></div>"
-    last = max(int(points["epoch"].max()), int(epochs or 0), 2)  # a one-epoch chart still spans 1..2
+    if points is None:
+        points = loss_points([])
+    first = 0 if steps else 1  # the step curve starts inside epoch 1, at x = 0
+    last = max(int(points["epoch"].max()) if len(points) else 1, int(epochs or 0), math.ceil(max(
+        (e for e, _ in steps), default=0)), 2)  # a one-epoch chart still spans 1..2
     step = -(-last // MAX_TICKS)
-    ticks = list(range(1, last + 1, step))
-    ylo, yhi = float(points["loss"].min()), float(points["loss"].max())
+    ticks = list(range(first, last + 1, step))
+    smoothed = smooth([v for _, v in steps])
+    losses = list(points["loss"]) + smoothed
+    ylo, yhi = float(min(losses)), float(max(losses))
     yt = nice_ticks(ylo, yhi)
     ylo, yhi = min(ylo, yt[0]), max(yhi, yt[-1])
 
     def x(e: float) -> str:
-        return f"{X_PAD + (100 - 2 * X_PAD) * (e - 1) / (last - 1):.3f}%"
+        return f"{X_PAD + (100 - 2 * X_PAD) * (e - first) / (last - first):.3f}%"
 
     def y(v: float) -> float:
         return round(6 + (HEIGHT - 12) * (yhi - v) / (yhi - ylo), 2)
@@ -93,6 +115,13 @@ def loss_chart(points: pd.DataFrame, epochs: int | None = None, title: str = "Lo
                           f"stroke-width='2' fill='none'>{segs}{dots}</g>")
         if not several:
             legend.append(_swatch(c, kind, kind))
+    if steps:
+        segs = "".join(f"<line x1='{x(steps[i][0])}' y1='{y(smoothed[i])}' x2='{x(steps[i + 1][0])}' "
+                       f"y2='{y(smoothed[i + 1])}'/>" for i in range(len(steps) - 1))
+        data_steps = html.escape(json.dumps([[round(e, 4), round(v, 5)] for (e, _), v in zip(steps, smoothed)]))
+        series_svg.insert(0, f"<g class='sg-steps' data-count='{len(steps)}' data-steps='{data_steps}' "
+                             f"stroke='{STEP_COLOUR}' stroke-width='1.5' fill='none'>{segs}</g>")
+        legend.insert(0, _swatch(STEP_COLOUR, "train", "train, every few steps (smoothed)"))
     if several:
         legend = [_swatch(colour[r], "train", r) for r in runs]
         legend += [_swatch("#6b7280", k, k) for k in KINDS]

@@ -176,7 +176,7 @@ def read_columns(upload, prompt_column: str, target_column: str, extra_target_co
     updates = column_updates(columns, prompt_column, target_column, extra_target_column)
     p, t = updates[0]["value"], updates[1]["value"]
     return ("upload", f"Columns in {Path(path).name}: {', '.join(columns)}. Mapped **{p}** → **{t}**; change "
-                      "the mapping below if that is wrong, then preview.", *updates)
+                      "the mapping above if that is wrong, then preview.", *updates)
 
 
 def build_data_tab(ctx: PageContext) -> DataTab:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .. import config as C
 from ..baselines import BASELINE_LABELS, BASELINES, verdict
-from ..catalog import model_choices, run_choices, runs_with_curves
+from ..catalog import data_label, model_choices, run_choices, runs_with_curves, tokenizer_label
 from ..errors import InvalidInput
 from ..phrases import phrase_pieces
 from ..runs import Run
@@ -42,7 +42,7 @@ SUMMARY_COLUMNS = ["rows", "metric", "fine-tuned", "base model", "change", *BASE
 SET_NAMES = [("unseen", "unseen (validation)"), ("taught", "taught (training)")]
 COMPARE_TITLE = "Loss per real token: one colour per run (solid: train, dashed: validation)"
 MAX_COMPARED = 8  # runs on one compare plot (more are unreadable, and each costs a metrics read)
-COMPARE_COLUMNS = ["run", "model", "epochs", "best epoch", "best val loss"]
+COMPARE_COLUMNS = ["run", "model", "epochs", "best epoch", "best val loss", "data"]  # data: added last (API)
 # (label, EvalReport field); lower is better for the first two, higher for the rest.
 METRICS = [("validation loss (per real token)", "val_loss"), ("perplexity", "perplexity"),
            ("symptom precision (greedy)", "precision"), ("symptom recall (greedy)", "recall"),
@@ -73,18 +73,23 @@ def rows_html(table: pd.DataFrame, title: str = "") -> str:
     head_html = f"<h4>{html.escape(title)}</h4>" if title else ""
     if table is None or not len(table):
         return head_html + "<p>No rows evaluated.</p>"
-    score = "rougeL" if "rougeL" in table.columns else "f1"  # a free-text run's rows carry ROUGE, not phrases
-    head = "".join(f"<th>{h}</th>" for h in ("#", "disease", "reference symptoms", "generated (greedy)",
-                                             "matched", "ROUGE-L" if score == "rougeL" else "F1"))
+    text = "rougeL" in table.columns  # a free-text run's rows carry ROUGE, not phrases: no "matched" column
+    score = "rougeL" if text else "f1"
+    head = "".join(f"<th>{h}</th>" for h in ("#", "disease", "reference" if text else "reference symptoms",
+                                             "generated (greedy)", *(() if text else ("matched",)),
+                                             "ROUGE-L" if text else "F1"))
     body = []
     for i, r in enumerate(table.itertuples(index=False), 1):
-        matched = {m for m in str(r.matched).split(", ") if m}
+        matched = set() if text else {m for m in str(r.matched).split(", ") if m}
+        count = "" if text else f"<td>{len(matched)}</td>"
         body.append(f"<tr><td>{i}</td><td>{html.escape(str(r.name))}</td>"
                     f"<td>{mark_phrases(r.reference, matched)}</td><td>{mark_phrases(r.generated, matched)}</td>"
-                    f"<td>{len(matched)}</td><td>{float(getattr(r, score)):.2f}</td></tr>")
+                    f"{count}<td>{float(getattr(r, score)):.2f}</td></tr>")
+    note = ("ROUGE-L: the words the generated text shares with the reference, in order (free text has no symptom "
+            "phrases to match)." if text else "Highlighted: symptom phrases found in both the reference and the "
+            "generated text (lower-cased, split on commas).")
     return (f"{head_html}<table class='eval-rows'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-            "<p><small>Highlighted: symptom phrases found in both the reference and the generated text "
-            "(lower-cased, split on commas).</small></p>")
+            f"<p><small>{note}</small></p>")
 
 
 def summary_frame(result: dict) -> pd.DataFrame:
@@ -118,8 +123,28 @@ def curves_frame(store: RunStore, run_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
         for col, kind in (("training_loss", "train"), ("validation_loss", "validation")):
             points += [(run.run_id, kind, e, v) for e, v in zip(m["epoch"], m[col]) if pd.notna(v)]
         best = rec.best_val_loss
-        summary.append([run.run_id, rec.model, len(m), rec.best_epoch, round(best, 4) if best is not None else None])
+        summary.append([run.run_id, rec.model, len(m), rec.best_epoch,
+                        round(best, 4) if best is not None else None, data_label(rec)])
     return loss_points(points), pd.DataFrame(summary, columns=COMPARE_COLUMNS)
+
+
+def compare_warning(store: RunStore, run_ids) -> str:
+    """One line when the runs on one plot were trained on different data or measure loss in different tokenizers
+    (their losses are then not comparable), else ""."""
+    recs = [store.get(r).record() for r in ([run_ids] if isinstance(run_ids, str) else run_ids or [])]
+    if len(recs) < 2:
+        return ""
+    why = []
+    data = {data_label(r) for r in recs}
+    if len(data) > 1:
+        why.append(f"different data ({', '.join(sorted(data))})")
+    tokenizers = {tokenizer_label(r) for r in recs}
+    if len(tokenizers) > 1:
+        why.append(f"different tokenizers ({'; '.join(sorted(tokenizers))})")
+    if not why:
+        return ""
+    return ("⚠️ These runs differ in " + " and ".join(why) + ": a loss per token is measured on other rows or "
+            "other tokens, so lower here does not mean better.")
 
 
 def _status(run: Run, n: int, passes: str, elapsed: float, done: bool = False) -> str:
@@ -206,19 +231,24 @@ class EvaluateActions:
     @checked_types
     def compare_runs(self, runs: list[str] | None):
         """Train and validation loss per epoch of several runs (at most 8, repeats counted once), on one plot."""
-        points, table = curves_frame(self.ctx.store, bounded_names(runs, MAX_COMPARED, "runs to compare"))
-        return loss_chart(points, title=COMPARE_TITLE), table
+        names = bounded_names(runs, MAX_COMPARED, "runs to compare")
+        points, table = curves_frame(self.ctx.store, names)
+        warning = compare_warning(self.ctx.store, names)
+        shown = f"<p class='sg-compare-warning'>{html.escape(warning)}</p>" if warning else ""
+        return shown + loss_chart(points, title=COMPARE_TITLE), table
 
-    def refresh_choices(self, current, chosen):
-        """The finished runs (the selection kept when still listed) and the runs with loss curves."""
+    def refresh_choices(self, current, chosen, picked: bool = True):
+        """The finished runs (newest first) and the runs with loss curves (the compared ones kept while listed).
+        A run the visitor ``picked`` stays selected while listed; otherwise the newest is, so a run that just
+        finished is what the tab shows."""
         choices = run_choices(self.ctx.store)
         values = [v for _, v in choices]
         curves = runs_with_curves(self.ctx.store)
         listed = set(curves)
         given = chosen if isinstance(chosen, list) else []
         keep = [c for c in dict.fromkeys(c for c in given if isinstance(c, str)) if c in listed][:MAX_COMPARED]
-        return (gr.update(choices=choices, value=current if current in values else (values[0] if values else None)),
-                gr.update(choices=curves, value=keep))
+        run = current if picked and current in values else (values[0] if values else None)
+        return gr.update(choices=choices, value=run), gr.update(choices=curves, value=keep)
 
 
 def build_evaluate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab, gen_model: gr.Dropdown) -> EvaluateTab:
@@ -259,7 +289,10 @@ def build_evaluate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab, gen_model
              concurrency_limit=1, concurrency_id="evaluate", show_progress="minimal", show_progress_on=status)
     compare.change(compare_runs, inputs=compare, outputs=[plot, compare_table], api_name="compare_runs",
                    show_progress_on=compare, queue=False)  # a refused name marks the list, not the plot drawn before
+    # Selection follows the newest run until the visitor picks one (per page: a State set by their own input).
+    picked = gr.State(False)
+    run.input(lambda: True, outputs=picked, api_visibility="private", show_progress="hidden", queue=False)
     for trigger in (refresh.click, tab.select, demo.load):
-        trigger(refresh_choices, inputs=[run, compare], outputs=[run, compare], api_visibility="private",
-                queue=False)
+        trigger(refresh_choices, inputs=[run, compare, picked], outputs=[run, compare],
+                api_visibility="private", queue=False)
     return EvaluateTab(run, compare)

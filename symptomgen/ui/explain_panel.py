@@ -95,7 +95,7 @@ class ExplainActions:
                 ex, how = explain_text(m, tok, name, first), "Scored the shown output:"
         else:
             ex, how = explain_text(m, tok, name, first), "Scored the first shown sample:"
-        frame = ex.to_frame().round(4)
+        frame = ex.to_frame().round(4).dropna(axis=1, how="all")  # e.g. no sampling probability when greedy
         return ex.highlighted(score), _summary_md(ex, how), frame
 
 
@@ -115,7 +115,7 @@ def build_explain_section(ctx: PageContext, model: gr.Dropdown, name: gr.Textbox
         heat = gr.HighlightedText(label=HEAT_LABELS["surprise"], show_legend=False, elem_id="explain-heatmap")
         note = gr.Markdown(elem_id="explain-summary")
         table = gr.Dataframe(label="Per token: probability, rank and the model's top alternatives",
-                             interactive=False, elem_id="explain-table")
+                             interactive=False, wrap=True, elem_id="explain-table")
     explain = ExplainActions(ctx).explain
 
     score.change(lambda s: gr.update(label=HEAT_LABELS.get(s, HEAT_LABELS["surprise"])), inputs=score,

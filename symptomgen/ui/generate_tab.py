@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from .. import NOT_MEDICAL_ADVICE
 from .. import config as C
 from ..catalog import (
     BASE_LABEL,
     RUNS_COLUMNS,
     UNTRAINED_LABEL,
     base_description,
+    data_label,
     generation_target,
     model_choices,
     reference_for,
@@ -47,19 +47,39 @@ GEN_FIELDS = C.ui_fields(C.GenerationSettings)  # the sampling widgets' order (a
 GEN_OVERRIDES = {"num_return_sequences": {"label": "number of sequences"}, "seed": {"label": "seed (blank = random)"}}
 
 
+def example_names(model: str | None, store: RunStore | None, count: int = len(EXAMPLES)) -> list[str]:
+    """Disease names to try with this model: the first names of its run's own training rows (what it learned),
+    else the bundled sample's (``EXAMPLES``)."""
+    run = None
+    if store is not None and model:
+        try:
+            run = store.open(model)
+        except Exception:  # noqa: BLE001 - a Hub id or scratch: the sample's names
+            run = None
+    if run is None:
+        return list(EXAMPLES)
+    try:
+        names = run.split_frames()[0]["prompt"].astype(str)
+    except (OSError, KeyError, ValueError):
+        return list(EXAMPLES)
+    return list(dict.fromkeys(n.strip() for n in names if n.strip()))[:count] or list(EXAMPLES)
+
+
 def output_labels(model: str | None, store: RunStore | None = None):
-    """Labels of the two output boxes for the chosen model (``store``: where its run lives)."""
+    """Labels of the two output boxes for the chosen model (``store``: where its run lives); the text they held
+    belonged to the model before, so they are cleared."""
     if is_scratch(model):
-        return gr.update(label=UNTRAINED_LABEL), gr.update(label="Base model")
+        return gr.update(label=UNTRAINED_LABEL, value=""), gr.update(label="Base model", value="")
     run = None
     if store is not None:
         try:
             run = store.open(model)
         except Exception:  # noqa: BLE001 - a Hub id, or a typed name that is no run: plain labels
             run = None
-    return (gr.update(label=f"Fine-tuned: {run.run_id}" if run is not None else "Selected model"),
+    data = f" (trained on {data_label(run.record())})" if run is not None else ""
+    return (gr.update(label=f"Fine-tuned: {run.run_id}{data}" if run is not None else "Selected model", value=""),
             gr.update(label=f"{base_description(run)} (same prompt and settings)" if run is not None
-                      else "Base model (same prompt and settings)"))
+                      else "Base model (same prompt and settings)", value=""))
 
 
 EMPTY = "(no text: the model ended at once; try another seed or train longer)"
@@ -126,14 +146,20 @@ class GenerateActions:
         """Labels of the two output boxes for the chosen model."""
         return output_labels(model, self.ctx.store)
 
+    def model_chosen(self, model: str | None):
+        """Another model: its labels, empty outputs and reference, and names from its own data to try."""
+        return (*output_labels(model, self.ctx.store), "",
+                gr.update(samples=[[n] for n in example_names(model, self.ctx.store)]))
+
     @user_errors
     @checked_types
-    def list_runs(self, current: str | None = None):
-        """The runs table, and the model choices (finished runs first, then the base model)."""
+    def list_runs(self, current: str | None = None, picked: bool = True):
+        """The runs table, and the model choices (finished runs first, then the base model).  A model the visitor
+        ``picked`` stays selected while listed; otherwise the newest run is (selection follows new runs)."""
         choices = model_choices(self.ctx.store)
         values = [v for _, v in choices]
-        return runs_frame(self.ctx.store), gr.update(choices=choices, value=current if current in values
-                                                     else values[0])
+        keep = picked and current in values
+        return runs_frame(self.ctx.store), gr.update(choices=choices, value=current if keep else values[0])
 
     def generate(self, model: str, name: str, top_k: int, top_p: float, temperature: float, repetition_penalty: float,
                  max_new_tokens: int, num_sequences: int, seed: int | None, compare: bool,
@@ -183,7 +209,7 @@ class GenerateActions:
 
 
 def build_generate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab) -> GenerateTab:
-    gr.Markdown(f"⚠️ **{NOT_MEDICAL_ADVICE}**", elem_id="not-medical-advice")
+    # The not-medical-advice line is the page's own, above the tabs (once, not twice here).
     with gr.Row():
         model = gr.Dropdown([(BASE_LABEL, C.DEFAULT_MODEL)], value=C.DEFAULT_MODEL, label="Model",
                             allow_custom_value=True, elem_id="gen-model", scale=3)
@@ -191,7 +217,7 @@ def build_generate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab) -> Genera
         compare = gr.Checkbox(True, label="Side by side with the run's base model", scale=1)
     name = gr.Textbox("Kidney Failure", label="Disease name", max_length=C.MAX_PROMPT_CHARS, elem_id="gen-name",
                       info=f"Up to {C.MAX_PROMPT_CHARS} characters (the box takes no more).")
-    gr.Examples([[e] for e in EXAMPLES], inputs=[name], label="Examples")
+    examples = gr.Examples([[e] for e in EXAMPLES], inputs=[name], label="Examples (names from the run's data)")
     preset = gr.Dropdown(GEN_PRESET_CHOICES + [(CUSTOM_LABEL, CUSTOM)], value="seed-notebook",
                          label="Sampling preset", elem_id="gen-preset")
     sampling = {}
@@ -221,14 +247,16 @@ def build_generate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab) -> Genera
     # The output boxes say what they show: an untrained model's text is labelled as such.
     actions = GenerateActions(ctx)
     list_runs_, generate = actions.list_runs, actions.generate
-    model.change(actions.output_labels, inputs=model, outputs=[output, base_output],
+    model.change(actions.model_chosen, inputs=model, outputs=[output, base_output, reference, examples.dataset],
                  api_visibility="private", show_progress="hidden")
+    picked = gr.State(False)  # the visitor chose a model: keep it; until then the newest run is selected
+    model.input(lambda: True, outputs=picked, api_visibility="private", show_progress="hidden")
 
     # The lists never wait in the queue behind generations (queue=False): they cost O(runs).
     refresh.click(list_runs_, inputs=model, outputs=[runs, model], api_name="list_runs", queue=False)
     # Opening the tab shows runs finished, imported or deleted since the page loaded.
-    tab.select(list_runs_, inputs=model, outputs=[runs, model], api_visibility="private", show_progress="hidden",
-               queue=False)
+    tab.select(list_runs_, inputs=[model, picked], outputs=[runs, model], api_visibility="private",
+               show_progress="hidden", queue=False)
     # A fresh page selects the newest finished run (the base model when there is none): after training, that is
     # what people come to try, and offline the base model (distilgpt2) cannot be loaded at all.
     demo.load(lambda: list_runs_(None), outputs=[runs, model], api_visibility="private", queue=False)

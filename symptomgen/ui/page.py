@@ -28,8 +28,9 @@ from ..store import RunStore
 from ..sweeper import start_sweeper
 from .calls import VisitorLimit, check_call_values
 from .context import PageContext
-from .data_tab import build_data_tab
+from .data_tab import DATA_INPUTS, build_data_tab
 from .evaluate_tab import build_evaluate_tab
+from .form import form_of, remember, restored
 from .generate_tab import build_generate_tab
 from .guard import guard_app_kwargs
 from .mcp_tools import add_tools, expose_only_tools
@@ -42,10 +43,19 @@ BUSY_ERRNOS = (errno.EADDRINUSE, errno.EACCES)
 PAGE_CSS = """
 /* Empty states: the metrics download appears with its file, not as an empty box under a running job. */
 #metrics-file:not(:has([data-testid=download-link])) { display: none !important; }
+/* Long cells wrap inside the box instead of running past its right edge (data preview, explain table). */
+#data-preview td, #explain-table td { white-space: normal !important; overflow-wrap: anywhere; }
+#data-preview, #explain-table { overflow-x: auto; }
+/* A long value in a list ends in an ellipsis before the arrow, never under it. */
+.secondary-wrap input { text-overflow: ellipsis; padding-right: 1.6em; }
 /* Phones: rows of outputs read top to bottom, one per line. */
 @media (max-width: 640px) {
   .stack-on-phone { flex-direction: column !important; }
   .stack-on-phone > * { min-width: 100% !important; }
+  /* The epochs table fits a phone: tokens/s and learning rate are left to the desktop and the metrics CSV. */
+  #epoch-table th:nth-child(6), #epoch-table td:nth-child(6),
+  #epoch-table th:nth-child(7), #epoch-table td:nth-child(7) { display: none; }
+  #epoch-table table { font-size: 12px; }
 }
 """
 QUEUE_SIZE = 64  # requests waiting in the queue (all events); beyond that a client is told the queue is full
@@ -70,7 +80,7 @@ def build_page(store: RunStore | None = None) -> tuple[gr.Blocks, PageContext]:
         gr.Markdown("# SymptomGen\nFine-tune a small GPT-2 on disease → symptoms data, watch the losses per "
                     "epoch, then generate symptom lists for a disease name.")
         banner = gr.Markdown(elem_id="hub-banner")
-        gr.Markdown(f"*{NOT_MEDICAL_ADVICE}*")
+        gr.Markdown(f"⚠️ *{NOT_MEDICAL_ADVICE}*", elem_id="not-medical-advice")
         with gr.Tabs():
             with gr.Tab("Data", id="data"):
                 data = build_data_tab(ctx)
@@ -83,18 +93,35 @@ def build_page(store: RunStore | None = None) -> tuple[gr.Blocks, PageContext]:
         wire_train(demo, train, data, ctx, gen.model)
         add_tools(ctx)  # the MCP tools (--mcp): train, status, stop, runs, evaluate, generate, export
 
-        def check_hub():
-            """Offline (or Hub unreachable): say so, and switch the defaults to the sample and scratch."""
-            if hub_reachable():
-                return ("", gr.skip(), gr.skip(), *[gr.skip()] * len(train.widgets))
-            why = ("offline mode is on (HF_HUB_OFFLINE=1)" if offline_requested()
-                   else "the Hugging Face Hub cannot be reached from this server")
-            msg = (f"⚠️ **Offline:** {why}. Using the bundled sample data and the small `scratch` model "
-                   "(the quick CPU preset); Hub datasets and pretrained models are unavailable.")
-            return (msg, "sample", "quick-cpu", *[getattr(PRESETS["quick-cpu"], f) for f in TRAIN_FIELDS])
+        # The form survives a reload: the browser keeps its values (the upload as the server's copy), and a
+        # fresh page shows them again; without them, the running job's own settings.
+        form_names = (*DATA_INPUTS, "preset", *TRAIN_FIELDS)
+        form = [*data.inputs, train.preset, *train.widgets]
+        memory = gr.BrowserState(None, storage_key="symptomgen-form")
+        gr.on([c.change for c in form], lambda *values: remember(form_names, values), inputs=form, outputs=memory,
+              api_visibility="private", show_progress="hidden", trigger_mode="always_last")
 
-        demo.load(check_hub, outputs=[banner, data.source, train.preset, *train.widgets],
-                  api_visibility="private")
+        def check_hub(saved):
+            """Offline (or Hub unreachable): say so, and switch the defaults to the sample and scratch; then the
+            remembered form (or the running job's settings) over them."""
+            defaults: dict = {}
+            msg = ""
+            if not hub_reachable():
+                why = ("offline mode is on (HF_HUB_OFFLINE=1)" if offline_requested()
+                       else "the Hugging Face Hub cannot be reached from this server")
+                msg = (f"⚠️ **Offline:** {why}. Using the bundled sample data and the small `scratch` model "
+                       "(the quick CPU preset); Hub datasets and pretrained models are unavailable.")
+                defaults = {"source": "sample", "preset": "quick-cpu",
+                            **{f: getattr(PRESETS["quick-cpu"], f) for f in TRAIN_FIELDS}}
+            job = ctx.jobs.snapshot()
+            if not saved and job is not None and not job.done:
+                saved = {**remember(form_names, [None] * len(form_names)),
+                         **form_of(job.data, job.train), "preset": "custom"}
+                saved = {k: v for k, v in saved.items() if v is not None}
+            values = restored(saved, form_names, defaults) if saved else defaults
+            return (msg, *[values.get(n, gr.skip()) for n in form_names])
+
+        demo.load(check_hub, inputs=memory, outputs=[banner, *form], api_visibility="private")
         # Leftovers of killed writes and imports, and downloads older than an hour: swept from the first visit
         # (however the demo was launched), then hourly; importing app.py starts nothing.
         def sweep_from_first_visit() -> None:  # returns nothing: this event has no outputs (start_sweeper's

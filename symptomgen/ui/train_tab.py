@@ -20,7 +20,7 @@ import pandas as pd
 
 from .. import config as C
 from ..catalog import model_choices, resumable_choices
-from ..errors import InvalidInput
+from ..errors import InvalidInput, UserError, first_line
 from ..events import perplexity
 from ..jobs import JobManager, JobSnapshot
 from ..layout import DOWNLOADS_DIR
@@ -28,6 +28,8 @@ from ..runs import Run, parent_run_id
 from .charts import loss_chart, loss_points, score_chart
 from .context import PageContext
 from .data_tab import DATA_INPUTS, DataTab, data_config
+from .fit import EpochTimer, duration, fix_updates, fix_values
+from .form import cli_command, form_of
 from .widgets import (
     CUSTOM,
     CUSTOM_LABEL,
@@ -97,6 +99,14 @@ class TrainTab:
     resume: gr.Button | None = None
     estimate: gr.Button | None = None
     estimate_note: gr.Markdown | None = None
+    preset_note: gr.Markdown | None = None
+    fit_budget: gr.Button | None = None
+    fit_epochs: gr.Button | None = None
+    resume_box: gr.Accordion | None = None
+    load_run: gr.Dropdown | None = None
+    load_button: gr.Button | None = None
+    cli_button: gr.Button | None = None
+    cli_output: gr.Code | None = None
 
     @property
     def outputs(self) -> list:
@@ -108,6 +118,7 @@ def build_train_tab(ctx: PageContext) -> TrainTab:
     d = PRESETS[start_preset]
     preset = gr.Dropdown(PRESET_CHOICES + [(CUSTOM_LABEL, CUSTOM)], value=start_preset, label="Preset",
                          elem_id="train-preset")
+    preset_note = gr.Markdown(elem_id="train-preset-note")
     built: dict[str, gr.components.Component] = {}
 
     def place(names: tuple[str, ...]) -> None:
@@ -124,10 +135,22 @@ def build_train_tab(ctx: PageContext) -> TrainTab:
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="start-button", scale=2)
         estimate = gr.Button("Estimate time", elem_id="estimate-button", scale=1)
-        stop = gr.Button("Stop", variant="stop", elem_id="stop-button", scale=2)
+        # Enabled (and red) only while a job runs: with none it would do nothing.
+        stop = gr.Button("Stop", variant="secondary", interactive=False, elem_id="stop-button", scale=2)
     estimate_note = gr.Markdown("*Estimate time* times a few training steps of this model on this machine and "
                                 "says how long an epoch should take, before you start.", elem_id="train-estimate")
-    with gr.Accordion("Resume a stopped or interrupted run", open=False):
+    with gr.Row():  # the one-click fixes when the time budget does not fit the epochs (shown by the estimate)
+        fit_budget = gr.Button(visible=False, elem_id="fit-budget-button", size="sm")
+        fit_epochs = gr.Button(visible=False, elem_id="fit-epochs-button", size="sm")
+    with gr.Accordion("Reuse settings: from a run, or as a CLI command", open=False, elem_id="reuse-settings"):
+        with gr.Row():
+            load_run = gr.Dropdown([], value=None, label="Run", info="any run's config.json: its data and settings "
+                                   "fill the form", elem_id="load-run", scale=3)
+            load_button = gr.Button("Load settings from this run", elem_id="load-settings-button", scale=1)
+            cli_button = gr.Button("Show as CLI command", elem_id="cli-button", scale=1)
+        cli_output = gr.Code(language="shell", label="The same run from the command line", interactive=False,
+                             elem_id="cli-command", visible=False)
+    with gr.Accordion("Resume a stopped or interrupted run", open=False, elem_id="resume-box") as resume_box:
         with gr.Row():
             resume_run = ListedChoices([], value=None, label="Run", info="continues from its last checkpoint, "
                                      "with its own settings", elem_id="resume-run", scale=3)
@@ -143,16 +166,18 @@ def build_train_tab(ctx: PageContext) -> TrainTab:
     widgets = [built[n] for n in TRAIN_FIELDS]
     link_preset(preset, widgets, PRESETS, TRAIN_FIELDS)
     return TrainTab(preset, widgets, start, stop, notice, progress, table, plot, summary, metrics_file, resume_run,
-                    resume, estimate, estimate_note)
+                    resume, estimate, estimate_note, preset_note, fit_budget, fit_epochs, resume_box, load_run,
+                    load_button, cli_button, cli_output)
 
 
 # -- rendering snapshots -----------------------------------------------------------------------
-def _plot(epochs, planned: int | None = None) -> str:
-    """The loss chart of one job: x spans the epochs it plans, so the curves grow into the plot."""
+def _plot(epochs, planned: int | None = None, steps=()) -> str:
+    """The loss chart of one job: x spans the epochs it plans, so the curves grow into the plot; ``steps`` (the
+    training loss every few steps) draws the curve within epochs."""
     points = loss_points([("", kind, e.epoch, loss) for e in epochs
                           for kind, loss in (("train", e.train_loss), ("validation", e.val_loss))])
-    return loss_chart(points, epochs=planned, title="Loss per token (solid: train, dashed: validation)") + \
-        _score_plot(epochs, planned)
+    return loss_chart(points, epochs=planned, title="Loss per token (solid: train, dashed: validation)",
+                      steps=list(steps)) + _score_plot(epochs, planned)
 
 
 def _score_plot(epochs, planned: int | None = None) -> str:
@@ -192,23 +217,23 @@ def _progress_html(s: JobSnapshot) -> str:
             f"<progress value='{within:.3f}' max='1' style='width:100%'></progress>")
 
 
-def duration(seconds: float) -> str:
-    """``42 s``, ``3 min 5 s``, ``1 h 20 min``: a length of time as people read it."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s" if seconds < 600 else f"{round(seconds / 60)} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-
-
 def _time_left(s: JobSnapshot) -> str:
-    """`` · about 40 s left``: the trainer's estimate, or elapsed time scaled by the share of steps still to do."""
+    """`` · about 40 s left``: to the end of the run (the trainer's estimate, or elapsed time scaled by the share
+    of steps still to do); when the time budget ends the run sooner, it says so and at about which epoch."""
     p = s.progress
     left = getattr(p, "seconds_left", None)
     if left is None and p is not None and p.total_steps and p.step:
         left = s.elapsed * (p.total_steps - p.step) / p.step
-    return "" if left is None else f" · about {duration(left)} left"
+    if left is None:
+        return ""
+    budget = getattr(p, "budget_left", None)
+    if budget is not None and budget < left and p.total_steps:
+        per_epoch = p.total_steps / max(1, s.train.epochs)
+        speed = left / max(1, p.total_steps - p.step)  # seconds per step
+        reach = int((p.step + budget / max(speed, 1e-9)) // per_epoch)
+        return (f" · about {duration(left)} left for all {s.train.epochs} epochs, but the time budget ends the run in "
+                f"{duration(budget)} (after about epoch {min(reach, s.train.epochs)}; the rest is not trained)")
+    return f" · about {duration(left)} left"
 
 
 def _summary_md(s: JobSnapshot) -> str:
@@ -238,7 +263,7 @@ def _metrics_copy(s: JobSnapshot) -> str | None:
 def render(s: JobSnapshot | None) -> tuple:
     if s is None:
         return ("<p>No training has run since the server started.</p>", _table(()), _plot(()), "", None)
-    return (_progress_html(s), _table(s.epochs), _plot(s.epochs, s.train.epochs), _summary_md(s),
+    return (_progress_html(s), _table(s.epochs), _plot(s.epochs, s.train.epochs, s.steps), _summary_md(s),
             _metrics_copy(s) if s.done else None)
 
 
@@ -283,6 +308,7 @@ class TrainActions:
 
     def __init__(self, ctx: PageContext):
         self.ctx = ctx
+        self.timer = EpochTimer(ctx.store)  # the estimate and Start's budget check share its probes
 
     @property
     def jobs(self) -> JobManager:
@@ -297,6 +323,8 @@ class TrainActions:
         given = dict(zip(PARAMS, values, strict=True))
         dcfg = data_config(**{n: given[n] for n in DATA_INPUTS})
         tcfg = train_config(**{n: given[n] for n in TRAIN_FIELDS})
+        if not self.jobs.busy():  # a busy slot is refused by start() in its own words
+            self.timer.refuse_unless_fits(dcfg, tcfg)  # a budget that cannot finish one epoch keeps nothing
         snap = self.jobs.start(dcfg, tcfg)
         yield from follow(self.jobs, snap.job_id, runs_update)
 
@@ -314,8 +342,7 @@ class TrainActions:
     @named_parameters(PARAMS, method=True)
     def estimate(self, *values):
         """Seconds per epoch of these settings on this machine, before Start (``timing``)."""
-        from ..preflight import preflight
-        from ..timing import estimate_epoch_seconds, planned_seconds
+        from ..timing import planned_seconds
 
         if self.jobs.busy():
             return "*A run is training now; estimate after it ends (timing now would compete with it).*"
@@ -323,9 +350,8 @@ class TrainActions:
         dcfg = data_config(**{n: given[n] for n in DATA_INPUTS})
         tcfg = train_config(**{n: given[n] for n in TRAIN_FIELDS})
         # Start's own checks (model choice, offline fallback, data), less the disk limits and the GPU plan.
-        ready = preflight(dcfg, tcfg, self.ctx.store, check_quota=False)
+        ready, seconds = self.timer.check(dcfg, tcfg)
         tcfg = ready.train
-        seconds = estimate_epoch_seconds(ready.prepared, tcfg)
         total = planned_seconds(seconds, tcfg)
         budget = " (the time budget stops it sooner)" if total < seconds * tcfg.epochs else ""
         notes = "".join(f"⚠️ {n}\n\n" for n in ready.notices)
@@ -335,7 +361,12 @@ class TrainActions:
 
     def stop(self):
         """Ask the running job to stop after the current optimizer step."""
-        return self.jobs.stop()
+        said = self.jobs.stop()
+        s = self.jobs.snapshot()
+        if said.startswith("Stopping") and s is not None and s.train.save_checkpoints:
+            said += (" To continue it later, open *Resume a stopped or interrupted run* below: it is selected "
+                     "there once it has stopped.")
+        return said
 
     @user_errors
     @checked_types
@@ -348,13 +379,111 @@ class TrainActions:
         yield from follow(self.jobs, snap.job_id, runs_update)
 
     def resumable(self):
-        """The runs that can be resumed now, none selected."""
-        return gr.update(choices=resumable_choices(self.ctx.store), value=None)
+        """The runs that can be resumed now (with at least one finished epoch), the newest selected."""
+        choices = [c for c in resumable_choices(self.ctx.store) if self.ctx.store.get(c[1]).record().epochs_done]
+        return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+    def resume_view(self):
+        """The resume list (``resumable``) and its accordion, open when there is a run to resume."""
+        listed = self.resumable()
+        return listed, gr.update(open=bool(listed["choices"]))
+
+    def controls(self):
+        """Start and Stop as the slot is now: while a job runs, Stop is red and Start says it is taken."""
+        busy = self.jobs.busy()
+        return (gr.update(interactive=not busy, value="Training… (Stop ends it)" if busy else "Start training"),
+                gr.update(interactive=busy, variant="stop" if busy else "secondary"))
+
+    def running_controls(self):
+        """Start pressed in this tab: Stop is live at once (the job starts in the next call)."""
+        return (gr.update(interactive=False, value="Training… (Stop ends it)"),
+                gr.update(interactive=True, variant="stop"))
+
+    @named_parameters(PARAMS, method=True)
+    def estimate_view(self, *values):
+        """The estimate for the page (a busy line first, then the figure with the budget's fit and its fixes, or
+        why it cannot be timed), with what the fix buttons would set."""
+        yield ("⏳ *Timing a few training steps of this model on this data…*", gr.skip(), gr.skip(), gr.skip())
+        try:
+            note = self.estimate.__wrapped__(self, *values)
+            given = dict(zip(PARAMS, values, strict=True))
+            fit = None
+            if not self.jobs.busy():
+                fit = self.timer.fit(data_config(**{n: given[n] for n in DATA_INPUTS}),
+                                     train_config(**{n: given[n] for n in TRAIN_FIELDS}))
+        except UserError as exc:
+            yield f"⚠️ {first_line(exc)}", *fix_updates(None), {}
+            return
+        except (MemoryError, RuntimeError) as exc:  # the probe's model does not fit this server's memory
+            yield f"⚠️ This model could not be timed here: {first_line(exc)[:200]}", *fix_updates(None), {}
+            return
+        extra = fit.sentence() if fit is not None else ""
+        yield (f"{extra}\n\n{note}" if extra else note), *fix_updates(fit), fix_values(fit)
+
+    @named_parameters(PARAMS, method=True)
+    def fit_check(self, *values):
+        """Before Start: the estimate when there is a budget; a budget that cannot finish one epoch shows its fixes
+        and stops the chain (``refuse_unless``).  Anything else wrong is left to Start, which says it."""
+        given = dict(zip(PARAMS, values, strict=True))
+        try:
+            dcfg = data_config(**{n: given[n] for n in DATA_INPUTS})
+            tcfg = train_config(**{n: given[n] for n in TRAIN_FIELDS})
+            if not tcfg.max_minutes or self.jobs.busy():
+                return gr.skip(), *fix_updates(None), {}, True
+            fit = self.timer.fit(dcfg, tcfg)
+        except Exception:  # noqa: BLE001 - Start itself raises it, in its own place
+            return gr.skip(), gr.skip(), gr.skip(), {}, True
+        return (fit.sentence() or gr.skip()), *fix_updates(fit), fix_values(fit), not fit.refused
+
+    @staticmethod
+    def refuse_unless(ok: bool):
+        if not ok:
+            raise gr.Error("Start refused: the time budget cannot finish one epoch of this data. Use a fix under "
+                           "the Start button (or change the budget).", print_exception=False)
+
+    def load_choices(self):
+        """Every run with settings, newest first (for "Load settings from a run")."""
+        return gr.update(choices=[r.run_id for r in self.ctx.store.list()])
+
+    def load_settings(self, run_id: str | None):
+        """The form filled from a run's config.json: its data (a file only while it exists here) and settings."""
+        if not (run_id or "").strip():
+            raise gr.Error("Pick a run whose settings to load.", print_exception=False)
+        rec = self.ctx.store.get(run_id).record()
+        if rec.data is None or rec.train is None:
+            raise gr.Error(f"Run {run_id} has no saved settings.", print_exception=False)
+        values = form_of(rec.data, rec.train)
+        data_out = [values.get(n, gr.skip()) for n in DATA_INPUTS]
+        note = f"Settings of run `{run_id}` loaded."
+        if values.get("source") is None:
+            note += " Its data file is no longer on this server: upload it again on the Data tab."
+        return (*data_out, CUSTOM, *[values[n] for n in TRAIN_FIELDS], note)
+
+    @named_parameters(PARAMS, method=True)
+    def cli_view(self, *values):
+        """The form as a ``python -m symptomgen train`` command."""
+        try:
+            line = cli_command(dict(zip(PARAMS, values, strict=True)))
+        except UserError as exc:
+            return gr.update(visible=True, value=f"# {first_line(exc)}")
+        return gr.update(visible=True, value=line)
 
     def select_run(self, run_id: str):
         """The Generate tab's model list, selecting ``run_id`` when given."""
         choices = model_choices(self.ctx.store)
         return gr.update(choices=choices, value=run_id) if run_id else gr.update(choices=choices)
+
+
+QUICK_PRESET_NOTE = ("*Quick CPU demo* is sized for the bundled sample, so it no longer applies to your own data: "
+                     "the preset reads **Custom** and its settings stay as they are. The estimate below checks them "
+                     "against your data (a time budget that cannot finish one epoch is refused at Start).")
+
+
+def preset_for_source(source: str, preset: str):
+    """Own data chosen while a preset built for the bundled sample is on: the dropdown says Custom, with why."""
+    if source in ("upload", "hub") and preset == "quick-cpu":
+        return CUSTOM, QUICK_PRESET_NOTE
+    return gr.skip(), "" if source == "sample" else gr.skip()
 
 
 def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, ctx: PageContext, runs_dropdown: gr.Dropdown) -> None:
@@ -363,31 +492,76 @@ def wire_train(demo: gr.Blocks, tab: TrainTab, data: DataTab, ctx: PageContext, 
     # The finished run's id goes to a hidden box, whose change selects it on the Generate tab.  The dropdown
     # itself is not an output of Start: a refused Start (bad settings) would put an error badge over it.
     last_run = gr.Textbox(visible=False, elem_id="last-run")
+    fixes, fits = gr.State({}), gr.State(True)
     actions = TrainActions(ctx)
-    train, attach, estimate, stop = actions.train, actions.attach, actions.estimate, actions.stop
+    train, attach, stop = actions.train, actions.attach, actions.stop
     resume, resumable, select_run = actions.resume, actions.resumable, actions.select_run
+    form = data.inputs + tab.widgets
+    controls = [tab.start, tab.stop]
+    hidden = dict(api_visibility="private", show_progress="hidden")
 
     outputs = tab.outputs + [last_run, tab.notice]
     # Streams mostly wait on the job, so they take no CPU: no concurrency limit (many tabs may follow).
     # The tab draws its own progress: a small spinner, not an overlay on every output.
     # A refused Start (a job already running, bad settings) marks only the notice under the buttons: the
     # previous run's progress, table and plot stay as they were, not painted over with "Error" badges.
-    tab.start.click(train, inputs=data.inputs + tab.widgets, outputs=outputs, api_name="train",
-                    concurrency_limit=None, show_progress="minimal", show_progress_on=tab.notice)
+    # Before it, the time budget is checked against this data (one probe, shared with the estimate): one that
+    # cannot finish an epoch stops the chain with its number and fixes.
+    (tab.start.click(actions.fit_check, inputs=form, outputs=[tab.estimate_note, tab.fit_budget, tab.fit_epochs,
+                                                              fixes, fits],
+                     api_visibility="private", concurrency_limit=1, concurrency_id="estimate",
+                     show_progress="minimal", show_progress_on=tab.estimate_note)
+     .then(actions.refuse_unless, inputs=fits, **hidden)
+     .success(actions.running_controls, outputs=controls, **hidden)
+     .success(train, inputs=form, outputs=outputs, api_name="train", concurrency_limit=None,
+              show_progress="minimal", show_progress_on=tab.notice)
+     .then(actions.controls, outputs=controls, **hidden))
     # Stop never waits in the queue (behind a flood of generations, or when the queue is full).
     tab.stop.click(stop, outputs=tab.notice, api_name="stop", queue=False)
     if tab.estimate is not None:
-        tab.estimate.click(estimate, inputs=data.inputs + tab.widgets, outputs=tab.estimate_note,
-                           api_visibility="private", concurrency_limit=1, concurrency_id="estimate",
-                           show_progress="minimal")
+        estimate_out = [tab.estimate_note, tab.fit_budget, tab.fit_epochs, fixes]
+        tab.estimate.click(actions.estimate_view, inputs=form, outputs=estimate_out, api_visibility="private",
+                           concurrency_limit=1, concurrency_id="estimate", show_progress="minimal",
+                           show_progress_on=tab.estimate_note)
+        # The estimate follows the data, the model, the batch and the budget as they change (always the last
+        # change: a burst of edits costs one probe more at most).
+        knobs = [w for n, w in zip(TRAIN_FIELDS, tab.widgets) if n in ("model", "batch_size", "epochs", "max_minutes")]
+        gr.on([data.source.input, data.target_column.input, data.prompt_column.input, data.upload.upload,
+               *[k.input for k in knobs], tab.preset.input], actions.estimate_view, inputs=form,
+              outputs=estimate_out, trigger_mode="always_last", concurrency_limit=1, concurrency_id="estimate",
+              **hidden)
+        wanted = {"max_minutes": tab.widgets[TRAIN_FIELDS.index("max_minutes")],
+                  "epochs": tab.widgets[TRAIN_FIELDS.index("epochs")]}
+        for button, name in ((tab.fit_budget, "max_minutes"), (tab.fit_epochs, "epochs")):
+            button.click(lambda f, name=name: (f.get(name, gr.skip()), CUSTOM, gr.update(visible=False),
+                                               gr.update(visible=False),
+                                               f"Set {name.replace('max_minutes', 'the time budget')} to "
+                                               f"{f.get(name)}: this run now fits its budget."),
+                         inputs=fixes, outputs=[wanted[name], tab.preset, tab.fit_budget, tab.fit_epochs,
+                                                tab.estimate_note], **hidden)
+    if tab.preset_note is not None:
+        data.source.change(preset_for_source, inputs=[data.source, tab.preset], outputs=[tab.preset, tab.preset_note],
+                           **hidden)
     if tab.resume is not None:
-        tab.resume.click(resume, inputs=tab.resume_run, outputs=outputs, api_name="resume", concurrency_limit=None,
-                         show_progress="minimal", show_progress_on=tab.notice)
+        resume_out = [tab.resume_run, tab.resume_box] if tab.resume_box is not None else [tab.resume_run]
+        (tab.resume.click(actions.running_controls, outputs=controls, **hidden)
+         .then(resume, inputs=tab.resume_run, outputs=outputs, api_name="resume", concurrency_limit=None,
+               show_progress="minimal", show_progress_on=tab.notice)
+         .then(actions.controls, outputs=controls, **hidden)
+         .then(actions.resume_view, outputs=resume_out, **hidden))
         # The list is read when opened: runs stop, fail and finish while the page stays open.
-        tab.resume_run.focus(resumable, outputs=tab.resume_run, api_visibility="private", show_progress="hidden",
-                             queue=False)
+        tab.resume_run.focus(resumable, outputs=tab.resume_run, queue=False, **hidden)
+        demo.load(actions.resume_view, outputs=resume_out, **hidden)
+        tab.notice.change(actions.resume_view, outputs=resume_out, **hidden)  # e.g. "Stopping…", and when a job ends
+    if tab.load_run is not None:
+        tab.load_run.focus(actions.load_choices, outputs=tab.load_run, **hidden)
+        tab.load_button.click(actions.load_settings, inputs=tab.load_run,
+                              outputs=[*data.inputs, tab.preset, *tab.widgets, tab.estimate_note], **hidden)
+        tab.cli_button.click(actions.cli_view, inputs=form, outputs=tab.cli_output, **hidden)
     # Its own group with no limit: a page's re-attach never waits behind generations.
-    demo.load(attach, outputs=outputs, api_name="attach", concurrency_limit=None, concurrency_id="attach",
-              show_progress="hidden")
+    (demo.load(attach, outputs=outputs, api_name="attach", concurrency_limit=None, concurrency_id="attach",
+               show_progress="hidden")
+     .then(actions.controls, outputs=controls, **hidden))
+    demo.load(actions.controls, outputs=controls, **hidden)
     last_run.change(select_run, inputs=last_run, outputs=runs_dropdown, api_visibility="private",
                     show_progress="hidden")

@@ -1,0 +1,57 @@
+"""The page's journey, core side: run ids name their data, training reports a step curve, and a resumed run
+carries its epochs, step curve and time from before the stop (issue 22 items 3 and 4)."""
+
+from __future__ import annotations
+
+import threading
+
+from symptomgen.events import EpochResult, Progress
+from symptomgen.jobs import JobManager
+from symptomgen.runs import Run, dataset_slug, looks_like_run_id, new_run_id
+from symptomgen.store import RunStore
+from symptomgen.trainer import run_training
+
+
+def test_run_ids_name_the_data_and_the_model_and_old_ids_stay_valid(tmp_path):
+    assert dataset_slug("sample") == "sample"
+    assert dataset_slug("someone/Symptom2Disease") == "symptom2disease"
+    assert dataset_slug("/tmp/gradio/abc123/My Table (2).csv") == "my-table-2"
+    new = new_run_id("openai-community/gpt2", "someone/Symptom2Disease")
+    assert new.endswith("-symptom2disease-gpt2") and looks_like_run_id(new)
+    assert looks_like_run_id("20261126-081847-scratch")  # an id from before keeps working
+    store = RunStore(tmp_path)
+    assert store.new_id("scratch", "sample").endswith("-sample-scratch")
+    assert RunStore(tmp_path).get("20261126-081847-scratch", must_exist=False).run_id == "20261126-081847-scratch"
+
+
+def test_training_reports_a_step_curve_and_a_resume_continues_it(tmp_path, sample_data, tiny_cfg):
+    """More than one smoothed loss point within epoch 1; the run id names the sample; stopped after epoch 1 and
+    resumed, the job shows epoch 1 before epoch 2, the step curve from before, and the whole run's time."""
+    cfg = tiny_cfg.with_(epochs=2, batch_size=4, save_checkpoints=True)
+    events: list = []
+    stop = threading.Event()
+
+    def on_event(ev):
+        events.append(ev)
+        if isinstance(ev, EpochResult) and ev.epoch == 1:
+            stop.set()
+
+    first = run_training(sample_data, cfg, tmp_path, on_event=on_event, stop=stop)
+    assert first.status == "stopped" and "-sample-scratch" in first.run_dir.name
+    points = [p for p in events if isinstance(p, Progress) and p.loss is not None]
+    assert len([p for p in points if p.epoch <= 1.0]) > 1
+    assert all(p.loss > 0 for p in points) and all(p.seconds_left is not None for p in points)
+    run = Run(first.run_dir)
+    assert len(run.steps()) == len(points) and run.checkpoint_epoch() == 1
+
+    jobs = JobManager(tmp_path)
+    snap = jobs.resume(run.run_id)
+    before = [p for p in points if p.epoch <= 1.0]  # a step of epoch 2 may end before the stop is seen
+    assert [e.epoch for e in snap.epochs] == [1] and len(snap.steps) == len(before)
+    assert jobs.join(120)
+    done = jobs.snapshot()
+    assert done.summary is not None and done.summary.status == "finished", done.error
+    assert [e.epoch for e in done.epochs] == [1, 2]
+    assert len(done.steps) > len(before) and max(e for e, _ in done.steps) > 1.0
+    assert done.summary.seconds >= first.seconds  # the totals count the whole run
+    assert done.summary.epochs_done == 2
