@@ -136,7 +136,8 @@ class _Timers:
     """Wall time spent in evaluation, best-model saves and Trainer checkpoints (peak RSS after each)."""
 
     def __init__(self):
-        self.calls: dict[str, list[float]] = {"eval": [], "save_best": [], "checkpoint": [], "epoch_begin": []}
+        self.calls: dict[str, list[float]] = {"eval": [], "score": [], "save_best": [], "checkpoint": [],
+                                              "epoch_begin": []}
         self.rss: list[tuple[str, float]] = []  # (what just finished, peak RSS so far)
         self.faults: list[tuple[int, int]] = []  # (global step, minor page faults so far) at each train begin/end
 
@@ -152,7 +153,7 @@ class _Timers:
 
     @contextlib.contextmanager
     def phase(self, key: str):
-        """``TrainingHooks.phase``: the reporter's ``"eval"`` and ``"save_best"``."""
+        """``TrainingHooks.phase``: the reporter's ``"eval"``, ``"score"`` and ``"save_best"``."""
         t = time.perf_counter()
         try:
             yield

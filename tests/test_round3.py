@@ -113,7 +113,7 @@ def test_a_run_is_reserved_from_the_moment_resume_is_accepted(trained_run, tmp_p
     manager = J.JobManager(store)
     monkeypatch.setattr(J, "preflight_resume", lambda run_id, store, plan=None: SimpleNamespace(run_id=run_id))
     launched = []
-    monkeypatch.setattr(manager, "_launch", lambda ready, held=None: launched.append(held))
+    monkeypatch.setattr(manager, "_launch", lambda ready, *history, held_run=None: launched.append(held_run))
     manager.resume(run.run_id)  # accepted; the child has not started (nor marked the run "running")
     assert launched == [run.run_id]
     with pytest.raises(RunNotReady, match="still training"):
