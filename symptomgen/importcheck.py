@@ -30,6 +30,7 @@ MB = 2**20
 MAX_TEXT_FILE_BYTES = 32 * MB  # tokenizer.json, vocab.json, merges.txt, *.model, chat templates, configs
 MAX_METRICS_BYTES = 2 * MB  # one row per epoch: ~100 bytes a row
 MAX_METRICS_ROWS = 10_000
+MAX_RECORD_BYTES = 256 * 1024  # run.json: a real one holds settings and a few lines (2-5 KB)
 MAX_UNKNOWN_RECORD_BYTES = 4096  # fields of a newer or foreign version are kept, but only a few KB of them
 MAX_HEADER_BYTES = 16 * MB  # a safetensors header (JSON) names tensors and offsets: kilobytes in practice
 # Shapes no GPT-2-family model this app serves comes near; each bounds how long building the meta model takes.
@@ -49,6 +50,8 @@ def member_limit(rel: PurePosixPath) -> int:
         return settings.max_import_bytes
     if rel.name == "metrics.csv":
         return MAX_METRICS_BYTES
+    if rel.name == "run.json":  # a run's record is a few KB: a bigger one is refused before it is parsed
+        return MAX_RECORD_BYTES
     if rel.suffix == ".csv":
         return settings.max_file_bytes  # the split: the same cap as an uploaded data file
     return MAX_TEXT_FILE_BYTES

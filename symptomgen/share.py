@@ -204,8 +204,9 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
 
 
 def _member_too_big(label: str, rel: PurePosixPath) -> ShareError:
-    return ShareError(f"{label}: {'/'.join(rel.parts[-2:])} unpacks to more than the "
-                      f"{IC.member_limit(rel) >> 20} MB allowed for such a file.")
+    limit = IC.member_limit(rel)
+    shown = f"{limit >> 20} MB" if limit >= 1 << 20 else f"{limit >> 10} KB"
+    return ShareError(f"{label}: {'/'.join(rel.parts[-2:])} unpacks to more than the {shown} allowed for such a file.")
 
 
 def _find_root(folder: Path, label: str) -> Path:

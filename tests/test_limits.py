@@ -107,3 +107,10 @@ def test_a_run_split_or_metrics_table_too_wide_is_refused_at_import(exported, tm
     bad = _rewritten(exported, tmp_path / "wide-metrics.zip", {}, metrics=wide + "1,0.5" + ",0" * 5000 + "\n")
     with pytest.raises(ShareError, match="metrics.csv has 5,002 columns; a table here has at most 64"):
         import_run_zip(bad, RunStore(tmp_path / "runs"))
+
+
+def test_a_huge_run_record_is_refused_by_its_size_before_it_is_parsed(exported, tmp_path):
+    huge = _rewritten(exported, tmp_path / "huge.zip", {"padding": [[] for _ in range(200_000)]})  # ~800 KB
+    with pytest.raises(ShareError, match=r"run.json unpacks to more than the 256 KB allowed for such a file"):
+        import_run_zip(huge, RunStore(tmp_path / "runs"))
+    assert not RunStore(tmp_path / "runs").list()
