@@ -40,7 +40,6 @@ from .errors import first_line as _first_line
 from .events import EpochResult, Event, Progress, RunStarted, RunSummary
 from .hub import looks_like_hub_id
 from .layout import DEFAULT_RUNS_DIR
-from .lmloss import ChunkedLossTrainer
 from .modeling import count_parameters, load_for_training, load_pretrained
 from .records import RunRecord, RunStatus
 from .reporter import EpochReporter, device_name
@@ -68,9 +67,10 @@ class TrainingHooks:
     """Called with the model right after it is loaded (e.g. to pick an attention implementation)."""
     phase: Callable[[str], AbstractContextManager] = nullcontext
     """Wraps the reporter's ``"eval"`` (validation pass) and ``"save_best"`` (best-model save), e.g. to time them."""
-    trainer_class: type[Trainer] = ChunkedLossTrainer
-    """The Trainer to build: by default one whose loss never builds the full logits (``lmloss``); a subclass may
-    change e.g. its sampler, for an experiment, and plain ``Trainer`` keeps the model's own loss."""
+    trainer_class: type[Trainer] = Trainer
+    """The Trainer to build (a subclass may change e.g. its sampler, for an experiment).  ``lmloss.ChunkedLossTrainer``
+    never builds the full logits: 10% less peak memory for distilgpt2, but 2.6× slower on this CPU
+    (``bench/RESULTS.md``, section ``chunked_loss``), so it is opt-in until it is faster."""
     clock: Callable[[], float] = time.monotonic
     """Seconds, read once per optimizer step for the time budget (``max_minutes``) and the time-left estimate."""
 
