@@ -8,7 +8,7 @@ settings, no model built:
   trains a few; its frozen base still has its weights, and a merged copy is made to save the best epoch);
 - the activations one optimizer step keeps for the backward pass: about ``ACTIVATION_VALUES_PER_TOKEN_LAYER`` values
   of the model's width per token per layer (GPT-2 with PyTorch's SDPA), for the step's tokens;
-- the LM head's logits and their gradient, at most one chunk of them (``lmloss.CHUNK_TOKENS``).
+- the LM head's logits and their gradient for the step's tokens (the Trainer's default loss builds them all).
 
 ``check_fits`` refuses a run whose estimate exceeds the memory this machine has free, with both numbers.
 ``bench/memory_bench.py`` records the estimate's error against the measured peak for the benchmark's shapes.
@@ -60,13 +60,11 @@ def estimate_peak_bytes(n_layer: int, n_embd: int, vocab_size: int, parameters: 
                         tokens_per_step: int) -> MemoryEstimate:
     """The peak of a training process for a GPT-2 of this shape under ``cfg`` (batch, sequence length, LoRA),
     training ``tokens_per_step`` real tokens per optimizer step (packed: no padding)."""
-    from .lmloss import CHUNK_TOKENS
-
     trainable = int(parameters * LORA_TRAINABLE_FRACTION) if cfg.lora_rank else parameters
     weights = 4 * parameters * (2 if cfg.lora_rank else 1)  # LoRA: its base, and the merged copy saved as best/
     optimizer = 4 * trainable * 3  # gradients and AdamW's two moments, fp32
     activations = 4 * ACTIVATION_VALUES_PER_TOKEN_LAYER * n_layer * n_embd * tokens_per_step
-    logits = 4 * 2 * min(tokens_per_step, CHUNK_TOKENS) * vocab_size
+    logits = 4 * 2 * tokens_per_step * vocab_size
     return MemoryEstimate(PROCESS_BYTES, weights, optimizer, activations, logits)
 
 
