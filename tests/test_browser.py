@@ -180,14 +180,14 @@ def test_refused_actions_leave_the_controls_usable(browser, app_url, tmp_path):
     page.get_by_label("Hugging Face dataset").check()
     page.locator("#data-hub-dataset textarea, #data-hub-dataset input").first.fill("../secret.csv")
     page.locator("#preview-button").click()
-    page.get_by_text("not a Hugging Face dataset id").first.wait_for()
+    page.locator("text=not a Hugging Face dataset id >> visible=true").first.wait_for()  # the one on screen
     for widget in ("#data-prompt-column", "#data-target-column"):
         assert "Error" not in page.locator(widget).inner_text()
     page.locator("#data-target-column input").click()  # not covered by an error overlay
 
     page.get_by_role("tab", name="Train").click()
     page.locator("#start-button").click()
-    page.get_by_text("not a Hugging Face dataset id").first.wait_for()
+    page.locator("text=not a Hugging Face dataset id >> visible=true").first.wait_for()  # the one on screen
     page.get_by_role("tab", name="Generate").click()
     assert "Error" not in page.locator("#gen-model").inner_text()
     page.screenshot(path=SHOTS / "07-refused-start.png", full_page=True)
