@@ -18,6 +18,8 @@ from test_browser import SHOTS, browser  # noqa: F401 - the module's browser fix
 from symptomgen.store import RunStore
 from symptomgen.ui import build_page
 
+# Enough epochs that Stop, clicked once epoch 1 is done, lands before the run ends (a tiny epoch takes a second).
+EPOCHS = 6
 NAMES = ["Alpha fever", "Beta cough", "Gamma rash", "Delta ache", "Epsilon chill", "Zeta itch", "Eta burn"]
 
 
@@ -93,7 +95,7 @@ def test_the_journey(browser, site, tmp_path):  # noqa: F811
 
     page.get_by_text("More settings").click()
     for name, value in (("scratch-layers", TINY.scratch_layers), ("scratch-width", TINY.scratch_width),
-                        ("epochs", 2), ("batch-size", 2), ("max-minutes", 0)):
+                        ("epochs", EPOCHS), ("batch-size", 2), ("max-minutes", 0)):
         _set_number(page, f"train-{name}", value)
     page.wait_for_timeout(800)  # the form is remembered after each change
 
@@ -107,7 +109,7 @@ def test_the_journey(browser, site, tmp_path):  # noqa: F811
     page.get_by_role("tab", name="Train").click()
     page.get_by_text("More settings").click()
     assert page.locator("#train-scratch-width input[type=number]").input_value() == str(TINY.scratch_width)
-    assert page.locator("#train-epochs input[type=number]").input_value() == "2"
+    assert page.locator("#train-epochs input[type=number]").input_value() == str(EPOCHS)
     page.screenshot(path=SHOTS / "journey-03-after-reload.png", full_page=True)
 
     # The same form as a CLI command.
@@ -115,12 +117,12 @@ def test_the_journey(browser, site, tmp_path):  # noqa: F811
     page.locator("#cli-button").click()
     page.locator("#cli-command").get_by_text("python -m symptomgen train").wait_for()
     cli = page.locator("#cli-command").inner_text()
-    assert "--data stories.csv" in cli and "--epochs 2" in cli and "--target-column story" in cli
+    assert "--data stories.csv" in cli and f"--epochs {EPOCHS}" in cli and "--target-column story" in cli
 
     # Train; epoch 1 draws a step curve with several points; Stop after it points to Resume.
     page.locator("#start-button").click()
     page.wait_for_function("() => !document.querySelector('#stop-button').disabled")
-    page.locator("#train-progress").get_by_text("Epoch 2 of 2").wait_for(timeout=300_000)  # epoch 1 is done
+    page.locator("#train-progress").get_by_text(f"Epoch 2 of {EPOCHS}").wait_for(timeout=300_000)  # epoch 1 done
     page.locator("#stop-button").click()
     steps = page.locator("#loss-plot .sg-steps")
     points = json.loads(steps.get_attribute("data-steps"))
@@ -129,14 +131,14 @@ def test_the_journey(browser, site, tmp_path):  # noqa: F811
     page.locator("#train-summary").get_by_text("stopped").wait_for(timeout=120_000)
     page.screenshot(path=SHOTS / "journey-04-step-curve-stopped.png", full_page=True)
 
-    # Resume: the list is open with the run preselected; epoch 1 stays in the table as epoch 2 joins it.
+    # Resume: the list is open with the run preselected; epoch 1 stays in the table as the rest join it.
     run_id = re.search(r"Run (\S+) stopped", page.locator("#train-summary").inner_text()).group(1)
     assert "-stories-scratch" in run_id
     page.wait_for_function(f"() => document.querySelector('#resume-run input').value.startsWith('{run_id}')")
     page.locator("#resume-button").click()
     page.locator("#train-summary").get_by_text(re.compile(r"Run \S+ finished")).wait_for(timeout=300_000)
     table = page.locator("#epoch-table").inner_text()
-    assert _rows(page) == 2 and re.search(r"(?m)^\s*1\s", table), table
+    assert _rows(page) == EPOCHS and re.search(r"(?m)^\s*1\s", table), table
     page.screenshot(path=SHOTS / "journey-05-resumed.png", full_page=True)
 
     # Evaluate preselects the newest run; Generate offers the run's own names and shows its data.

@@ -179,6 +179,13 @@ def read_columns(upload, prompt_column: str, target_column: str, extra_target_co
                       "the mapping above if that is wrong, then preview.", *updates)
 
 
+def read_columns_while_chosen(source: str, upload, *columns) -> tuple:
+    """``read_columns`` for the page's own upload event, skipped unless the source is still "upload"."""
+    if source != "upload":
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return read_columns(upload, *columns)
+
+
 def build_data_tab(ctx: PageContext) -> DataTab:
     gr.Markdown("Choose the examples to train on. Each row becomes `Name | Symptoms`; the split is seeded. "
                 "*Split by* auto: by row, stratified by name, when names repeat (each name on both sides), by name "
@@ -215,8 +222,14 @@ def build_data_tab(ctx: PageContext) -> DataTab:
     tab = DataTab(source, hub_dataset, hub_split, upload, prompt_column, target_column, extra_target_column,
                   val_fraction, split_seed, split_by)
     columns = [prompt_column, target_column, extra_target_column]
-    upload.upload(read_columns, inputs=[upload, *columns], outputs=[source, summary, *columns],
-                  api_name="read_columns")
+    # The page reads an upload's columns only while its source is "upload": Gradio's file box fires its upload
+    # event again when it is hidden, and that stray call would switch a source just picked back to the file.
+    upload.upload(read_columns_while_chosen, inputs=[source, upload, *columns], outputs=[source, summary, *columns],
+                  api_visibility="private")
+    # The API's /read_columns (a file in, its columns out) is the same function, without the source.
+    api_only = gr.Button(visible=False, elem_id="read-columns-api")
+    api_only.click(read_columns, inputs=[upload, *columns], outputs=[source, summary, *columns],
+                   api_name="read_columns")
     source.change(source_chosen, inputs=[source, upload, *columns], outputs=[hub_row, upload, summary, *columns],
                   api_visibility="private", show_progress="hidden")
     # The dropdowns are not outputs of the preview itself: a failed preview (say, a missing column) would put
