@@ -76,8 +76,8 @@ class ModelSpec:
     def parse(cls, text: object, store: RunStore, *, allow_paths: bool = False,
               trained_only: bool = False) -> ModelSpec:
         """``scratch``, a run's name (with a saved model), an allowed Hub id, or — ``allow_paths`` only — a run
-        folder or a ``save_pretrained`` folder.  ``trained_only`` (generation) refuses ``scratch``.
-        Raises ``InvalidInput`` naming what is accepted."""
+        folder or its ``best/`` (both the run), or a ``save_pretrained`` folder.  ``trained_only`` (generation)
+        refuses ``scratch``.  Raises ``InvalidInput`` naming what is accepted."""
         store = RunStore.at(store)  # jobs.py passes its folder until it holds the store
         spec = str(text or "").strip()
         if not spec:
@@ -86,10 +86,10 @@ class ModelSpec:
             return cls("scratch", SCRATCH_MODEL)
         if allow_paths and Path(spec).expanduser().exists():
             path = Path(spec).expanduser()
-            if is_run_folder(path):
+            if run_folder_of(path) is not None:  # a run folder or its best/: the run (its split, its base)
                 run = find_run(spec, store, allow_paths=True)
                 store.repair(run)  # opened for use
-                return cls("run", path.name, run.require_model().best_dir, run)
+                return cls("run", run.run_id, run.require_model().best_dir, run)
             return cls("folder", spec, path)
         if L.RUN_ID_RE.match(spec) and store.get(spec, must_exist=False).path.is_dir():
             run = store.open(spec)
@@ -106,16 +106,21 @@ class ModelSpec:
                            "or the name of a finished run.")
 
 
+def run_folder_of(path: Path) -> Path | None:
+    """The run folder ``path`` names: itself when it is one, the run whose ``best/`` it is, else None."""
+    if path.name == L.BEST and is_run_folder(path.parent):
+        return path.parent
+    return path if is_run_folder(path) else None
+
+
 def find_run(text: object, store: RunStore, *, allow_paths: bool = False) -> Run:
     """The one name → run resolver where a folder may be typed: a run by name in ``store`` (``RunStore.get``) or,
     ``allow_paths`` (the CLI), a run folder or its ``best/``."""
     spec = str(text or "").strip()
     if allow_paths:
-        path = Path(spec).expanduser()
-        if path.name == L.BEST and (path.parent / L.RECORD).is_file():
-            path = path.parent
-        if is_run_folder(path):
-            return Run(path)
+        folder = run_folder_of(Path(spec).expanduser())
+        if folder is not None:
+            return Run(folder)
     return store.get(spec)
 
 
