@@ -316,6 +316,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
         raise CliError("give a disease name, or --names-file FILE (or --whole-table) with --out CSV")
     settings = _sampling(a)
     target = generation_target(a.model, a.store, allow_paths=True)
+    if a.whole_table and target.run is None:  # before loading (or downloading) a model it would not use
+        raise CliError("--whole-table needs a run (its own data's names), not a Hub model or a model folder")
     model, tok = load_pretrained(target.model)
     place(model)  # CUDA (half precision), MPS or CPU
     if bulk:
@@ -331,9 +333,7 @@ def _generate_many(a: argparse.Namespace, model, tok, settings: C.GenerationSett
     from .bulk import generate_many, parse_names, table_names, write_csv
 
     if a.whole_table:
-        if run is None:
-            raise CliError("--whole-table needs a run (its own data's names), not a Hub model")
-        names = table_names(run)
+        names = table_names(run)  # a run: cmd_generate refused anything else
     else:
         try:
             names = parse_names(a.names_file.read_text(encoding="utf-8"))
