@@ -15,14 +15,17 @@ cannot be probed from here (``zerogpu.plan``).
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import pandas as pd
 
 from .config import TrainConfig, is_scratch
 from .data import PreparedData, format_example
-from .errors import InvalidInput
+from .errors import InvalidInput, first_line
+from .hub import hub_reachable, looks_like_hub_id
 
 CHARS_PER_TOKEN = 4.0
 """Byte-level BPE (GPT-2's, or the scratch tokenizer trained on the rows) averages about 4 characters of English a
@@ -88,11 +91,21 @@ def model_config(cfg: TrainConfig, positions: int):
     try:
         return AutoConfig.from_pretrained(cfg.model, local_files_only=True, trust_remote_code=False)
     except Exception:  # noqa: BLE001 - not cached, not a folder: the GPT-2 family's shapes are known
-        short = cfg.model.strip().split("/")[-1].lower()
-        if short not in KNOWN_SHAPES:
-            raise InvalidInput(f"The speed of '{cfg.model[:80]}' cannot be probed here (its config is not cached); "
-                               "pass a measured tokens per second instead.") from None
+        pass
+    short = cfg.model.strip().split("/")[-1].lower()
+    if short in KNOWN_SHAPES:
         return GPT2Config(n_positions=GPT2_POSITIONS, vocab_size=GPT2_VOCAB, **KNOWN_SHAPES[short])
+    if looks_like_hub_id(cfg.model) and not Path(cfg.model).expanduser().exists() and hub_reachable():
+        # A Hub model the training would download: read its config.json (a few KB) now, into a throw-away
+        # cache (the model counts as cached, for the offline checks, only once the training has downloaded it).
+        with tempfile.TemporaryDirectory(prefix="symptomgen-config-") as cache:
+            try:
+                return AutoConfig.from_pretrained(cfg.model, cache_dir=cache, trust_remote_code=False)
+            except Exception as exc:  # noqa: BLE001 - no such repo, not a transformers model: one sentence
+                raise InvalidInput(f"Could not read the config of '{cfg.model[:80]}' from the Hugging Face Hub: "
+                                   f"{first_line(exc)}") from None
+    raise InvalidInput(f"The speed of '{cfg.model[:80]}' cannot be probed here (its config is not cached); "
+                       "pass a measured tokens per second instead.")
 
 
 def probe_tokens_per_second(cfg: TrainConfig, seq_len: int = 64, steps: int = 3) -> float:
