@@ -202,6 +202,7 @@ def keeps_report(a, results: dict[str, list[dict]], load_before, load_after, tot
             lines.append(f"| {name} | {keep} | {fmt([r[f'{keep} taught'] for r in runs])} | "
                          f"{fmt([r[f'{keep} unseen'] for r in runs])} | "
                          f"{', '.join(str(r[ep]) for r in runs)} |")
+    lines += verdicts(results, base)
     lines += ["", "Per-epoch sample scores (taught / unseen, mean over the seeds):", "",
               "| recipe | " + " | ".join(f"ep {e}" for e in range(1, a.epochs + 1)) + " |",
               "|---|" + "---|" * a.epochs]
@@ -214,6 +215,33 @@ def keeps_report(a, results: dict[str, list[dict]], load_before, load_after, tot
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "<!-- keeps:end -->"]
     return "\n".join(lines) + "\n"
+
+
+def verdicts(results: dict[str, list[dict]], base: dict[str, list[float]]) -> list[str]:
+    """Each recipe's kept models against the issue's target (taught F1 ≥ 0.60; unseen above the constant answer
+    by more than the spread) and against the baseline recipe's same keep (a difference is called only when the
+    means differ by more than the two standard deviations added)."""
+    lines = ["", "Against the target and the `notebook` recipe (same keep):", "",
+             "| recipe | kept | taught ≥ 0.60 | unseen vs constant | Δ taught vs notebook | Δ unseen vs notebook |",
+             "|---|---|---|---|---|---|"]
+    constant = base["constant unseen"]
+    for name, runs in results.items():
+        for keep in KEEPS:
+            taught, unseen = [r[f"{keep} taught"] for r in runs], [r[f"{keep} unseen"] for r in runs]
+            mu, mc = statistics.fmean(unseen), statistics.fmean(constant)
+            vs_constant = ("above, beyond the spread" if mu > mc and exceeds(unseen, constant) else
+                           "below, beyond the spread" if exceeds(unseen, constant) else "within the spread")
+            cells = []
+            for kind, mine in (("taught", taught), ("unseen", unseen)):
+                if name == BASELINE or BASELINE not in results:
+                    cells.append("–")
+                    continue
+                theirs = [r[f"{keep} {kind}"] for r in results[BASELINE]]
+                d = statistics.fmean(mine) - statistics.fmean(theirs)
+                cells.append(f"{d:+.3f}" + (" **(exceeds spread)**" if exceeds(mine, theirs) else " (within spread)"))
+            lines.append(f"| {name} | {keep} | {'yes' if statistics.fmean(taught) >= 0.60 else 'no'} "
+                         f"({statistics.fmean(taught):.3f}) | {vs_constant} | {cells[0]} | {cells[1]} |")
+    return lines
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -244,6 +272,8 @@ def main() -> None:
     ap.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("RECIPES.md"))
     ap.add_argument("--json", type=Path, help="also write the raw per-run numbers here")
+    ap.add_argument("--merge", type=Path, nargs="+", default=[], help="--keeps: also report the runs in these "
+                    "--json files of earlier studies (same seeds, epochs and --limit), before this study's own")
     ap.add_argument("--keeps", action="store_true", help="issue 21's study: score the three models each run can "
                     "keep (lowest validation loss, best per-epoch score, last) and replace the keeps section of "
                     "--out with it")
@@ -268,7 +298,12 @@ def main() -> None:
     if a.json:
         a.json.write_text(json.dumps(results, indent=2))
     if a.keeps:
-        section = keeps_report(a, results, load_before, load_after, total_min)
+        earlier: dict[str, list[dict]] = {}
+        for path in a.merge:
+            for name, runs in json.loads(path.read_text()).items():
+                if name not in results:
+                    earlier.setdefault(name, []).extend(runs)
+        section = keeps_report(a, {**earlier, **results}, load_before, load_after, total_min)
         old = a.out.read_text() if a.out.is_file() else ""
         if "<!-- keeps:start -->" in old:
             head, rest = old.split("<!-- keeps:start -->", 1)
