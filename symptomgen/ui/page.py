@@ -46,15 +46,15 @@ PAGE_CSS = """
 /* Long cells wrap inside the box instead of running past its right edge (data preview, explain table). */
 #data-preview td, #explain-table td { white-space: normal !important; overflow-wrap: anywhere; }
 #data-preview, #explain-table { overflow-x: auto; }
-/* A long value in a list ends in an ellipsis before the arrow, never under it. */
-.secondary-wrap input { text-overflow: ellipsis; padding-right: 1.6em; }
+/* A long value in a list ends in an ellipsis before the arrow (and its box), never under it. */
+.secondary-wrap input { text-overflow: ellipsis; padding-right: 2.2em; }
 /* Phones: rows of outputs read top to bottom, one per line. */
 @media (max-width: 640px) {
   .stack-on-phone { flex-direction: column !important; }
   .stack-on-phone > * { min-width: 100% !important; }
-  /* The epochs table fits a phone: tokens/s and learning rate are left to the desktop and the metrics CSV. */
-  #epoch-table th:nth-child(6), #epoch-table td:nth-child(6),
-  #epoch-table th:nth-child(7), #epoch-table td:nth-child(7) { display: none; }
+  /* The epochs table fits a phone's width (no sideways scrolling): epoch, losses and best.  Perplexity (the
+     exponent of the validation loss), seconds, tokens/s and learning rate are left to the desktop and the CSV. */
+  #epoch-table th:nth-child(n+4):nth-child(-n+7), #epoch-table td:nth-child(n+4):nth-child(-n+7) { display: none; }
   #epoch-table table { font-size: 12px; }
 }
 """
