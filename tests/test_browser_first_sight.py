@@ -104,6 +104,15 @@ def test_a_fresh_page_before_any_run(browser, site, tmp_path):  # noqa: F811
     from symptomgen.sweeper import _sweepers  # the first visit started the leftover sweeper, however launched
     assert str(runs_dir.resolve()) in _sweepers
 
+    # Offline, the Train tab's model list says which Hub models would train the scratch model instead.
+    show_tab(page, "Train")
+    page.locator("#train-model input").click()
+    offered = re.compile(r"^gpt2-medium \(not downloaded; offline it trains scratch\)")
+    page.get_by_role("option", name=offered).wait_for(timeout=30_000)
+    page.screenshot(path=SHOTS / "first-1400-before-offline-model-list.png", full_page=True)
+    page.keyboard.press("Escape")
+    assert page.locator("#train-model input").input_value() == "scratch"
+
     # Offline, the preselected model is one that loads, and its output box says what it is.
     show_tab(page, "Generate")
     assert page.locator("#gen-model input").input_value().startswith("Untrained scratch model")
