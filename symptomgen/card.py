@@ -10,13 +10,14 @@ not-medical-advice note.  Pure text from the run folder: no network.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 from . import NOT_MEDICAL_ADVICE, __version__
 from .baselines import BASELINES, verdict
 from .catalog import target_kind
 from .config import is_scratch
-from .data import public_source
+from .data import format_prompt, public_source
 from .events import perplexity
 from .hub import looks_like_hub_id
 from .lora import OWN_BASE
@@ -84,6 +85,14 @@ def _evaluation_lines(run: Run, kind: str) -> list[str]:
     return lines + [""]
 
 
+def _use_prompt(run: Run) -> str:
+    """The prompt of the card's "Use" snippet, as a Python string literal: the run's first own training name (what it
+    learned), or the seed notebook's example when its split is gone.  One line, no backticks (it sits in a fence)."""
+    names = run.training_names(1)
+    prompt = format_prompt(names[0][:200] if names else "Kidney Failure").replace("`", "'")
+    return json.dumps(prompt, ensure_ascii=False)
+
+
 def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapter: bool = False) -> str:
     """The model card (README.md) of a run: data, settings, metrics, best epoch, not-medical-advice.
     ``adapter``: the folder it describes holds a LoRA adapter (not merged), loaded with peft onto its base."""
@@ -148,6 +157,7 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapte
                          f"{r['perplexity']:.2f} | {r['epoch_duration_sec']:.1f} |")
         lines.append("")
     lines += _evaluation_lines(run, kind)
+    prompt = _use_prompt(run)  # a name the run was trained on, so the snippet shows what it learned
     if adapter:  # peft applies it to its base: the Hub model it was trained on, or the run's own base/
         own_base = not rec.lora_base or rec.lora_base == OWN_BASE or not looks_like_hub_id(rec.lora_base)
         base = 'f"{folder}/symptomgen/base"' if own_base else f'"{rec.lora_base}"'
@@ -159,12 +169,12 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapte
                   f"base = AutoModelForCausalLM.from_pretrained({base})",
                   "model = PeftModel.from_pretrained(base, folder).merge_and_unload()",
                   "tok = AutoTokenizer.from_pretrained(folder)",
-                  'ids = model.generate(**tok("Kidney Failure |", return_tensors="pt"), max_new_tokens=48)',
+                  f'ids = model.generate(**tok({prompt}, return_tensors="pt"), max_new_tokens=48)',
                   "print(tok.decode(ids[0]))", "```", ""]
     else:
         lines += ["## Use", "", "```python", "from transformers import pipeline", "",
                   'gen = pipeline("text-generation", model="<this repo or folder>")',
-                  'print(gen("Kidney Failure |", max_new_tokens=48)[0]["generated_text"])', "```", ""]
+                  f'print(gen({prompt}, max_new_tokens=48)[0]["generated_text"])', "```", ""]
     lines += ["## Limitations", "",
               "Trained on a short list of diseases; it produces plausible-sounding text, not facts. "
               "Never use it to diagnose or treat anyone.", ""]

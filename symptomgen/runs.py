@@ -333,6 +333,17 @@ class Run:
         read = lambda name: pd.read_csv(self.path / name, dtype=str, keep_default_na=False)  # noqa: E731
         return read(L.TRAIN_SPLIT), read(L.VAL_SPLIT)
 
+    def training_names(self, count: int = 6) -> list[str]:
+        """The first ``count`` distinct names of the run's own training rows (what it learned: for examples and the
+        model card's snippet), spacing squashed; ``[]`` when its split is missing or unreadable."""
+        try:
+            names = pd.read_csv(self.path / L.TRAIN_SPLIT, dtype=str, keep_default_na=False, usecols=["prompt"],
+                                nrows=10_000)["prompt"]
+        except (OSError, KeyError, ValueError):
+            return []
+        squashed = (" ".join(n.split()) for n in names)
+        return list(dict.fromkeys(n for n in squashed if n))[:count]
+
 
 def is_model_folder(path: Path | str) -> bool:
     """A ``save_pretrained`` folder: a whole model (``config.json``) or a LoRA adapter (``adapter_config.json``)."""

@@ -114,6 +114,10 @@ def test_explain_returns_token_scores_for_the_shown_greedy_output(served):
     assert shown.startswith(text.strip()[:10]) and "perplexity" in summary and "Explained the output" in summary
     probs = [r[2] for r in rows(table)]
     assert len(probs) == len(tokens) and all(0.0 < p <= 1.0 for p in probs)
+    # Issue 22 (low): no empty column: sampling_probability is shown only where every token has one.
+    if "sampling_probability" in table["headers"]:
+        at = table["headers"].index("sampling_probability")
+        assert all(isinstance(r[at], float) and 0.0 <= r[at] <= 1.0 for r in rows(table)), rows(table)[:3]
     assert [round(1 - p, 3) for p in probs] == [round(v, 3) for _, v in tokens]
 
     # Explain re-generates with every setting of the shown output, no_repeat_ngram_size included.

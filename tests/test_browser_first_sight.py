@@ -29,6 +29,25 @@ VISIBLE_LINES = """e => Array.from(e.querySelectorAll('.sg-series')).filter(g =>
 VISIBLE_DOTS = """e => Array.from(e.querySelectorAll('.sg-series circle')).filter(c => {
     const b = c.getBoundingClientRect(); return b.width > 0 && b.height > 0; }).length"""
 X_LABELS = "e => Array.from(e.querySelectorAll('.sg-x-labels span')).map(s => s.textContent.trim())"
+# Issue 22 (low), phone: the page never scrolls sideways, and a list's value (ellipsis when long) ends before the
+# arrow's box.  Each visible dropdown: [its value, too long for the box?, text's right edge, the arrow's left edge].
+PAGE_WIDTH = "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+DROPDOWNS = """() => Array.from(document.querySelectorAll('.secondary-wrap input')).filter(e => e.offsetParent)
+    .map(e => { const s = getComputedStyle(e), arrow = e.closest('.wrap').querySelector('.icon-wrap');
+      return [e.value, e.scrollWidth > e.clientWidth && s.textOverflow === 'ellipsis',
+              e.getBoundingClientRect().right - parseFloat(s.paddingRight),
+              arrow ? arrow.getBoundingClientRect().left : Infinity]; })"""
+# Sideways overflow of a table's own scrolling box: [scrollWidth, clientWidth].
+TABLE_WIDTH = "e => { const v = e.querySelector('.virtual-table-viewport'); return [v.scrollWidth, v.clientWidth]; }"
+# The preview's cells holding a long target: [its text's right edge, the text's height, the preview's right edge].
+LONG_CELLS = """() => { const box = document.querySelector('#data-preview');
+  if (!box) return [];
+  const edge = box.getBoundingClientRect().right;
+  return Array.from(box.querySelectorAll('td'))
+    .filter(td => td.offsetParent && td.textContent.includes('symptom number 8'))
+    .map(td => { const r = document.createRange(); r.selectNodeContents(td); const t = r.getBoundingClientRect();
+                 return [t.right, t.height, edge]; }); }"""
+LONG_TARGET = ", ".join(f"symptom number {i} with a longer description" for i in range(9))
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +80,17 @@ def show_tab(page, name: str) -> None:
 def shoot_tabs(page, phase: str) -> None:
     for name in TABS:
         show_tab(page, name)
+        check_layout(page, f"{phase} {name}")
         page.screenshot(path=SHOTS / f"first-{page.viewport_size['width']}-{phase}-{name.lower()}.png",
                         full_page=True)
+
+
+def check_layout(page, where: str) -> None:
+    """No sideways scrolling of the page, and no list value running under its arrow."""
+    width, seen = page.evaluate(PAGE_WIDTH)
+    assert width <= seen, (where, width, seen)
+    for value, _, text_right, arrow_left in page.evaluate(DROPDOWNS):
+        assert text_right <= arrow_left, (where, value, text_right, arrow_left)
 
 
 def box(page, selector: str) -> dict:
@@ -75,6 +103,15 @@ def test_a_fresh_page_before_any_run(browser, site, tmp_path):  # noqa: F811
     shoot_tabs(page, "before")
     from symptomgen.sweeper import _sweepers  # the first visit started the leftover sweeper, however launched
     assert str(runs_dir.resolve()) in _sweepers
+
+    # Offline, the Train tab's model list says which Hub models would train the scratch model instead.
+    show_tab(page, "Train")
+    page.locator("#train-model input").click()
+    offered = re.compile(r"^gpt2-medium \(not downloaded; offline it trains scratch\)")
+    page.get_by_role("option", name=offered).wait_for(timeout=30_000)
+    page.screenshot(path=SHOTS / "first-1400-before-offline-model-list.png", full_page=True)
+    page.keyboard.press("Escape")
+    assert page.locator("#train-model input").input_value() == "scratch"
 
     # Offline, the preselected model is one that loads, and its output box says what it is.
     show_tab(page, "Generate")
@@ -110,11 +147,29 @@ def test_a_fresh_page_before_any_run(browser, site, tmp_path):  # noqa: F811
     out, base = box(phone, "#gen-output"), box(phone, "#gen-base-output")
     assert base["y"] >= out["y"] + out["height"] - 1, (out, base)  # stacked, not squeezed side by side
     assert out["width"] > 0.8 * (PHONE["width"] - 40)
+    # The model list's long value ("Untrained scratch model (random weights: …)") ends in an ellipsis before the arrow.
+    model = [d for d in phone.evaluate(DROPDOWNS) if d[0].startswith("Untrained scratch model")]
+    assert model and model[0][1] and model[0][2] <= model[0][3], model
+    phone.screenshot(path=SHOTS / "first-390-before-generate-dropdown.png", full_page=True)
     show_tab(phone, "Data")
     phone.get_by_label("Uploaded file").check()
     label, icon = box(phone, "#data-upload [data-testid=block-label]"), box(phone, "#data-upload .icon-wrap")
     assert label["y"] + label["height"] <= icon["y"], (label, icon)  # the label no longer covers the icon
     phone.screenshot(path=SHOTS / "first-390-before-upload.png", full_page=True)
+
+    # Long targets wrap inside the preview, on a phone too: no cell's text runs past the table's right edge.
+    long = tmp_path / "long.csv"
+    long.write_text("Name,Symptoms\n" + "".join(f'Disease {i},"{LONG_TARGET}"\n' for i in range(12)))
+    phone.locator("#data-upload input[type=file]").set_input_files(str(long))
+    phone.wait_for_function("() => document.querySelector('#data-target-column input').value === 'Symptoms'")
+    phone.locator("#preview-button").click()
+    preview = phone.locator("#data-preview")
+    phone.wait_for_function(f"() => ({LONG_CELLS})().length > 0", timeout=60_000)
+    for right, height, edge in phone.evaluate(LONG_CELLS):
+        assert right <= edge + 1 and height > 60, (right, height, edge)  # inside the box, on several lines
+    assert preview.evaluate(TABLE_WIDTH)[0] <= preview.evaluate(TABLE_WIDTH)[1]
+    check_layout(phone, "phone preview")
+    phone.screenshot(path=SHOTS / "first-390-before-long-preview.png", full_page=True)
     phone.close()
 
 
@@ -149,6 +204,11 @@ def test_during_and_after_a_run(browser, site):  # noqa: F811
     page.wait_for_function(f"e => ({VISIBLE_LINES})(e) === 2", arg=plot.element_handle())
     shoot_tabs(page, "after")
     shoot_tabs(phone, "after")
+    # The epochs table fits the phone's width: no sideways scrolling inside it either.
+    show_tab(phone, "Train")
+    scrolled, shown = phone.locator("#epoch-table").evaluate(TABLE_WIDTH)
+    assert scrolled <= shown and "val loss" in phone.locator("#epoch-table").inner_text(), (scrolled, shown)
+    phone.locator("#epoch-table").screenshot(path=SHOTS / "first-390-after-epoch-table.png")
     phone.close()
 
     # A refused Start says why, and leaves the finished run's progress, table and plot as they were.

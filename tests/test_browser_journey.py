@@ -149,6 +149,9 @@ def test_the_journey(browser, site, tmp_path):  # noqa: F811
     page.wait_for_function(f"() => document.querySelector('#gen-model input').value.startsWith('{newest}')")
     assert page.get_by_text("stories.csv").count() >= 1 or "stories" in page.locator("#gen-output").inner_text()
     assert page.get_by_text(NAMES[0], exact=True).count() + page.get_by_text(NAMES[1], exact=True).count() >= 1
+    page.wait_for_function(f"() => {json.dumps(NAMES)}.some(n => document.querySelector('#gen-examples').innerText"
+                           ".includes(n))")  # the examples are the run's own names, not the sample's
+    assert "Asthma" not in page.locator("#gen-examples").inner_text()
     assert page.get_by_text("not medical advice").count() == 1
     page.screenshot(path=SHOTS / "journey-06-generate.png", full_page=True)
     page.close()

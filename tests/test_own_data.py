@@ -149,6 +149,27 @@ def test_the_model_card_describes_free_text_and_the_split(own_run):
     assert "free text" in card and "ROUGE-L" in card and "split by row, stratified by name" in card
 
 
+def test_the_model_card_and_the_generate_examples_use_the_runs_own_names(own_run):
+    """Issue 22 (low): the card's Use snippet and the Generate tab's examples name what this run learned, not the
+    bundled sample's "Kidney Failure, Asthma, Influenza…"."""
+    import ast
+
+    from symptomgen.card import write_model_card
+    from symptomgen.store import RunStore
+    from symptomgen.ui.generate_tab import EXAMPLES, example_names
+
+    runs, summary = own_run
+    run = Run(summary.run_dir)
+    taught = set(run.split_frames()[0]["prompt"])
+    snippet = write_model_card(run.path).split("## Use", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    prompt = ast.literal_eval(snippet.split("gen(", 1)[1].split(", max_new_tokens", 1)[0])
+    assert prompt.endswith(" |") and prompt[:-2] in taught and "Kidney Failure" not in snippet
+    ast.parse(snippet)  # still Python
+    names = example_names(run.run_id, RunStore(runs))
+    assert names and set(names) <= taught and not set(names) & set(EXAMPLES)
+    assert example_names("scratch", RunStore(runs)) == EXAMPLES  # no run: the sample's names
+
+
 def test_the_time_budget_stops_at_the_step_it_runs_out_and_keeps_the_best_epoch(tiny_cfg, sample_data, tmp_path):
     ticks = iter(range(10_000))  # a clock that advances one second per reading: read once per optimizer step
     progress: list[Progress] = []

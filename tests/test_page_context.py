@@ -54,3 +54,16 @@ def test_delete_is_refused_for_a_running_run_and_outside_the_store(ctx, trained_
     message, _ = panel.delete_run(trained_run.run_dir.name)
     assert message == f"**Deleted run {trained_run.run_dir.name}.**"
     assert [r.run_id for r in ctx.store.list()] == ["20990101-000000-live"]
+
+
+def test_offline_the_model_list_says_which_models_would_train_scratch(monkeypatch):
+    """Issue 22 (low): offline, distilgpt2/gpt2/gpt2-medium are not offered as if they would load."""
+    from symptomgen.offline import needs_hub_for_model
+    from symptomgen.ui.train_tab import MODEL_CHOICES, offline_model_choices
+
+    choices = offline_model_choices()
+    assert [v for _, v in choices] == MODEL_CHOICES and ("scratch", "scratch") in choices
+    for label, value in choices:
+        assert ("not downloaded; offline it trains scratch" in label) == needs_hub_for_model(value), label
+    monkeypatch.setattr("symptomgen.offline.model_cached", lambda model: False)
+    assert all("trains scratch" in label for label, v in offline_model_choices() if v != "scratch")

@@ -56,13 +56,7 @@ def example_names(model: str | None, store: RunStore | None, count: int = len(EX
             run = store.open(model)
         except Exception:  # noqa: BLE001 - a Hub id or scratch: the sample's names
             run = None
-    if run is None:
-        return list(EXAMPLES)
-    try:
-        names = run.split_frames()[0]["prompt"].astype(str)
-    except (OSError, KeyError, ValueError):
-        return list(EXAMPLES)
-    return list(dict.fromkeys(n.strip() for n in names if n.strip()))[:count] or list(EXAMPLES)
+    return (run.training_names(count) if run is not None else []) or list(EXAMPLES)
 
 
 def output_labels(model: str | None, store: RunStore | None = None):
@@ -217,7 +211,8 @@ def build_generate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab) -> Genera
         compare = gr.Checkbox(True, label="Side by side with the run's base model", scale=1)
     name = gr.Textbox("Kidney Failure", label="Disease name", max_length=C.MAX_PROMPT_CHARS, elem_id="gen-name",
                       info=f"Up to {C.MAX_PROMPT_CHARS} characters (the box takes no more).")
-    examples = gr.Examples([[e] for e in EXAMPLES], inputs=[name], label="Examples (names from the run's data)")
+    examples = gr.Examples([[e] for e in EXAMPLES], inputs=[name], label="Examples (names from the run's data)",
+                           elem_id="gen-examples")
     preset = gr.Dropdown(GEN_PRESET_CHOICES + [(CUSTOM_LABEL, CUSTOM)], value="seed-notebook",
                          label="Sampling preset", elem_id="gen-preset")
     sampling = {}

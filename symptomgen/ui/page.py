@@ -34,7 +34,7 @@ from .form import form_of, remember, restored
 from .generate_tab import build_generate_tab
 from .guard import guard_app_kwargs
 from .mcp_tools import add_tools, expose_only_tools
-from .train_tab import PRESETS, TRAIN_FIELDS, build_train_tab, wire_train
+from .train_tab import PRESETS, TRAIN_FIELDS, build_train_tab, offline_model_choices, wire_train
 
 BUSY_ERRNOS = (errno.EADDRINUSE, errno.EACCES)
 # The page's own CSS.  Gradio 6 takes css= in launch(); build_demo hands it to the demo as launch()'s fallback, so
@@ -46,15 +46,15 @@ PAGE_CSS = """
 /* Long cells wrap inside the box instead of running past its right edge (data preview, explain table). */
 #data-preview td, #explain-table td { white-space: normal !important; overflow-wrap: anywhere; }
 #data-preview, #explain-table { overflow-x: auto; }
-/* A long value in a list ends in an ellipsis before the arrow, never under it. */
-.secondary-wrap input { text-overflow: ellipsis; padding-right: 1.6em; }
+/* A long value in a list ends in an ellipsis before the arrow (and its box), never under it. */
+.secondary-wrap input { text-overflow: ellipsis; padding-right: 2.2em; }
 /* Phones: rows of outputs read top to bottom, one per line. */
 @media (max-width: 640px) {
   .stack-on-phone { flex-direction: column !important; }
   .stack-on-phone > * { min-width: 100% !important; }
-  /* The epochs table fits a phone: tokens/s and learning rate are left to the desktop and the metrics CSV. */
-  #epoch-table th:nth-child(6), #epoch-table td:nth-child(6),
-  #epoch-table th:nth-child(7), #epoch-table td:nth-child(7) { display: none; }
+  /* The epochs table fits a phone's width (no sideways scrolling): epoch, losses and best.  Perplexity (the
+     exponent of the validation loss), seconds, tokens/s and learning rate are left to the desktop and the CSV. */
+  #epoch-table th:nth-child(n+4):nth-child(-n+7), #epoch-table td:nth-child(n+4):nth-child(-n+7) { display: none; }
   #epoch-table table { font-size: 12px; }
 }
 """
@@ -105,7 +105,7 @@ def build_page(store: RunStore | None = None) -> tuple[gr.Blocks, PageContext]:
             """Offline (or Hub unreachable): say so, and switch the defaults to the sample and scratch; then the
             remembered form (or the running job's settings) over them."""
             defaults: dict = {}
-            msg = ""
+            msg, models = "", None
             if not hub_reachable():
                 why = ("offline mode is on (HF_HUB_OFFLINE=1)" if offline_requested()
                        else "the Hugging Face Hub cannot be reached from this server")
@@ -113,12 +113,15 @@ def build_page(store: RunStore | None = None) -> tuple[gr.Blocks, PageContext]:
                        "(the quick CPU preset); Hub datasets and pretrained models are unavailable.")
                 defaults = {"source": "sample", "preset": "quick-cpu",
                             **{f: getattr(PRESETS["quick-cpu"], f) for f in TRAIN_FIELDS}}
+                models = offline_model_choices()  # Hub models not downloaded say what they would train
             job = ctx.jobs.snapshot()
             if not saved and job is not None and not job.done:
                 saved = {**remember(form_names, [None] * len(form_names)),
                          **form_of(job.data, job.train), "preset": "custom"}
                 saved = {k: v for k, v in saved.items() if v is not None}
             values = restored(saved, form_names, defaults) if saved else defaults
+            if models is not None:
+                values["model"] = gr.update(choices=models, **({"value": values["model"]} if "model" in values else {}))
             return (msg, *[values.get(n, gr.skip()) for n in form_names])
 
         demo.load(check_hub, inputs=memory, outputs=[banner, *form], api_visibility="private")

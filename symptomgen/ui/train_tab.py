@@ -57,6 +57,15 @@ TABLE_COLUMNS = ["epoch", "train loss", "val loss", "perplexity", "seconds", "to
 STREAM_INTERVAL_S = 0.4  # at most this often for step progress; epoch rows are sent at once
 
 
+def offline_model_choices() -> list[tuple[str, str]]:
+    """The model list while the Hub cannot be reached: a Hub model not in the local cache says in its label that it
+    would train the small scratch model instead (the swap the estimate and Start then announce)."""
+    from ..offline import needs_hub_for_model
+
+    return [(f"{m} (not downloaded; offline it trains scratch)" if needs_hub_for_model(m) else m, m)
+            for m in MODEL_CHOICES]
+
+
 def train_config(**values) -> C.TrainConfig:
     """Widget values by field name → ``TrainConfig`` (its ``__post_init__`` raises ``InvalidInput`` on bad values)."""
     return C.TrainConfig(**{**values, "model": (values.get("model") or "").strip()})
