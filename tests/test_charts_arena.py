@@ -16,7 +16,7 @@ from symptomgen.records import RunRecord, RunStatus
 from symptomgen.runs import Run
 from symptomgen.store import RunStore
 from symptomgen.ui.arena_panel import ArenaPanel, arena_html
-from symptomgen.ui.charts import YScale, log_ticks, loss_chart, loss_points, smooth, sparkline, toggle_css
+from symptomgen.ui.charts import HEIGHT, YScale, log_ticks, loss_chart, loss_points, smooth, sparkline, toggle_css
 from symptomgen.ui.context import PageContext
 from symptomgen.ui.generate_tab import runs_history_html
 from symptomgen.ui.train_tab import _plot
@@ -49,6 +49,8 @@ def test_the_log_scale_gives_equal_ratios_equal_distances():
     assert not log.shows(0.0) and lin.shows(0.0) and not lin.shows(math.nan)
     assert log_ticks(0.5, 30.0) == [0.5, 1, 2, 5, 10, 20]
     assert log_ticks(2.1, 2.9) == [2.1, 2.9]  # no round value inside: the ends
+    flat = YScale([3e-3, 3e-3])  # a constant learning rate: labelled around its value, not around 0
+    assert min(flat.ticks) > 0 and flat.ticks[0] <= 3e-3 <= flat.ticks[-1] and 6 < flat(3e-3) < HEIGHT - 6
 
 
 def test_the_chart_draws_a_log_view_and_the_css_toggles_it():

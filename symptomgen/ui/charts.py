@@ -87,6 +87,9 @@ class YScale:
             self.ticks = log_ticks(lo, hi)
             self.lo, self.hi = math.log10(lo), math.log10(hi)
         else:
+            if hi - lo <= 1e-9 * max(abs(hi), 1e-30):  # a flat curve (a constant learning rate): ±10% around it
+                pad = abs(hi) * 0.1 or 0.5
+                lo, hi = lo - pad, hi + pad
             self.ticks = nice_ticks(lo, hi)
             self.lo, self.hi = min(lo, self.ticks[0]), max(hi, self.ticks[-1])
 
