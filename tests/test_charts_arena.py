@@ -159,3 +159,14 @@ def test_the_arena_shares_one_drawn_seed_and_says_a_missing_model_in_its_column(
     assert status == "Done." and "(drawn at random, the same for all)" in last
     assert last.count("class='sg-arena-col'") == 2 and "sg-arena-problem" in last
     assert last.count("sg-arena-text") >= 1  # the scratch model's text
+
+
+def test_an_older_steps_file_still_reads_and_takes_the_new_columns(tmp_path):
+    """A steps.csv from before the learning rate and grad norm: read with them empty, rewritten once on append."""
+    run = Run(tmp_path / "20260101-000000-old")
+    run.path.mkdir()
+    run.steps_path.write_text("step,epoch,loss\n1,0.5,3.0\n2,1.0,2.5\n")
+    assert list(run.history()[1]) == [(0.5, 3.0, None, None), (1.0, 2.5, None, None)]
+    run.append_step(3, 1.5, 2.0, 1e-3, 0.75)
+    assert run.steps_path.read_text().splitlines()[0] == "step,epoch,loss,learning_rate,grad_norm"
+    assert list(run.history()[1])[-1] == (1.5, 2.0, 1e-3, 0.75) and len(run.steps()) == 3
