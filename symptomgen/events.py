@@ -51,6 +51,12 @@ class Progress:
     """Real (non-padding) tokens trained on so far: the epochs done, fractional, × the training split's tokens."""
     memory_bytes: int | None = None
     """The training process's memory now: resident RAM, or GPU memory allocated when it trains on CUDA."""
+    learning_rate: float | None = None
+    """The mean learning rate of the optimizer steps in ``loss``'s window (what the optimizer stepped with); None
+    when ``loss`` is."""
+    grad_norm: float | None = None
+    """The mean gradient norm, before clipping, of the optimizer steps in ``loss``'s window (the Trainer's own
+    ``grad_norm``); None when ``loss`` is, or when it was not finite."""
 
 
 @dataclass(frozen=True)

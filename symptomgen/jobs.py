@@ -60,8 +60,9 @@ class JobSnapshot:
     error: str | None
     run_id: str | None = None
     """The run's folder name, once the training process has made it."""
-    steps: tuple[tuple[float, float], ...] = ()
-    """The step curve: ``(epoch, loss)`` points (``Progress.loss``), at most ``MAX_STEP_POINTS``."""
+    steps: tuple[tuple[float, float, float | None, float | None], ...] = ()
+    """The step curve: ``(epoch, loss, learning_rate, grad_norm)`` points (``Progress``'s; the last two None where
+    not recorded, e.g. a run resumed from before they were), at most ``MAX_STEP_POINTS``."""
     prior_seconds: float = 0.0
     """A resumed run's seconds before this job (its summary's seconds already include them)."""
 
@@ -93,7 +94,7 @@ class _Job:
     done: bool = False
     run_dir: Path | None = None
     launched: launchers.Launched | None = None
-    steps: tuple[tuple[float, float], ...] = ()
+    steps: tuple[tuple[float, float, float | None, float | None], ...] = ()
     prior_seconds: float = 0.0
     held_run: str | None = None  # a resumed run, marked in use ("training") from Resume until the job ends
 
@@ -111,7 +112,7 @@ class _Job:
         if isinstance(event, Progress):
             self.progress = event
             if event.loss is not None:
-                self.steps += ((event.epoch, event.loss),)
+                self.steps += ((event.epoch, event.loss, event.learning_rate, event.grad_norm),)
                 if len(self.steps) > MAX_STEP_POINTS:
                     self.steps = self.steps[::2]
         elif isinstance(event, EpochResult):

@@ -1,7 +1,7 @@
 """``EpochReporter``: the Trainer callback that turns each epoch into a validated, recorded ``EpochResult``.
 
-After every optimizer step it reports ``Progress`` (with the mean training loss of the last few steps every
-``step_window`` steps: the page's step curve) and honours the stop flag; after
+After every optimizer step it reports ``Progress`` (with the mean training loss, learning rate and gradient norm
+of the last few steps every ``step_window`` steps: the page's step curve) and honours the stop flag; after
 every epoch it measures the validation loss per real token, keeps the best model,
 appends the metrics row, applies early stopping and stops a run whose runs folder has
 grown past its disk limit (``Settings.max_runs_bytes``).  Only the main process gets a
@@ -65,6 +65,8 @@ class EpochReporter(TrainerCallback):
         self._epoch_first_step = 0
         self._epoch_complete = False
         self._loss_sum, self._loss_steps, self._window = None, 0, 1
+        # The window's gradient norms (tensors, summed on the device) and learning rates (Python floats).
+        self._norm_sum, self._norm_steps, self._lr_sum, self._lr_steps = None, 0, 0.0, 0
 
     def add_step_loss(self, loss) -> None:
         """One micro-batch's loss as ``Trainer.training_step`` returns it (already divided for gradient
@@ -72,17 +74,47 @@ class EpochReporter(TrainerCallback):
         loss = loss.detach().float()
         self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
 
-    def _window_loss(self, state) -> float | None:
-        """The mean loss of the steps since the last point, when this step closes a window (or an epoch)."""
+    def add_grad_norm(self, norm) -> None:
+        """One optimizer step's gradient norm before clipping, as the Trainer's ``clip_grad_norm_`` returns it (a
+        tensor: kept on its device, no sync here; a float under DeepSpeed; None when there is none)."""
+        if norm is None:
+            return
+        norm = norm.detach().float() if isinstance(norm, torch.Tensor) else float(norm)
+        self._norm_sum = norm if self._norm_sum is None else self._norm_sum + norm
+        self._norm_steps += 1
+
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kw):
+        # The rate this step used: read after the optimizer stepped, before the scheduler moves it (as the
+        # Trainer's own log does).  A plain float in the optimizer's param group: no device sync.
+        lr = optimizer.param_groups[0].get("lr") if optimizer is not None and optimizer.param_groups else None
+        if isinstance(lr, (int, float)):
+            self._lr_sum += float(lr)
+            self._lr_steps += 1
+
+    def _window_loss(self, state) -> tuple[float, float | None, float | None] | None:
+        """(mean loss, mean learning rate, mean gradient norm) of the steps since the last point, when this step
+        closes a window (or an epoch).  The loss and the norm come off the device in one transfer: the one sync
+        per window the step curve always cost."""
         if self._loss_sum is None:
             return None
         self._loss_steps += 1
         at_epoch_end = abs(float(state.epoch or 0.0) - round(float(state.epoch or 0.0))) < 1e-9
         if self._loss_steps < self._window and not at_epoch_end:
             return None
-        value = float(self._loss_sum.item()) / self._loss_steps
+        norm_sum, loss_sum = self._norm_sum, self._loss_sum
+        if isinstance(norm_sum, torch.Tensor) and norm_sum.device == loss_sum.device:
+            loss_total, norm_total = torch.stack([loss_sum, norm_sum]).tolist()
+        else:
+            loss_total = float(loss_sum.item())
+            norm_total = float(norm_sum.item()) if isinstance(norm_sum, torch.Tensor) else norm_sum
+        value = loss_total / self._loss_steps
+        norm = norm_total / self._norm_steps if norm_total is not None and self._norm_steps else None
+        lr = self._lr_sum / self._lr_steps if self._lr_steps else None
         self._loss_sum, self._loss_steps = None, 0
-        return value if math.isfinite(value) else None
+        self._norm_sum, self._norm_steps, self._lr_sum, self._lr_steps = None, 0, 0.0, 0
+        if not math.isfinite(value):
+            return None
+        return value, lr, norm if norm is not None and math.isfinite(norm) else None
 
     def on_train_begin(self, args, state, control, **kw):
         self._t0, self._first_step = self.clock(), state.global_step
@@ -100,12 +132,13 @@ class EpochReporter(TrainerCallback):
         per_step = elapsed / max(1, state.global_step - self._first_step)
         left = per_step * max(0, state.max_steps - state.global_step)
         budget_left = max(0.0, self._deadline - now) if self._deadline is not None else None
-        loss = self._window_loss(state)
+        loss, lr, norm = self._window_loss(state) or (None, None, None)
         epoch = float(state.epoch or 0.0)
         self.emit(Progress(state.global_step, state.max_steps, epoch, elapsed, per_step, left, loss, budget_left,
-                           tokens_seen=int(self.train_tokens * epoch), memory_bytes=training_memory()))
+                           tokens_seen=int(self.train_tokens * epoch), memory_bytes=training_memory(),
+                           learning_rate=lr, grad_norm=norm))
         if loss is not None and self.run is not None:
-            self.run.append_step(state.global_step, epoch, loss)
+            self.run.append_step(state.global_step, epoch, loss, lr, norm)
         if self.stop is not None and self.stop.is_set():
             self.stopped = True
             control.should_training_stop = True

@@ -201,23 +201,37 @@ class Run:
     def steps_path(self) -> Path:
         return self.path / L.STEPS
 
-    def append_step(self, step: int, epoch: float, loss: float) -> None:
+    STEP_COLUMNS = ("step", "epoch", "loss", "learning_rate", "grad_norm")
+    """steps.csv's columns (files from before the learning rate and the gradient norm have the first three)."""
+
+    def append_step(self, step: int, epoch: float, loss: float, learning_rate: float | None = None,
+                    grad_norm: float | None = None) -> None:
         """One point of the step curve (appended: a few bytes every few steps; a line a kill cut short is
-        skipped when read)."""
+        skipped when read).  A file with an older header is rewritten once with today's (empty where unknown)."""
+        header = ",".join(self.STEP_COLUMNS)
         new = not self.steps_path.is_file()
+        if not new:
+            with open(self.steps_path, encoding="utf-8") as fh:
+                if fh.readline().strip() != header:
+                    atomic_write_text(self.steps_path, self.steps().to_csv(index=False))
+        extra = ",".join("" if v is None else f"{v:.6g}" for v in (learning_rate, grad_norm))
         with open(self.steps_path, "a", encoding="utf-8", newline="") as fh:
-            fh.write(("step,epoch,loss\n" if new else "") + f"{int(step)},{epoch:.6f},{loss:.6g}\n")
+            fh.write((header + "\n" if new else "") + f"{int(step)},{epoch:.6f},{loss:.6g},{extra}\n")
 
     def steps(self, last_epoch: float | None = None) -> pd.DataFrame:
-        """The step curve's points (``step``, ``epoch``, ``loss``), up to ``last_epoch`` when given."""
-        columns = ["step", "epoch", "loss"]
+        """The step curve's points (``STEP_COLUMNS``; learning rate and gradient norm NaN where not recorded), up to
+        ``last_epoch`` when given."""
+        columns = list(self.STEP_COLUMNS)
         if not self.steps_path.is_file():
             return pd.DataFrame(columns=columns)
         try:
             df = pd.read_csv(self.steps_path, on_bad_lines="skip")
         except (ValueError, OSError):
             return pd.DataFrame(columns=columns)
-        df = df[columns].apply(pd.to_numeric, errors="coerce").dropna()
+        for column in columns:
+            if column not in df.columns:
+                df[column] = float("nan")
+        df = df[columns].apply(pd.to_numeric, errors="coerce").dropna(subset=columns[:3])
         return df[df["epoch"] <= last_epoch + 1e-9] if last_epoch is not None else df
 
     def truncate_steps(self, last_epoch: float) -> None:
@@ -226,8 +240,9 @@ class Run:
             atomic_write_text(self.steps_path, self.steps(last_epoch).to_csv(index=False))
 
     def history(self, last_epoch: int | None = None):
-        """(``EpochResult`` per finished epoch, step-curve points as ``(epoch, loss)``), up to ``last_epoch``:
-        what a resumed run's page shows from before the stop."""
+        """(``EpochResult`` per finished epoch, step-curve points as ``(epoch, loss, learning_rate, grad_norm)``,
+        the last two None where not recorded), up to ``last_epoch``: what a resumed run's page shows from before
+        the stop."""
         from .events import EpochResult
 
         m = self.metrics()
@@ -238,7 +253,9 @@ class Run:
                                    tokens_per_sec=float(r.tokens_per_sec), learning_rate=float(r.learning_rate),
                                    is_best=bool(r.is_best)) for r in m.itertuples(index=False))
         points = self.steps(last_epoch)
-        return epochs, tuple((float(e), float(v)) for e, v in zip(points["epoch"], points["loss"]))
+        known = lambda v: float(v) if pd.notna(v) and math.isfinite(float(v)) else None  # noqa: E731
+        return epochs, tuple((float(e), float(v), known(lr), known(g)) for e, v, lr, g in zip(
+            points["epoch"], points["loss"], points["learning_rate"], points["grad_norm"]))
 
     def checkpoint_epoch(self) -> int:
         """The whole epochs the last complete checkpoint holds (0 without one): where a resume starts."""

@@ -362,6 +362,7 @@ def _build_trainer(setup: _Setup, train_ds: EncodedDataset, reporter: EpochRepor
                                   processing_class=setup.tokenizer, data_collator=collator,
                                   callbacks=[reporter, *hooks.callbacks])
     _report_step_losses(trainer, reporter)
+    _report_grad_norms(trainer, reporter)
     # Records are reported through on_event; the Trainer's own printing would duplicate them.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -382,6 +383,22 @@ def _report_step_losses(trainer: Trainer, reporter: EpochReporter) -> None:
         return loss
 
     trainer.training_step = training_step
+
+
+def _report_grad_norms(trainer: Trainer, reporter: EpochReporter) -> None:
+    """Hand each optimizer step's gradient norm (before clipping) to the reporter.  The Trainer computes it with
+    accelerate's public ``Accelerator.clip_grad_norm_`` (``max_grad_norm`` is 1.0; at 0 it still asks it, with an
+    infinite limit) and keeps it in a local variable that callbacks see only in the epoch's ``on_log``; the result
+    is a tensor the Trainer already made, kept as is (the reporter syncs once per window, with the loss)."""
+    accelerator = trainer.accelerator
+    clip = accelerator.clip_grad_norm_
+
+    def clip_grad_norm_(*args, **kwargs):
+        norm = clip(*args, **kwargs)
+        reporter.add_grad_norm(norm)
+        return norm
+
+    accelerator.clip_grad_norm_ = clip_grad_norm_
 
 
 def training_collator(model, pad_token_id: int,

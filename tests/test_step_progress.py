@@ -41,17 +41,23 @@ def test_training_reports_a_step_curve_and_a_resume_continues_it(tmp_path, sampl
     points = [p for p in events if isinstance(p, Progress) and p.loss is not None]
     assert len([p for p in points if p.epoch <= 1.0]) > 1
     assert all(p.loss > 0 for p in points) and all(p.seconds_left is not None for p in points)
+    # Each point also carries its window's learning rate (TINY's constant rate) and gradient norm (issue 24).
+    assert all(p.learning_rate == cfg.learning_rate and p.grad_norm > 0 for p in points)
+    assert all(p.learning_rate is None and p.grad_norm is None for p in events
+               if isinstance(p, Progress) and p.loss is None)
     run = Run(first.run_dir)
     assert len(run.steps()) == len(points) and run.checkpoint_epoch() == 1
+    assert run.steps()["grad_norm"].notna().all() and (run.steps()["learning_rate"] == cfg.learning_rate).all()
 
     jobs = JobManager(tmp_path)
     snap = jobs.resume(run.run_id)
     before = [p for p in points if p.epoch <= 1.0]  # a step of epoch 2 may end before the stop is seen
     assert [e.epoch for e in snap.epochs] == [1] and len(snap.steps) == len(before)
+    assert all(lr == cfg.learning_rate and norm > 0 for _, _, lr, norm in snap.steps)  # restored from steps.csv
     assert jobs.join(120)
     done = jobs.snapshot()
     assert done.summary is not None and done.summary.status == "finished", done.error
     assert [e.epoch for e in done.epochs] == [1, 2]
-    assert len(done.steps) > len(before) and max(e for e, _ in done.steps) > 1.0
+    assert len(done.steps) > len(before) and max(e for e, *_ in done.steps) > 1.0
     assert done.summary.seconds >= first.seconds  # the totals count the whole run
     assert done.summary.epochs_done == 2

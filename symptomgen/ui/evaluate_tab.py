@@ -30,10 +30,10 @@ from ..phrases import phrase_pieces
 from ..runs import Run
 from ..store import RunStore
 from .calls import bounded_names
-from .charts import loss_chart, loss_points
+from .charts import PALETTE, loss_chart, loss_points
 from .context import PageContext
 from .share_panel import build_share_section
-from .widgets import ListedChoices, checked_types, setting_widget, user_errors
+from .widgets import ListedChoices, chart_toggles, checked_types, setting_widget, user_errors
 
 SAMPLING_CHOICES = [("Greedy only (fastest)", "none"), ("Greedy + seed-notebook sampling", "seed-notebook"),
                     ("Greedy + creative sampling", "creative")]
@@ -112,8 +112,9 @@ def summary_frame(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def curves_frame(store: RunStore, run_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the chart's points: epoch, loss, series, run, kind; one summary row per run)."""
+def curves_frame(store: RunStore, run_ids, rates: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the chart's points: epoch, loss, series, run, kind; one summary row per run).  ``rates``, when given, is
+    filled with each run's learning rate per epoch (``run id → [(epoch, rate)]``, from its metrics.csv)."""
     if isinstance(run_ids, str):
         run_ids = [run_ids]
     points, summary = [], []
@@ -122,6 +123,9 @@ def curves_frame(store: RunStore, run_ids) -> tuple[pd.DataFrame, pd.DataFrame]:
         m, rec = run.metrics(), run.record()
         for col, kind in (("training_loss", "train"), ("validation_loss", "validation")):
             points += [(run.run_id, kind, e, v) for e, v in zip(m["epoch"], m[col]) if pd.notna(v)]
+        if rates is not None:
+            lr = pd.to_numeric(m["learning_rate"], errors="coerce")
+            rates[run.run_id] = [(float(e), float(v)) for e, v in zip(m["epoch"], lr) if pd.notna(v) and pd.notna(e)]
         best = rec.best_val_loss
         summary.append([run.run_id, rec.model, len(m), rec.best_epoch,
                         round(best, 4) if best is not None else None, data_label(rec)])
@@ -232,10 +236,14 @@ class EvaluateActions:
     def compare_runs(self, runs: list[str] | None):
         """Train and validation loss per epoch of several runs (at most 8, repeats counted once), on one plot."""
         names = bounded_names(runs, MAX_COMPARED, "runs to compare")
-        points, table = curves_frame(self.ctx.store, names)
+        rates: dict = {}
+        points, table = curves_frame(self.ctx.store, names, rates)
         warning = compare_warning(self.ctx.store, names)
         shown = f"<p class='sg-compare-warning'>{html.escape(warning)}</p>" if warning else ""
-        return shown + loss_chart(points, title=COMPARE_TITLE), table
+        # The learning rate per epoch, a line per run in its colour (hidden until "Learning rate" is ticked).
+        colours = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(dict.fromkeys(points["run"]))}
+        aux = {"lr": [(r, colours[r], rates[r]) for r in colours if rates.get(r)]}
+        return shown + loss_chart(points, title=COMPARE_TITLE, aux=aux), table
 
     def refresh_choices(self, current, chosen, picked: bool = True):
         """The finished runs (newest first) and the runs with loss curves (the compared ones kept while listed).
@@ -276,6 +284,7 @@ def build_evaluate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab, gen_model
         compare = ListedChoices([], value=[], multiselect=True, max_choices=MAX_COMPARED,
                                  label=f"Runs (at most {MAX_COMPARED})", elem_id="compare-runs")
         plot = gr.HTML(loss_chart(loss_points([]), title=COMPARE_TITLE), elem_id="compare-plot", padding=True)
+        chart_toggles("compare-plot", ("log", "lr"))  # per epoch from metrics.csv: no step curve, no grad norm
         compare_table = gr.Dataframe(pd.DataFrame(columns=COMPARE_COLUMNS), interactive=False,
                                      label="Runs compared")
     build_share_section(ctx, run, lambda: (gr.update(choices=runs_with_curves(ctx.store)),

@@ -4,8 +4,8 @@ Output streams token by token, the selected run side by side with its base
 model, and when the name is in the run's data the reference symptoms are shown
 with the generated phrases that match them.  Generation reads finished runs
 only, so it works while a training job runs.  "Explain this generation" (a
-per-token heat map, computed on request) comes from ``explain_panel``; "Generate for many names" (a CSV) from
-``bulk_panel``.  The handlers are methods of
+per-token heat map, computed on request) comes from ``explain_panel``; "Arena" (several models side by side) from
+``arena_panel``; "Generate for many names" (a CSV) from ``bulk_panel``.  The handlers are methods of
 ``GenerateActions`` (callable without a page).
 """
 
@@ -34,6 +34,7 @@ from ..errors import HubUnreachableError, first_line
 from ..gpu import generation_seconds, gpu
 from ..hub import unreachable_reason
 from ..store import RunStore
+from .arena_panel import build_arena_section
 from .bulk_panel import build_bulk_section
 from .context import PageContext
 from .explain_panel import build_explain_section
@@ -119,6 +120,41 @@ def _generate_seconds(model, name, top_k, top_p, temperature, repetition_penalty
         return generation_seconds(int(max_new_tokens), int(num_sequences)) * (2 if compare else 1)
     except (TypeError, ValueError):
         return 60
+
+
+MAX_SPARKLINES = 50  # runs drawn in the runs list (newest first); each costs a metrics.csv read
+
+
+def runs_history_html(store: RunStore, limit: int = MAX_SPARKLINES) -> str:
+    """The runs list with a loss sparkline per run (``charts.sparkline``: validation and train loss per epoch,
+    from its metrics.csv), newest first.  Everything from a run folder (its name, status, model, a damaged or
+    hostile metrics file) is escaped or parsed as numbers: an imported run is a stranger's input."""
+    import html
+
+    from .charts import sparkline
+
+    runs = store.list()
+    if not runs:
+        return "<p class='sg-runs-empty'>No runs yet: train one on the Train tab.</p>"
+    rows = []
+    for r in runs[:limit]:
+        try:
+            m = r.metrics()
+            epochs = pd.to_numeric(m["epoch"], errors="coerce")
+            curves = [list(zip(epochs, pd.to_numeric(m[c], errors="coerce")))
+                      for c in ("training_loss", "validation_loss")]
+        except (OSError, ValueError, KeyError):  # unreadable metrics: the row without a line
+            curves = [[], []]
+        rec = r.record()
+        best = r.best_info().val_loss
+        rows.append(f"<tr><td><code>{html.escape(r.run_id)}</code></td><td>{html.escape(str(r.status()))}</td>"
+                    f"<td>{html.escape(str(rec.model or '?')[:80])}</td>"
+                    f"<td>{'' if best is None else f'{best:.4f}'}</td>"
+                    f"<td>{sparkline(*curves, label=r.run_id)}</td></tr>")
+    more = (f"<p><small>The newest {limit} of {len(runs)} runs.</small></p>" if len(runs) > limit else "")
+    return ("<table class='sg-runs'><thead><tr><th>run</th><th>status</th><th>model</th><th>best val loss</th>"
+            "<th>loss per epoch (validation solid, train light)</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>{more}")
 
 
 @dataclass
@@ -233,8 +269,10 @@ def build_generate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab) -> Genera
     # The /generate and /explain parameters, in their order (no_repeat_ngram_size, added later, goes last).
     sliders = [top_k, top_p, temperature, repetition_penalty, max_new_tokens, num_sequences, seed]
     build_explain_section(ctx, model, name, sliders, output, no_repeat)
+    build_arena_section(ctx, name, sliders, no_repeat)
     build_bulk_section(ctx, model, sliders, no_repeat)
     with gr.Accordion("Runs", open=False):
+        history = gr.HTML(elem_id="runs-history", padding=True)
         runs = gr.Dataframe(pd.DataFrame(columns=RUNS_COLUMNS), interactive=False, label="Runs on this server")
 
     knobs = list(sampling.values())
@@ -255,6 +293,9 @@ def build_generate_tab(demo: gr.Blocks, ctx: PageContext, tab: gr.Tab) -> Genera
     # A fresh page selects the newest finished run (the base model when there is none): after training, that is
     # what people come to try, and offline the base model (distilgpt2) cannot be loaded at all.
     demo.load(lambda: list_runs_(None), outputs=[runs, model], api_visibility="private", queue=False)
+    # The sparklines follow the table (the /list_runs API keeps its two outputs).
+    runs.change(lambda: runs_history_html(ctx.store), outputs=history, api_visibility="private",
+                show_progress="hidden", queue=False)
     # Generation is CPU-bound: two at a time (2 cores); the queue holds the rest, so every client is answered, and
     # each visitor may have only a few waiting or running (calls.VisitorLimit on the "generate" group, page.py).
     inputs = [model, name, *sliders, compare, no_repeat]  # new parameters go last, with defaults: old clients work

@@ -27,6 +27,7 @@ from ..settings import Settings, current, keep_owner_token_private
 from ..store import RunStore
 from ..sweeper import start_sweeper
 from .calls import VisitorLimit, check_call_values
+from .charts import toggle_css
 from .context import PageContext
 from .data_tab import DATA_INPUTS, build_data_tab
 from .evaluate_tab import build_evaluate_tab
@@ -58,6 +59,9 @@ PAGE_CSS = """
   #epoch-table table { font-size: 12px; }
 }
 """
+# The charts' toggles (``charts.toggle_css``): checkboxes set <html> attributes in the browser; these rules show the
+# views they name.  The toggle rows sit tight under their charts.
+PAGE_CSS += toggle_css(("loss-plot", "compare-plot")) + ".sg-chart-toggles { gap: 4px 16px !important; }\n"
 QUEUE_SIZE = 64  # requests waiting in the queue (all events); beyond that a client is told the queue is full
 
 

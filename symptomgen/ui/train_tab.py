@@ -34,6 +34,7 @@ from .widgets import (
     CUSTOM,
     CUSTOM_LABEL,
     ListedChoices,
+    chart_toggles,
     checked_types,
     link_preset,
     named_parameters,
@@ -169,7 +170,9 @@ def build_train_tab(ctx: PageContext) -> TrainTab:
     with gr.Row():
         table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Epochs", interactive=False,
                              elem_id="epoch-table", scale=3, min_width=320)
-        plot = gr.HTML(_plot(()), elem_id="loss-plot", scale=2, min_width=320, padding=True)
+        with gr.Column(scale=2, min_width=320):
+            plot = gr.HTML(_plot(()), elem_id="loss-plot", padding=True)
+            chart_toggles("loss-plot")  # smoothing, log scale, learning rate, grad norm: in the browser only
     summary = gr.Markdown(elem_id="train-summary")
     metrics_file = gr.File(label="Metrics CSV", interactive=False, height=90, elem_id="metrics-file")
     widgets = [built[n] for n in TRAIN_FIELDS]

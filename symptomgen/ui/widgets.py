@@ -231,3 +231,19 @@ def link_preset(preset: gr.Dropdown, knobs: list, presets: typing.Mapping[str, o
     for knob in knobs:
         knob.input(lambda *values: preset_named(presets, fields, values), inputs=knobs, outputs=preset,
                    api_visibility="private", show_progress="hidden")
+
+
+def chart_toggles(holder: str, toggles=("smooth", "log", "lr", "grad")) -> list[gr.Checkbox]:
+    """A row of checkboxes that switch the views of the chart inside ``#holder`` (``charts.TOGGLES``): each
+    runs in the browser only (``js=``, no server call), so it works while the chart streams."""
+    from .charts import TOGGLES, toggle_js
+
+    boxes = []
+    with gr.Row(elem_classes="sg-chart-toggles"):
+        for t in toggles:
+            label, value = TOGGLES[t]
+            box = gr.Checkbox(value, label=label, elem_id=f"{holder}-{t}", container=False, min_width=120)
+            box.change(None, inputs=box, js=toggle_js(holder, t), api_visibility="private", queue=False,
+                       show_progress="hidden")
+            boxes.append(box)
+    return boxes
