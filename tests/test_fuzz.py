@@ -40,6 +40,8 @@ ENDPOINTS = {  # each endpoint's ordinary arguments (cheap ones: a tiny scratch 
                       max_new_tokens=4, num_sequences=1, seed=0, compare=False, no_repeat_ngram_size=0),
     "/explain": dict(model="scratch", name="Asthma", top_k=8, top_p=0.95, temperature=0.5, repetition_penalty=1.2,
                      max_new_tokens=4, num_sequences=1, seed=0, shown="", score="surprise", no_repeat_ngram_size=0),
+    "/arena": dict(models=["scratch", "scratch"], name="Asthma", top_k=8, top_p=0.95, temperature=0.5,
+                   repetition_penalty=1.2, max_new_tokens=4, num_sequences=1, seed=0, no_repeat_ngram_size=0),
     "/list_runs": dict(current=None),
     "/export_run": dict(run_id="20000101-000000-none"),
     "/import_run": dict(upload=None, hub_id="", typed_token=""),

@@ -60,6 +60,9 @@ def check_call_values(demo: gr.Blocks) -> None:
                     isinstance(value, dict) and isinstance(value.get("path"), str)):
                 raise gr.Error(f"The field '{block.label}' must be a file uploaded to this server "
                                "(gradio_client's handle_file), not text or a number.", print_exception=False)
+            refusal = _not_a_choice(state[block._id] if state is not None and block._id in state else block, value)
+            if refusal:
+                raise gr.Error(refusal, print_exception=False)
         try:
             return await original(block_fn, inputs, state, explicit_call)
         except gr.Error:
@@ -73,6 +76,20 @@ def check_call_values(demo: gr.Blocks) -> None:
                            f"({type(exc).__name__}).", print_exception=False) from None
 
     demo.preprocess_data = preprocess_data
+
+
+def _not_a_choice(block, value) -> str | None:
+    """One sentence when a list field (a radio, a one-value dropdown; as this session's page last updated it) gets a
+    value outside its choices (Gradio's own refusal repeats the value, however long); None when the value is one of
+    them, or the field takes any."""
+    if type(block).preprocess not in (gr.Radio.preprocess, gr.Dropdown.preprocess) or value is None \
+            or getattr(block, "multiselect", False) or getattr(block, "allow_custom_value", False):
+        return None  # (a field that checks its own values, like ListedChoices, is left to its handler)
+    allowed = [c[1] if isinstance(c, tuple) else c for c in (block.choices or [])]
+    if isinstance(value, (str, int, float)) and value in allowed:
+        return None
+    names = ", ".join(str(c) for c in allowed[:8]) + (", …" if len(allowed) > 8 else "")
+    return f"The field '{block.label}' takes one of: {names}." if allowed else None
 
 
 class VisitorLimit:

@@ -102,11 +102,14 @@ class YScale:
         return math.isfinite(v) and (v > 0 or not self.log)
 
 
+LOG_MANTISSAS = [1, 2, 5]  # a log axis labels 1, 2 and 5 × 10^k
+
+
 def log_ticks(lo: float, hi: float) -> list[float]:
     """Values 1, 2 and 5 × 10^k between ``lo`` and ``hi`` (both > 0), or those two ends when fewer than two fit;
     at most about six (every other one is dropped past that)."""
     ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-             for m in (1, 2, 5) if lo * (1 - 1e-9) <= m * 10.0 ** k <= hi * (1 + 1e-9)]
+             for m in LOG_MANTISSAS if lo * (1 - 1e-9) <= m * 10.0 ** k <= hi * (1 + 1e-9)]
     while len(ticks) > 6:
         ticks = ticks[::2]
     return ticks if len(ticks) >= 2 else [float(f"{lo:.3g}"), float(f"{hi:.3g}")]
