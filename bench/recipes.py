@@ -172,7 +172,8 @@ def keeps_report(a, results: dict[str, list[dict]], load_before, load_after, tot
     from symptomgen.splits import spread_sample
 
     base: dict[str, list[float]] = {}
-    for seed in a.seeds:
+    seeds = sorted({r["seed"] for runs in results.values() for r in runs})  # this study's and the merged ones'
+    for seed in seeds:
         prepared = prepare(DataConfig(source=a.data, seed=seed))
         unseen = spread_sample(prepared.val, a.limit)
         sets = {"taught": spread_sample(prepared.train, len(unseen)), "unseen": unseen}
@@ -186,7 +187,7 @@ def keeps_report(a, results: dict[str, list[dict]], load_before, load_after, tot
              f"Date: {B.machine_line(__import__('torch').get_num_threads())}  ",
              f"Load average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load_before)}; after: "
              f"{' / '.join(f'{x:.2f}' for x in load_after)}; whole study {total_min:.1f} min.  ",
-             f"Data: `{Path(a.data).name}` split by name; seeds {', '.join(map(str, a.seeds))} (split, init); "
+             f"Data: `{Path(a.data).name}` split by name; seeds {', '.join(map(str, seeds))} (split, init); "
              f"{a.epochs} epochs of batch {a.batch_size} for every recipe (equal compute). Each run keeps three "
              "models: the epoch with the lowest validation loss (`best`, today's default), the epoch with the "
              "highest per-epoch sample score (`score`: 16 taught + 16 unseen rows, greedy, their mean F1) and the "
@@ -298,12 +299,14 @@ def main() -> None:
     if a.json:
         a.json.write_text(json.dumps(results, indent=2))
     if a.keeps:
-        earlier: dict[str, list[dict]] = {}
-        for path in a.merge:
+        merged: dict[str, list[dict]] = {}
+        for path in a.merge:  # earlier runs first; a recipe's seeds add up (a seed run again: this study's run)
             for name, runs in json.loads(path.read_text()).items():
-                if name not in results:
-                    earlier.setdefault(name, []).extend(runs)
-        section = keeps_report(a, {**earlier, **results}, load_before, load_after, total_min)
+                merged.setdefault(name, []).extend(runs)
+        for name, runs in results.items():
+            mine = {r["seed"] for r in runs}
+            merged[name] = [r for r in merged.get(name, []) if r["seed"] not in mine] + runs
+        section = keeps_report(a, merged, load_before, load_after, total_min)
         old = a.out.read_text() if a.out.is_file() else ""
         if "<!-- keeps:start -->" in old:
             head, rest = old.split("<!-- keeps:start -->", 1)

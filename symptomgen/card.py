@@ -118,8 +118,12 @@ def write_model_card(run_dir: Path | str, dest: Path | str | None = None, adapte
     info = run.best_info()
     best_epoch, best_val = run.served_best()
     kept_epoch = info.epoch or rec.kept_epoch or best_epoch
+    keep = train.keep if train is not None else None
     kept = ("the weights here are from the best validation epoch, not the last."
             if kept_epoch == best_epoch or kept_epoch is None
+            else f"the weights here are from epoch {kept_epoch}, the one that scored best on the per-epoch sample "
+                 f"of taught and unseen rows (keep=score), not the lowest validation loss (epoch {best_epoch})."
+            if keep == "score"
             else f"the weights here are from epoch {kept_epoch}, the last finished one (keep=last), not the best.")
     data_dict, train_dict = (data.to_dict() if data else {}), (train.to_dict() if train else {})
     lines = [f"---\n{card.to_yaml()}\n---", "", f"# SymptomGen run `{run.run_id}`", "",

@@ -23,8 +23,9 @@ quiet_libraries()
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "Diseases_Symptoms.csv"
 
+# keep="best": the tests of keeping by score say so (test_epoch_score); a 2-epoch tiny run's score is noise.
 TINY = TrainConfig(model="scratch", epochs=2, batch_size=16, learning_rate=3e-3, max_length=64,
-                   scratch_layers=2, scratch_width=64, scratch_vocab=800, save_checkpoints=False)
+                   scratch_layers=2, scratch_width=64, scratch_vocab=800, save_checkpoints=False, keep="best")
 
 
 @pytest.fixture

@@ -203,7 +203,7 @@ def test_keep_last_keeps_the_last_epoch(tiny_cfg, sample_data, tmp_path):
 
 
 def test_the_summary_explains_an_early_kept_epoch():
-    cfg = TrainConfig(learning_rate=5e-4)
+    cfg = TrainConfig(learning_rate=5e-4, keep="best")
     note = kept_model_note(1, 4, 1, cfg, train_rows=320, split_by="by-name")
     assert "lowest at epoch 1 of 4" in note and "epoch-1 model is kept" in note
     assert "unseen in training" in note and "320 training rows" in note and "learning rate (0.0005)" in note

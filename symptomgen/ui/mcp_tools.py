@@ -131,7 +131,8 @@ class Tools:
             target_column: The column holding the text to learn (the symptoms); "Symptoms" in the sample.
             model: The model to start from: a Hub id such as "distilgpt2" (the default) or "gpt2", the name of a
                 finished run to train further, or "scratch" (a small random GPT-2 that works offline).
-            epochs: Passes over the training rows, 1 to 100. The best epoch (lowest validation loss) is kept.
+            epochs: Passes over the training rows, 1 to 100. The epoch that scores best on a small per-epoch
+                sample of taught and unseen rows is kept.
             batch_size: Examples per step, 1 to 256.
             learning_rate: Peak learning rate of AdamW, 1e-6 to 0.1 (5e-4 is the default).
             max_length: Longest example in tokens, 8 to 1024; longer ones are truncated.
