@@ -118,7 +118,7 @@ def test_choices_are_checked_with_the_label():
         C.TrainConfig(scheduler="step")
     assert C.setting(C.TrainConfig, "scheduler").choices == C.SCHEDULERS
     epochs = C.setting(C.TrainConfig, "epochs")
-    assert (epochs.min, epochs.max, epochs.default) == (1, 100, 20)
+    assert (epochs.min, epochs.max, epochs.default) == (1, 100, 30)
 
 
 @pytest.mark.parametrize("cls, s", ALL, ids=ids(ALL))
