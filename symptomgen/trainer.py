@@ -372,17 +372,22 @@ def _build_trainer(setup: _Setup, train_ds: EncodedDataset, reporter: EpochRepor
     return trainer
 
 
+def _tap(owner, name: str, sink: Callable) -> None:
+    """Replace ``owner.name`` with a wrapper that also hands each result to ``sink`` (and returns it unchanged)."""
+    original = getattr(owner, name)
+
+    def tapped(*args, **kwargs):
+        result = original(*args, **kwargs)
+        sink(result)
+        return result
+
+    setattr(owner, name, tapped)
+
+
 def _report_step_losses(trainer: Trainer, reporter: EpochReporter) -> None:
     """Hand each micro-batch's loss to the reporter (for the step curve): callbacks are not given it, and
     ``training_step`` is the Trainer's public per-batch method whose result is that loss."""
-    step = trainer.training_step
-
-    def training_step(*args, **kwargs):
-        loss = step(*args, **kwargs)
-        reporter.add_step_loss(loss)
-        return loss
-
-    trainer.training_step = training_step
+    _tap(trainer, "training_step", reporter.add_step_loss)
 
 
 def _report_grad_norms(trainer: Trainer, reporter: EpochReporter) -> None:
@@ -390,15 +395,7 @@ def _report_grad_norms(trainer: Trainer, reporter: EpochReporter) -> None:
     accelerate's public ``Accelerator.clip_grad_norm_`` (``max_grad_norm`` is 1.0; at 0 it still asks it, with an
     infinite limit) and keeps it in a local variable that callbacks see only in the epoch's ``on_log``; the result
     is a tensor the Trainer already made, kept as is (the reporter syncs once per window, with the loss)."""
-    accelerator = trainer.accelerator
-    clip = accelerator.clip_grad_norm_
-
-    def clip_grad_norm_(*args, **kwargs):
-        norm = clip(*args, **kwargs)
-        reporter.add_grad_norm(norm)
-        return norm
-
-    accelerator.clip_grad_norm_ = clip_grad_norm_
+    _tap(trainer.accelerator, "clip_grad_norm_", reporter.add_grad_norm)
 
 
 def training_collator(model, pad_token_id: int,
