@@ -124,6 +124,10 @@ def test_the_progress_line_says_how_long_is_left():
     guessed = _snapshot(Progress(step=5, total_steps=10, epoch=1.0), time.time() - 60)
     assert "about 1 min 0 s left" in _progress_html(guessed) or "about 1 min 1 s left" in _progress_html(guessed)
     assert duration(42) == "42 s" and duration(3725) == "1 h 2 min"
+    assert "in use" not in _progress_html(measured)  # not known yet: not shown
+    live = _snapshot(Progress(step=5, total_steps=10, epoch=1.0, memory_bytes=3 * 2 ** 29, tokens_seen=48_000),
+                     time.time() - 60)
+    assert "1.5 GB in use · 48,000 tokens seen" in _progress_html(live)  # as the CLI's progress bar says
 
 
 @pytest.mark.parametrize("presets, fields, preset, knob, moved", [

@@ -225,8 +225,19 @@ def _progress_html(s: JobSnapshot) -> str:
     epoch_idx = min(int(math.floor(p.epoch + 1e-9)), s.train.epochs - 1)
     within = max(0.0, min(1.0, p.epoch - epoch_idx))
     return (head + f"<p>Epoch {epoch_idx + 1} of {s.train.epochs}: {within:.0%} of this epoch · step {p.step} "
-            f"of {p.total_steps} overall · {duration(s.elapsed)} elapsed{_time_left(s)}</p>"
+            f"of {p.total_steps} overall · {duration(s.elapsed)} elapsed{_time_left(s)}{_in_use(p)}</p>"
             f"<progress value='{within:.3f}' max='1' style='width:100%'></progress>")
+
+
+def _in_use(p) -> str:
+    """`` · 1.2 GiB in use · 48,000 tokens seen``: the training process's memory now (RAM, or GPU memory on CUDA)
+    and the real tokens trained on so far, as the CLI's progress bar shows them; nothing before they are known."""
+    from ..memory import gib
+
+    parts = [f"{gib(p.memory_bytes)} in use"] if getattr(p, "memory_bytes", None) else []
+    if getattr(p, "tokens_seen", None):
+        parts.append(f"{p.tokens_seen:,} tokens seen")
+    return "".join(f" · {x}" for x in parts)
 
 
 def _time_left(s: JobSnapshot) -> str:
