@@ -102,7 +102,9 @@ def test_chart_toggles_sparklines_arena_and_bulk(browser, site):  # noqa: F811
     page.locator("#bulk-names textarea").fill("Asthma\nMigraine")
     page.locator("#bulk-button").click()
     link = page.locator("#bulk-file [data-testid=download-link]")
-    link.wait_for(timeout=90_000)
+    # Polled on a timer: Playwright's default (animation frames) never saw the link appear in this page.
+    page.wait_for_function("() => document.querySelector('#bulk-file [data-testid=download-link]') !== null",
+                           polling=250, timeout=90_000)
     assert "Generated for 2 name(s)" in page.locator("#bulk-status").inner_text()
     assert link.get_attribute("download").endswith(".csv")
     with page.expect_download() as download:

@@ -60,13 +60,10 @@ def check_call_values(demo: gr.Blocks) -> None:
                     isinstance(value, dict) and isinstance(value.get("path"), str)):
                 raise gr.Error(f"The field '{block.label}' must be a file uploaded to this server "
                                "(gradio_client's handle_file), not text or a number.", print_exception=False)
-            refusal = _not_a_choice(state[block._id] if state is not None and block._id in state else block, value)
-            if refusal:
-                raise gr.Error(refusal, print_exception=False)
         try:
             return await original(block_fn, inputs, state, explicit_call)
-        except gr.Error:
-            raise
+        except gr.Error as exc:
+            raise _short_choice_refusal(exc, block_fn, inputs) from None
         except Exception as exc:  # noqa: BLE001 - Gradio's refusal names server paths; ours names the field
             files = [b.label for b in block_fn.inputs if isinstance(b, gr.File)]
             if files and ("upload" in str(exc).lower() or "cache" in str(exc).lower()):
@@ -78,18 +75,20 @@ def check_call_values(demo: gr.Blocks) -> None:
     demo.preprocess_data = preprocess_data
 
 
-def _not_a_choice(block, value) -> str | None:
-    """One sentence when a list field (a radio, a one-value dropdown; as this session's page last updated it) gets a
-    value outside its choices (Gradio's own refusal repeats the value, however long); None when the value is one of
-    them, or the field takes any."""
-    if type(block).preprocess not in (gr.Radio.preprocess, gr.Dropdown.preprocess) or value is None \
-            or getattr(block, "multiselect", False) or getattr(block, "allow_custom_value", False):
-        return None  # (a field that checks its own values, like ListedChoices, is left to its handler)
-    allowed = [c[1] if isinstance(c, tuple) else c for c in (block.choices or [])]
-    if isinstance(value, (str, int, float)) and value in allowed:
-        return None
-    names = ", ".join(str(c) for c in allowed[:8]) + (", …" if len(allowed) > 8 else "")
-    return f"The field '{block.label}' takes one of: {names}." if allowed else None
+def _short_choice_refusal(exc: gr.Error, block_fn, inputs) -> gr.Error:
+    """Gradio's refusal of a value outside a list's choices ("Value: … is not in the list of choices: …") repeats
+    the value and every choice, however long (a 1000-item list gave 10 kB): one sentence naming the field instead.
+    Any other error is returned as it is."""
+    message = str(getattr(exc, "message", exc))
+    if not (message.startswith("Value: ") and "is not in the list of choices" in message):
+        return exc
+    for block, value in zip(block_fn.inputs, inputs):
+        if isinstance(block, (gr.Radio, gr.Dropdown)) and value is not None and str(value)[:40] in message:
+            allowed = [c[1] if isinstance(c, tuple) else c for c in (block.choices or [])]
+            names = ", ".join(str(c) for c in allowed[:8]) + (", …" if len(allowed) > 8 else "")
+            return gr.Error(f"The field '{block.label}' takes one of: {names}.", print_exception=False)
+    return gr.Error(f"A value sent to {_endpoint(block_fn)} is not one of its field's choices.",
+                    print_exception=False)
 
 
 class VisitorLimit:
