@@ -18,8 +18,9 @@ from test_browser import SHOTS, browser  # noqa: F401 - the module's browser fix
 from symptomgen.store import RunStore
 from symptomgen.ui import build_page
 
-# Enough epochs that Stop, clicked once epoch 1 is done, lands before the run ends (a tiny epoch takes a second).
-EPOCHS = 6
+# Enough epochs that Stop, clicked once epoch 1 is done, lands well before the run ends: a tiny epoch takes about a
+# second, and a progress line that reads "Epoch 2 of N" for one second can pass between two polls (CI saw that).
+EPOCHS = 20
 NAMES = ["Alpha fever", "Beta cough", "Gamma rash", "Delta ache", "Epsilon chill", "Zeta itch", "Eta burn"]
 
 
@@ -122,7 +123,8 @@ def test_the_journey(browser, site, tmp_path):  # noqa: F811
     # Train; epoch 1 draws a step curve with several points; Stop after it points to Resume.
     page.locator("#start-button").click()
     page.wait_for_function("() => !document.querySelector('#stop-button').disabled")
-    page.locator("#train-progress").get_by_text(f"Epoch 2 of {EPOCHS}").wait_for(timeout=300_000)  # epoch 1 done
+    epoch_now = f"(document.querySelector('#train-progress').innerText.match(/Epoch (\\d+) of {EPOCHS}/) || [])[1]"
+    page.wait_for_function(f"() => +({epoch_now} || 0) >= 2", polling=250, timeout=300_000)  # epoch 1 done
     page.locator("#stop-button").click()
     steps = page.locator("#loss-plot .sg-steps")
     points = json.loads(steps.get_attribute("data-steps"))
