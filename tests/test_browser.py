@@ -81,7 +81,7 @@ def test_train_then_generate_in_the_browser(browser, app_url, capsys):
     # Rows stream in: first one epoch, then the rest, with the plot drawn as they arrive.
     grid = page.locator("#epoch-table [role=grid]")
     page.wait_for_function("() => document.querySelector('#epoch-table [role=grid]')"
-                           ".getAttribute('aria-rowcount') === '2'", timeout=120_000)
+                           ".getAttribute('aria-rowcount') === '2'", polling=250, timeout=120_000)
     page.locator("#train-progress").get_by_text(re.compile(r"Epoch \d+ of \d+")).wait_for()
     page.screenshot(path=SHOTS / "02-training-first-epoch.png", full_page=True)
     # Another tab opened mid-run (or this one reloaded) re-attaches: history first, then the rest live.
