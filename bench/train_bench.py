@@ -302,7 +302,8 @@ def worker_candidate(a) -> dict:
                           "val_loss": e.val_loss, "train_loss": e.train_loss, "is_best": e.is_best})
     return {"arm": "candidate", "epochs": per_epoch, "real_tokens": counts["real"],
             "computed_tokens": counts["computed"], "seconds": sum(p["train_seconds"] for p in per_epoch),
-            "eval_seconds": timers.calls["eval"], "save_best_seconds": timers.calls["save_best"],
+            "eval_seconds": timers.calls["eval"], "score_seconds": timers.calls["score"],
+            "save_best_seconds": timers.calls["save_best"],
             "checkpoint_seconds": timers.calls["checkpoint"], "run_seconds": finished - started,
             "steps": math.ceil(len(prepared.train) / 8) * len(epochs), "matmul_gflops": peak,
             "matmul_gflops_bf16": peak_bf16,

@@ -35,6 +35,8 @@ BASE = "base"
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"  # inside a checkpoint, written last
+# inside a checkpoint: read only to resume (optimizer moments are 2× the weights), dropped once a run has completed
+RESUME_ONLY = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 MODEL_INFO = "symptomgen.json"  # inside best/: which epoch those weights are and their validation loss
 
 # -- inside a model folder (save_pretrained)

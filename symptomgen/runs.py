@@ -273,6 +273,21 @@ class Run:
         ``RunStore.repair``, called where a run is opened for use or resumed."""
         return is_model_folder(self.best_dir)
 
+    def drop_resume_state(self) -> int:
+        """Delete what only a resume reads (optimizer, scheduler, scaler and RNG states) from the run's checkpoints;
+        the bytes freed.  For a completed run, which can never resume: the optimizer's moments are twice the
+        weights' size, most of what a finished run would otherwise keep.  The weights and the trainer state stay."""
+        freed = 0
+        for pattern in L.RESUME_ONLY:
+            for path in self.checkpoints_dir.glob(f"{L.CHECKPOINT_PREFIX}*/{pattern}"):
+                try:
+                    size = path.stat().st_size
+                    path.unlink()
+                    freed += size
+                except OSError:
+                    continue  # already gone, or not ours to delete: the run stays readable either way
+        return freed
+
     def save_model(self, model, tokenizer, folder: str = L.BEST, info: ModelInfo | None = None) -> None:
         """Write to ``.<folder>.tmp`` then swap it in, so the old copy survives a crash.  ``info`` (which epoch
         these weights are, their validation loss) is written inside the folder: it is swapped in with them, so a

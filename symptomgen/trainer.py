@@ -435,6 +435,8 @@ def _finish(setup: _Setup, reporter: EpochReporter, oom: bool, started: float,
                          kept_epoch=reporter.kept_epoch)
     if is_main_process():
         setup.run.update(status=status, message=message, seconds=round(summary.seconds, 2))
+        if status.completed:  # it can never resume: its checkpoint's optimizer state is dead weight
+            setup.run.drop_resume_state()
     on_event(summary)
     return summary
 

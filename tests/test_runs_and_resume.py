@@ -93,6 +93,7 @@ def test_patience_keeps_counting_across_a_resume(tmp_path, sample_data, tiny_cfg
     first = run_training(sample_data, cfg, tmp_path, on_event=on_event, stop=stop_after_3)
     run = Run(first.run_dir)
     assert first.status == "stopped" and run.last_checkpoint() is not None
+    assert (run.last_checkpoint() / "optimizer.pt").is_file()  # a stopped run keeps what its resume reads
     metrics = run.metrics()
     assert list(metrics["epoch"]) == [1, 2, 3]
     metrics.loc[metrics["epoch"] == 1, "validation_loss"] = 0.01  # epoch 1 stays the best: 2 and 3 were misses
@@ -101,6 +102,11 @@ def test_patience_keeps_counting_across_a_resume(tmp_path, sample_data, tiny_cfg
     resumed = run_training(DataConfig(), cfg, tmp_path, resume=run.run_id)
     assert resumed.status == "early-stopped" and resumed.epochs_done == 4  # without carrying the count: 6
     assert list(run.metrics()["epoch"]) == [1, 2, 3, 4]
+    # Completed, it can never resume: its checkpoint keeps the weights and the trainer state, not the optimizer's.
+    checkpoint = run.last_checkpoint()
+    assert checkpoint is not None and (checkpoint / "trainer_state.json").is_file()
+    assert not [p.name for p in checkpoint.iterdir() if p.name.endswith((".pt", ".pth"))]
+    assert any(p.suffix == ".safetensors" for p in checkpoint.iterdir())
 
 
 def test_evaluate_needs_at_least_one_row(trained_run, capsys):
