@@ -24,10 +24,24 @@ from .batching import mean_token_loss
 from .config import TrainConfig
 from .events import EpochResult, Event, Progress
 from .memory import process_rss
+from .settings import world_size
 from .store import RunStore
 
 STEP_POINTS_PER_EPOCH = 25
 """About this many step-loss points per epoch (each the mean of the steps since the last one)."""
+CHECKPOINT_COST_SHARE = 0.05
+"""Most of the training time the Trainer's resumable checkpoints may take: an epoch's checkpoint is skipped while
+less than ``1 / share`` times the last one's cost has passed since it (bench/RESULTS.md, issue 25).  Only a crash
+reads a checkpoint so skipped (Stop, the time budget and the last epoch always save), and it then redoes at most
+that much training."""
+
+
+def training_precision(args, model) -> AbstractContextManager:
+    """Validation and the epoch's score in the precision training computes in: bf16 autocast where the Trainer
+    trains under it (a CPU with native bf16, or a bf16 GPU), else as the weights are."""
+    if getattr(args, "bf16", False):
+        return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def step_window(steps_per_epoch: float) -> int:
@@ -65,6 +79,7 @@ class EpochReporter(TrainerCallback):
         self._epoch_first_step = 0
         self._epoch_complete = False
         self._loss_sum, self._loss_steps, self._window = None, 0, 1
+        self._log_end, self._last_save, self._save_cost = 0.0, None, 0.0  # checkpoint cadence (see on_save)
         # The window's gradient norms (tensors, summed on the device) and learning rates (Python floats).
         self._norm_sum, self._norm_steps, self._lr_sum, self._lr_steps = None, 0, 0.0, 0
 
@@ -158,7 +173,7 @@ class EpochReporter(TrainerCallback):
         self._epoch_complete = False
         epoch = int(round(state.epoch or 0))
         train_loss = float(logs["loss"])
-        with self.phase("eval"):
+        with self.phase("eval"), training_precision(args, model):
             val_loss = mean_token_loss(model, self.val_rows, self.tokenizer.pad_token_id, self.cfg.batch_size)
         model.train()
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
@@ -169,7 +184,7 @@ class EpochReporter(TrainerCallback):
             return
         taught = unseen = None
         if self.scorer is not None:
-            with self.phase("score"):
+            with self.phase("score"), training_precision(args, model):
                 taught, unseen = self.scorer.score(model, self.tokenizer)
             model.train()
         is_best = val_loss < self.best_val
@@ -221,6 +236,26 @@ class EpochReporter(TrainerCallback):
         elif self.cfg.patience and self.bad_epochs >= self.cfg.patience:
             self.early_stopped = True
             control.should_training_stop = True
+        self._skip_early_checkpoint(state, control)
+
+    def _skip_early_checkpoint(self, state, control) -> None:
+        """Leave out this epoch's checkpoint while the last one is recent for its cost (``CHECKPOINT_COST_SHARE``),
+        unless the run ends or stops here, where a resume (or the run's record) reads it.  Every rank of a
+        distributed run saves together, so there each epoch still saves (their clocks could disagree)."""
+        now = self.clock()
+        self._log_end = now
+        ending = (world_size() > 1 or control.should_training_stop or state.global_step >= state.max_steps
+                  or (self.stop is not None and self.stop.is_set()))
+        if control.should_save and not ending and self._last_save is not None \
+                and now - self._last_save < self._save_cost / CHECKPOINT_COST_SHARE:
+            control.should_save = False
+
+    def on_save(self, args, state, control, **kw):
+        # Called right after the Trainer wrote a checkpoint, which it does just after the epoch's log.
+        now = self.clock()
+        if self._log_end:
+            self._save_cost = max(0.0, now - self._log_end)
+        self._last_save = now
 
 
 def training_memory() -> int | None:

@@ -88,25 +88,25 @@ def test_an_old_run_without_score_columns_still_reads_and_resumes_its_csv(tmp_pa
 
 
 def test_the_sample_shrinks_to_what_fits_under_the_time_cap():
-    frame = pd.DataFrame({"prompt": [f"Disease {i}" for i in range(20)], "target": ["fever, cough"] * 20})
+    import symptomgen.epochscore as es
+
+    frame = pd.DataFrame({"prompt": [f"Disease {i}" for i in range(60)], "target": ["fever, cough"] * 60})
     ticks = iter(range(1000))
     # Every clock read is one second later: the first chunk is always scored, the second is over the cap.
-    scorer = EpochScorer(frame, frame, rows=16, seconds=0.5, clock=lambda: next(ticks))
+    scorer = EpochScorer(frame, frame, rows=es.CHUNK + 4, seconds=0.5, clock=lambda: next(ticks))
     calls = []
 
     def fake_batch(model, tok, names):
         calls.append(len(names))
         return ["fever"] * len(names)
 
-    import symptomgen.epochscore as es
-
     original, es.generate_batch = es.generate_batch, fake_batch
     try:
         taught, unseen = scorer.score(None, None)
     finally:
         es.generate_batch = original
-    assert calls == [16]  # one chunk (8 taught + 8 unseen) before the cap
-    assert len(scorer.taught) == len(scorer.unseen) == 8
+    assert calls == [2 * es.CHUNK]  # one chunk (CHUNK taught + CHUNK unseen rows) before the cap
+    assert len(scorer.taught) == len(scorer.unseen) == es.CHUNK
     assert taught == pytest.approx(2 / 3) and unseen == pytest.approx(2 / 3)
 
 

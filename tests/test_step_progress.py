@@ -61,3 +61,38 @@ def test_training_reports_a_step_curve_and_a_resume_continues_it(tmp_path, sampl
     assert len(done.steps) > len(before) and max(e for e, *_ in done.steps) > 1.0
     assert done.summary.seconds >= first.seconds  # the totals count the whole run
     assert done.summary.epochs_done == 2
+
+
+def test_an_epoch_checkpoint_waits_until_the_last_is_old_for_its_cost(tiny_cfg):
+    """Checkpoints take at most ``CHECKPOINT_COST_SHARE`` of the time: an epoch soon after a 2 s checkpoint skips
+    its own, one after 1 / share × 2 s saves, and a stop or the last step always saves."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    from symptomgen.reporter import CHECKPOINT_COST_SHARE, EpochReporter
+
+    now = [0.0]
+    stop = threading.Event()
+    reporter = EpochReporter(None, None, [], 0, tiny_cfg, emit=lambda e: None, stop=stop, clock=lambda: now[0])
+    state = SimpleNamespace(global_step=10, max_steps=100)
+
+    def epoch_end(at: float, saves_in: float = 2.0) -> bool:
+        now[0] = at
+        control = TrainerControl(should_save=True)
+        reporter._skip_early_checkpoint(state, control)
+        if control.should_save:
+            now[0] = at + saves_in
+            reporter.on_save(None, state, control)
+        return control.should_save
+
+    assert epoch_end(10.0)  # the first: no cost known yet
+    wait = 2.0 / CHECKPOINT_COST_SHARE
+    assert not epoch_end(12.0 + wait / 2)
+    assert epoch_end(12.0 + wait)
+    assert not epoch_end(14.0 + wait + 1)
+    stop.set()
+    assert epoch_end(14.0 + wait + 2)  # stopping: a resume reads it
+    stop.clear()
+    state.global_step = state.max_steps
+    assert epoch_end(16.0 + wait + 3)  # the last step
