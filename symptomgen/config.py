@@ -245,7 +245,7 @@ class TrainConfig(_Settings):
                                   lo=16, hi=2048, integer=True, step=16)
     scratch_vocab: int = _setting(4000, "Scratch vocabulary", "Vocabulary size of the scratch model's tokenizer.",
                                   lo=300, hi=60000, integer=True, step=100)
-    save_checkpoints: bool = _setting(True, "Keep a resumable checkpoint", "Keep a Trainer checkpoint of the last "
+    save_checkpoints: bool = _setting(True, "Keep a resumable checkpoint", "Keep a Trainer checkpoint of a recent "
                                       "epoch, so a crashed run can resume.", flag="no-checkpoints", ui=False)
     # LoRA (peft): train small low-rank adapters instead of every weight; best/ then holds the adapter only.
     lora_rank: int = _setting(0, "LoRA rank", "Rank of the LoRA adapters (0 = fine-tune every weight).", lo=0,
