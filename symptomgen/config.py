@@ -258,16 +258,18 @@ class TrainConfig(_Settings):
                                  "adapters (GPT-2: c_attn,c_proj).")
     report_to: str = _setting("none", "Experiment tracking", "Also log the Trainer's metrics to TensorBoard "
                               "(event files in the run's logs/ folder) or Trackio.", choices=TRACKERS)
-    keep: str = _setting("score", "Model to keep", "score: the epoch with the highest generation score on the "
-                         "per-epoch sample (taught and unseen rows, their mean); best: the epoch with the lowest "
+    keep: str = _setting("score", "Model to keep", "score: the scored epoch with the highest generation score on "
+                         "the per-epoch sample (taught and unseen rows, their mean; about 10 epochs a run are scored: "
+                         "the first, every few and the last); best: the epoch with the lowest "
                          "validation loss; last: the last finished epoch.", choices=KEEP_MODES)
     max_minutes: float = _setting(0.0, "Time budget (minutes)", "Stop at the next optimizer step once training has "
                                   "run this long, keeping the best finished epoch (0 = no budget).", lo=0.0,
                                   hi=1440.0, step=0.5, slider=False)
 
     # Issue 21: a score while it trains, and what the recipe study measured (bench/RECIPES.md).
-    score_rows: int = _setting(SCORE_ROWS, "Rows scored per epoch", "After every epoch, this many taught and as many "
-                               "unseen rows are generated greedily and scored (0 = off; needed by keep=score).",
+    score_rows: int = _setting(SCORE_ROWS, "Rows scored per epoch", "After the scored epochs (the first, every few "
+                               "and the last: about 10 a run), this many taught and as many unseen rows are "
+                               "generated greedily and scored (0 = off; needed by keep=score).",
                                lo=0, hi=128, integer=True, ui=False)
     shuffle_phrases: bool = _setting(False, "Shuffle list phrases", "For comma-list targets, train on the phrases in a "
                                      "new seeded order every epoch (a symptom list is a set).", ui=False)

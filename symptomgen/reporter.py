@@ -29,11 +29,21 @@ from .store import RunStore
 
 STEP_POINTS_PER_EPOCH = 25
 """About this many step-loss points per epoch (each the mean of the steps since the last one)."""
+SCORES_PER_RUN = 10
+"""About this many epochs of a run generate and score the per-epoch sample (``scored_epoch``): epoch 1, every
+``ceil(epochs / SCORES_PER_RUN)``-th and the last.  Generating costs a distilgpt2-shaped model 4 s of a 27 s epoch on
+2 cores: every epoch of a 30-epoch run, 15% of its time; a tenth of them, under 5% (bench/RESULTS.md, issue 25)."""
 CHECKPOINT_COST_SHARE = 0.05
 """Most of the training time the Trainer's resumable checkpoints may take: an epoch's checkpoint is skipped while
 less than ``1 / share`` times the last one's cost has passed since it (bench/RESULTS.md, issue 25).  Only a crash
 reads a checkpoint so skipped (Stop, the time budget and the last epoch always save), and it then redoes at most
 that much training."""
+
+
+def scored_epoch(epoch: int, epochs: int) -> bool:
+    """Whether ``epoch`` (1-based) of an ``epochs``-epoch run is scored: by number alone, so a resumed run and
+    every machine score (and can keep) the same epochs."""
+    return epoch == 1 or epoch >= epochs or epoch % max(1, math.ceil(epochs / SCORES_PER_RUN)) == 0
 
 
 def training_precision(args, model) -> AbstractContextManager:
@@ -183,7 +193,7 @@ class EpochReporter(TrainerCallback):
             control.should_save = False
             return
         taught = unseen = None
-        if self.scorer is not None:
+        if self.scorer is not None and scored_epoch(epoch, self.cfg.epochs):
             with self.phase("score"), training_precision(args, model):
                 taught, unseen = self.scorer.score(model, self.tokenizer)
             model.train()

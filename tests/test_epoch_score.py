@@ -126,3 +126,14 @@ def test_kept_model_note_for_old_keep_modes_is_unchanged():
     cfg = TrainConfig(model="scratch", keep="last")
     note = kept_model_note(3, 10, 10, cfg, 300, "by-name")
     assert "best/ holds the last epoch's model (epoch 10)" in note
+
+
+def test_about_ten_epochs_a_run_are_scored_by_number():
+    """Epoch 1, every ceil(epochs / 10)-th and the last: a short run scores every epoch, a long one about ten."""
+    from symptomgen.reporter import SCORES_PER_RUN, scored_epoch
+
+    assert all(scored_epoch(e, 6) for e in range(1, 7))
+    thirty = [e for e in range(1, 31) if scored_epoch(e, 30)]
+    assert thirty[0] == 1 and thirty[-1] == 30 and thirty[1:4] == [3, 6, 9]
+    assert len(thirty) <= SCORES_PER_RUN + 1
+    assert [e for e in range(1, 26) if scored_epoch(e, 25)][-2:] == [24, 25]  # the last always, off the stride
