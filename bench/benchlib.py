@@ -42,6 +42,42 @@ def default_data() -> str:
     return str(REAL_DATA) if REAL_DATA.is_file() else "sample"
 
 
+def prepared_rows(data: str, rows: int, subset_seed: int):
+    """The train/val split the project makes, and a seeded subset of ``rows`` training rows (0 = all)."""
+    import dataclasses
+
+    import numpy as np
+
+    from symptomgen.config import DataConfig
+    from symptomgen.data import prepare
+
+    prepared = prepare(DataConfig(source=data))
+    train = prepared.train
+    if rows and rows < len(train):
+        pick = np.sort(np.random.default_rng(subset_seed).choice(len(train), rows, replace=False))
+        train = train.iloc[pick].reset_index(drop=True)
+    return dataclasses.replace(prepared, train=train)
+
+
+def counting_collator(counts: dict, make_inner):
+    """A ``TrainingHooks.make_collator`` that wraps ``make_inner(pad_token_id)`` and adds each training batch's
+    real (attention-mask) and computed tokens to ``counts["real"]`` and ``counts["computed"]``."""
+
+    class CountingCollator:  # training batches only; evaluation batches its own rows
+        def __init__(self, pad_token_id):
+            self.inner = make_inner(pad_token_id)
+            self.packed = getattr(self.inner, "packed", False)
+
+        def __call__(self, rows):
+            batch = self.inner(rows)
+            mask = batch.get("attention_mask")
+            counts["real"] += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+            counts["computed"] += batch["input_ids"].numel()
+            return batch
+
+    return CountingCollator
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -43,8 +43,13 @@ def real_tokens(dataset: SeedDataset) -> int:
     return sum(min(len(tok(f"{n} | {s}")["input_ids"]), SEED_MAX_LENGTH) for n, s in dataset.rows)
 
 
-def train_steps(model, dataset: SeedDataset, steps: int, generator: torch.Generator | None = None) -> dict:
-    """Run ``steps`` optimizer steps exactly as the notebook does; time them (data loading included)."""
+def train_steps(model, dataset: SeedDataset, steps: int, generator: torch.Generator | None = None,
+                device: str | torch.device | None = None) -> dict:
+    """Run ``steps`` optimizer steps exactly as the notebook does; time them (data loading included).
+
+    ``device``: where the notebook's ``.to(device)`` sends each batch (the model must already be there).  Each
+    step's ``loss.item()`` waits for the device, so the step times are real on CUDA too.
+    """
     loader = DataLoader(dataset, batch_size=SEED_BATCH, shuffle=True, generator=generator)
     optimizer = torch.optim.Adam(model.parameters(), lr=SEED_LR)
     model.train()
@@ -55,6 +60,7 @@ def train_steps(model, dataset: SeedDataset, steps: int, generator: torch.Genera
             t = time.perf_counter()
             optimizer.zero_grad()
             inputs = batch["input_ids"].squeeze(1)
+            inputs = inputs.to(device) if device is not None else inputs
             targets = inputs.clone()
             outputs = model(input_ids=inputs, labels=targets)
             loss = outputs.loss

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -34,21 +33,6 @@ PHASES = ("pairs", "epoch", "quality")
 
 
 # ----------------------------------------------------------------------------- workers
-def _rows(data: str, rows: int, subset_seed: int):
-    """The train/val split the project makes, and a seeded subset of the training rows."""
-    import numpy as np
-
-    from symptomgen.config import DataConfig
-    from symptomgen.data import prepare
-
-    prepared = prepare(DataConfig(source=data))
-    train = prepared.train
-    if rows and rows < len(train):
-        pick = np.sort(np.random.default_rng(subset_seed).choice(len(train), rows, replace=False))
-        train = train.iloc[pick].reset_index(drop=True)
-    return dataclasses.replace(prepared, train=train)
-
-
 def _param_counts(model) -> dict:
     return {"matmul_params": B.matmul_params(model), "n_layer": model.config.n_layer, "n_embd": model.config.n_embd}
 
@@ -61,7 +45,7 @@ def worker_baseline(a) -> dict:
     B.set_threads(a.threads)
     peak = B.matmul_peak_gflops(a.threads, a.matmul_n)
     peak_bf16 = B.matmul_peak_gflops(a.threads, a.matmul_n, dtype="bfloat16") if B.native_bf16() else None
-    prepared = _rows(a.data, a.rows, a.subset_seed)
+    prepared = B.prepared_rows(a.data, a.rows, a.subset_seed)
     tok = AutoTokenizer.from_pretrained(a.model_dir)
     tok.pad_token = tok.eos_token  # the seed's choice
     model = GPT2LMHeadModel.from_pretrained(a.model_dir)
@@ -82,7 +66,7 @@ def worker_baseline(a) -> dict:
         ev = S.validate(model, val, a.eval_batches)
         result["eval_seconds_per_batch"] = ev["seconds"] / ev["batches"]
         result["val_batches"] = math.ceil(len(val) / S.SEED_BATCH)
-    result["train_rows_full"] = len(_rows(a.data, 0, 0).train)
+    result["train_rows_full"] = len(B.prepared_rows(a.data, 0, 0).train)
     result["peak_rss_mb"] = B.peak_rss_mb()
     return result
 
@@ -100,7 +84,7 @@ def worker_plain(a) -> dict:
 
     quiet_libraries()
     B.set_threads(a.threads)
-    prepared = _rows(a.data, a.rows, a.subset_seed)
+    prepared = B.prepared_rows(a.data, a.rows, a.subset_seed)
     tok = AutoTokenizer.from_pretrained(a.model_dir)
     tok.pad_token = tok.eos_token
     model = GPT2LMHeadModel.from_pretrained(a.model_dir)
@@ -251,23 +235,15 @@ def worker_candidate(a) -> dict:
             model.zero_grad = functools.partial(type(model).zero_grad, model, set_to_none=False)
         loaded["model"] = model
 
-    class CountingCollator:  # training batches only; evaluation batches its own rows
-        def __init__(self, pad_token_id):
-            self.inner = {"pack": PackCollator, "pad": PadCollator}[a.collator](pad_token_id) \
-                if a.collator != "auto" else T.training_collator(loaded["model"], pad_token_id)
-            self.packed = getattr(self.inner, "packed", False)
-
-        def __call__(self, rows):
-            batch = self.inner(rows)
-            mask = batch.get("attention_mask")
-            counts["real"] += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
-            counts["computed"] += batch["input_ids"].numel()
-            return batch
+    def make_inner(pad_token_id):
+        if a.collator != "auto":
+            return {"pack": PackCollator, "pad": PadCollator}[a.collator](pad_token_id)
+        return T.training_collator(loaded["model"], pad_token_id)
 
     timers = _Timers()
     overrides = _parse_sets(a.set)  # for experiments: TrainingArguments fields changed on top of the project's
     hooks = T.TrainingHooks(
-        callbacks=(timers.callback(),), args_overrides=overrides, make_collator=CountingCollator,
+        callbacks=(timers.callback(),), args_overrides=overrides, make_collator=B.counting_collator(counts, make_inner),
         phase=timers.phase, prepare_model=prepare_model,
         # experiments: coarser length buckets than transformers' default of ~4 megabatches; the model's own loss
         # (full logits) instead of the project's chunked one
@@ -281,7 +257,7 @@ def worker_candidate(a) -> dict:
         cfg = cfg.with_(learning_rate=a.lr)
     if a.scratch_tiny:
         cfg = cfg.with_(scratch_layers=2, scratch_width=64, scratch_vocab=800)
-    prepared = _rows(a.data, a.rows, a.subset_seed)
+    prepared = B.prepared_rows(a.data, a.rows, a.subset_seed)
     events = []
     with tempfile.TemporaryDirectory(prefix="bench-runs-") as runs_dir:
         started = time.perf_counter()
@@ -365,7 +341,7 @@ def orchestrate(a) -> str:
     from symptomgen.data import format_example
 
     log = lambda *x: print(*x, file=sys.stderr, flush=True)  # noqa: E731
-    prepared = _rows(a.data, 0, 0)
+    prepared = B.prepared_rows(a.data, 0, 0)
     n_train = len(prepared.train)
     if a.steps <= 0 or a.steps * 8 >= n_train:  # one full epoch of the training split in every arm
         rows, steps = n_train, math.ceil(n_train / 8)

@@ -30,7 +30,7 @@ def _header(text: str, first_cell: str) -> list[str]:
     return [c.strip() for c in line.strip("|").split("|")]
 
 
-@pytest.mark.parametrize("script", ["train_bench.py", "gen_bench.py"])
+@pytest.mark.parametrize("script", ["train_bench.py", "gen_bench.py", "gpu_check.py"])
 def test_help(script):
     out = _run(script, "--help", timeout=120).stdout
     assert "--results" in out and "--tiny" in out
@@ -68,3 +68,25 @@ def test_gen_bench_tiny_writes_table(tmp_path):
     for row in ("ms per generated token", "ms per cached forward step", "time to first streamed token",
                 "num_return_sequences=3, one batched call", "three single calls"):
         assert f"| {row}" in text
+
+
+def test_gpu_check_cpu_epoch_table(tmp_path):
+    """``gpu_check.py --device cpu`` times the seed loop and our trainer on the CPU (compile arms are opt-in there)."""
+    results = tmp_path / "RESULTS.md"
+    out = _run("gpu_check.py", "--device", "cpu", "--steps", "2", "--tiny", "--data", "sample", "--results",
+               str(results), timeout=300).stdout
+    header = _header(out, "arm")
+    assert header[:6] == ["arm", "steps", "epoch s", "warm-up/compile s", "real tokens/s (excl. warm-up)",
+                          "× seed loop"]
+    assert header[6].startswith("MFU vs ") and header[7] == "peak RSS MiB (CPU: no VRAM)"
+    rows = {r[0]: r for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in out.splitlines()
+                              if ln.startswith("| seed loop") or ln.startswith("| symptomgen trainer"))}
+    assert set(rows) == {"seed loop (baseline)", "symptomgen trainer"}
+    assert rows["seed loop (baseline)"][5] == "1.00" and float(rows["symptomgen trainer"][5]) > 0
+    assert all(r[1] == "2" and float(r[4]) > 0 and float(r[7]) > 0 for r in rows.values())
+    assert "<!-- gpu_check:start -->" in results.read_text()
+
+
+def test_gpu_check_without_cuda_says_so():
+    proc = _run("gpu_check.py", timeout=120)
+    assert proc.stdout.startswith("No CUDA device on this machine") and proc.stdout.count("\n") == 1
