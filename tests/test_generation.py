@@ -132,3 +132,21 @@ def test_model_cache_reloads_a_folder_whose_weights_changed(trained_run, tmp_pat
     del cache  # a cache is dropped whole (a server restart): a new one loads the folder afresh
     fresh, _ = ModelCache(capacity=2).get(folder)
     assert fresh is not second and torch.equal(fresh.transformer.wte.weight, second.transformer.wte.weight)
+
+def test_serving_dtype_is_decided_from_this_cpus_flags(monkeypatch):
+    """bf16 serving is feature detection per CPU (its /proc/cpuinfo flags), not a fixed yes, and says why."""
+    import torch
+
+    from symptomgen import cputune, modeling
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(cputune, "bf16_flags", lambda: ())
+    monkeypatch.setattr(cputune, "native_bf16", lambda: False)
+    dtype, why = modeling.serving_dtype(cpu)
+    assert dtype == torch.float32 and "no native bf16" in why
+    monkeypatch.setattr(cputune, "bf16_flags", lambda: ("avx512_bf16",))
+    assert modeling.serving_dtype(cpu)[1].endswith("turned off (SYMPTOMGEN_CPU_BF16=0): fp32")
+    monkeypatch.setattr(cputune, "native_bf16", lambda: True)
+    assert modeling.serving_dtype(cpu) == (torch.bfloat16, "this CPU has native bf16 (avx512_bf16)")
+    assert modeling.place(torch.nn.Linear(2, 2), cpu, serving=True).weight.dtype == torch.bfloat16
+    assert modeling.place(torch.nn.Linear(2, 2), cpu).weight.dtype == torch.float32  # validation stays fp32
