@@ -150,3 +150,27 @@ def test_serving_dtype_is_decided_from_this_cpus_flags(monkeypatch):
     assert modeling.serving_dtype(cpu) == (torch.bfloat16, "this CPU has native bf16 (avx512_bf16)")
     assert modeling.place(torch.nn.Linear(2, 2), cpu, serving=True).weight.dtype == torch.bfloat16
     assert modeling.place(torch.nn.Linear(2, 2), cpu).weight.dtype == torch.float32  # validation stays fp32
+
+def test_cli_generate_serves_the_dtype_the_app_serves(trained_run, monkeypatch, capsys):
+    """``python -m symptomgen generate`` loads as the app's ModelCache does: bf16 weights where the CPU has native
+    bf16, fp32 where it has not (or ``SYMPTOMGEN_CPU_BF16=0``)."""
+    import torch
+
+    import symptomgen.generation as G
+    from symptomgen import cli, modeling
+
+    seen = []
+
+    def spy(model, tok, name, settings):
+        seen.append(next(model.parameters()).dtype)
+        return ["x"]
+
+    monkeypatch.setattr(G, "generate", spy)
+    best = str(trained_run.run_dir / "best")
+    for native in (True, False):
+        monkeypatch.setattr(modeling.cputune, "native_bf16", lambda native=native: native)
+        monkeypatch.setattr(modeling, "pick_device", lambda: torch.device("cpu"))
+        assert cli.main(["generate", "--model", best, "Asthma", "--temperature", "0"]) == 0
+        app_dtype = next(G.ModelCache().get(best)[0].parameters()).dtype
+        assert seen[-1] == app_dtype == (torch.bfloat16 if native else torch.float32)
+    assert "Asthma | x" in capsys.readouterr().out
