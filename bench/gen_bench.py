@@ -9,6 +9,9 @@ own ``symptomgen.generation.stream``:
 * ``num_return_sequences=3`` in one batched call against three single calls;
 * seconds from ``python app.py`` to the first HTTP 200 (fresh process each time).
 
+It also prints the serving dtype this CPU gets and why (``modeling.serving_dtype``: bf16 only where the CPU's own
+flags show native bf16, and ``SYMPTOMGEN_CPU_BF16`` is not 0).
+
 Prints a Markdown table and writes it to ``bench/RESULTS.md`` (section ``gen_bench``).
 
     python bench/gen_bench.py                 # ~2 min on 2 cores
@@ -18,6 +21,7 @@ Prints a Markdown table and writes it to ``bench/RESULTS.md`` (section ``gen_ben
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -73,7 +77,7 @@ def measure_generation(a, model_dir: Path, serving: bool = False) -> dict:
     """The figures for the model as ``place`` puts it: fp32 on CPU, or ``serving=True`` as the app serves it
     (bf16 weights on CPUs with native bf16)."""
     from symptomgen.config import GenerationSettings
-    from symptomgen.modeling import load_pretrained, place
+    from symptomgen.modeling import load_pretrained, place, serving_dtype
 
     B.set_threads(a.threads)
     model, tok = load_pretrained(model_dir)
@@ -92,7 +96,7 @@ def measure_generation(a, model_dir: Path, serving: bool = False) -> dict:
     return {"per_token": B.median(s["gap"] for s in singles), "step": step, "context": mid_context,
             "first": B.median(s["first"] for s in singles), "tokens": B.median(s["tokens"] for s in singles),
             "batched3": B.median(batched), "separate3": B.median(separate),
-            "params": sum(p.numel() for p in model.parameters()),
+            "params": sum(p.numel() for p in model.parameters()), "serving_decision": serving_dtype()[1],
             "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
 
 
@@ -151,6 +155,8 @@ def render(a, gs: list[dict], starts: list[dict]) -> str:
                   f"temperature 0.5, repetition penalty 1.2), KV cache on, {a.repeats} repeats (medians), "
                   f"{g0['params'] / 1e6:.1f} M parameters.  Columns: the model as `place()` leaves it (fp32 on CPU) "
                   "and as the app serves it (`place(serving=True)`: bf16 weights on CPUs with native bf16).", "",
+                  f"Serving dtype on this machine (`modeling.serving_dtype`, per CPU): **{gs[-1]['dtype']}**, "
+                  f"because {g0['serving_decision']}.", "",
                   B.markdown_table(["figure", *[f"{g['label']} ({g['dtype']})" for g in gs]], [
                       row("ms per generated token (symptomgen.generation.stream)", lambda g: g["per_token"] * 1e3),
                       row("ms per cached forward step (1 token, cache of "
@@ -193,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     p.add_argument("--tiny", action="store_true", help="tiny model and few tokens: for tests")
     p.add_argument("--results", type=Path, default=B.RESULTS, help="Markdown file to write (default bench/RESULTS.md)")
+    p.add_argument("--json-out", type=Path, help="also write the raw figures as JSON here")
     return p
 
 
@@ -217,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     body = render(a, gs, starts)
     print(body)
     B.write_section(a.results, "gen_bench", body)
+    if a.json_out:
+        a.json_out.write_text(json.dumps({"generation": gs, "startups": starts}, indent=1, default=str))
     return 0
 
 

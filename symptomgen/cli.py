@@ -308,8 +308,7 @@ def _end_distributed() -> None:
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    from .generation import generate
-    from .modeling import load_pretrained, place
+    from .generation import generate, load_for_serving
 
     bulk = a.names_file is not None or a.whole_table
     if bulk == (a.name is not None) or bulk != (a.out is not None) or (a.names_file and a.whole_table):
@@ -318,8 +317,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     target = generation_target(a.model, a.store, allow_paths=True)
     if a.whole_table and target.run is None:  # before loading (or downloading) a model it would not use
         raise CliError("--whole-table needs a run (its own data's names), not a Hub model or a model folder")
-    model, tok = load_pretrained(target.model)
-    place(model)  # CUDA (half precision), MPS or CPU
+    model, tok = load_for_serving(target.model)  # as the app serves it (bf16 on CPUs with native bf16)
     if bulk:
         return _generate_many(a, model, tok, settings, target.run)
     for text in generate(model, tok, a.name, settings):

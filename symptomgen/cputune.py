@@ -25,18 +25,25 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
 
 
 @functools.lru_cache(maxsize=1)
-def native_bf16() -> bool:
-    """True when this CPU has bf16 dot-product instructions (Linux ``/proc/cpuinfo`` flags)."""
-    if not current().cpu_bf16 or not sys.platform.startswith("linux"):
-        return False
+def bf16_flags() -> tuple[str, ...]:
+    """This CPU's bf16 dot-product instruction flags (``avx512_bf16``, ``amx_bf16``) from Linux ``/proc/cpuinfo``;
+    empty elsewhere or when it has none."""
+    if not sys.platform.startswith("linux"):
+        return ()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
                 if line.startswith("flags"):
-                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[1].split()))
+                    return tuple(sorted({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[1].split())))
     except OSError:
         pass
-    return False
+    return ()
+
+
+@functools.lru_cache(maxsize=1)
+def native_bf16() -> bool:
+    """True when this CPU has bf16 dot-product instructions (``bf16_flags``) and ``SYMPTOMGEN_CPU_BF16`` is not 0."""
+    return current().cpu_bf16 and bool(bf16_flags())
 
 
 @functools.lru_cache(maxsize=1)

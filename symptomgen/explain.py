@@ -25,7 +25,15 @@ from .config import GenerationSettings
 from .data import format_prompt, format_target
 from .errors import InvalidInput
 from .events import perplexity
-from .generation import clean_name, context_window, decode_continuation, encode_prompt, generation_kwargs, sampling_rng
+from .generation import (
+    TopKSampler,
+    clean_name,
+    context_window,
+    decode_continuation,
+    encode_prompt,
+    generation_kwargs,
+    sampling_rng,
+)
 
 END = "[end]"
 TOP_N = 3
@@ -173,6 +181,11 @@ def explain_generation(model, tokenizer, name: str, settings: GenerationSettings
     inputs = encode_prompt(tokenizer, name, device)
     kwargs = generation_kwargs(model, tokenizer, settings, inputs["input_ids"].shape[1])
     kwargs.update(output_logits=True, output_scores=True, return_dict_in_generate=True)
+    # Top-k sampling draws inside TopKSampler; the scores generate() keeps are then its one-hot choice, so the
+    # sampling distribution is what the sampler records.
+    sampler = next((p for p in kwargs.get("logits_processor", ()) if isinstance(p, TopKSampler)), None)
+    if sampler is not None:
+        sampler.recorded = []
     model.eval()
     with sampling_rng(settings, device):
         out = model.generate(**inputs, **kwargs)
@@ -180,6 +193,7 @@ def explain_generation(model, tokenizer, name: str, settings: GenerationSettings
     if tokenizer.eos_token_id in ids:
         ids = ids[: ids.index(tokenizer.eos_token_id) + 1]
     logits = torch.stack([step[0] for step in out.logits[: len(ids)]]) if ids else torch.empty(0)
-    processed = torch.stack([step[0] for step in out.scores[: len(ids)]]) if ids else None
+    steps = out.scores if sampler is None else sampler.recorded
+    processed = torch.stack([step[0] for step in steps[: len(ids)]]) if ids else None
     tokens = _scores(tokenizer, ids, logits, processed, top_n) if ids else ()
     return Explanation(name=clean_name(name), text=decode_continuation(tokenizer, ids), tokens=tokens)

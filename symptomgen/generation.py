@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from transformers.generation.logits_process import LogitsProcessor, LogitsProcessorList
 from transformers.generation.streamers import BaseStreamer
 
 from .config import (
@@ -67,10 +68,59 @@ def generation_kwargs(model, tokenizer, settings: GenerationSettings, prompt_len
         kwargs["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
     if settings.greedy:
         kwargs.update(do_sample=False, top_k=None, top_p=None, temperature=None)
+    elif settings.top_k:  # sample among the k best only: transformers' search then takes the one token left
+        sampler = TopKSampler(settings.top_k, settings.top_p, settings.temperature)
+        kwargs.update(do_sample=False, top_k=None, top_p=None, temperature=None,
+                      logits_processor=LogitsProcessorList([sampler]))
     else:
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p,
                       top_k=settings.top_k or None)
     return kwargs
+
+
+class TopKSampler(LogitsProcessor):
+    """Temperature, top-k and top-p sampling over the k best tokens only, as a logits processor.
+
+    The same distribution as transformers' own warpers (temperature, then top-k keeping ties at the k-th score, then
+    top-p keeping at least one token) followed by its multinomial draw, but the draw, the softmaxes and the top-p sort
+    see k scores per row rather than the whole vocabulary: with three rows those full-vocabulary passes cost about a
+    quarter of each step on CPU (bench/RESULTS.md).  It returns scores that are 0 at the drawn token and -inf
+    elsewhere, so ``generate`` runs with ``do_sample=False`` and its argmax takes the drawn token.  ``recorded``, when
+    set to a list, collects each step's filtered scores (what the warpers would have produced) for ``explain``.
+    """
+
+    def __init__(self, top_k: int, top_p: float, temperature: float):
+        self.top_k, self.top_p, self.temperature = top_k, top_p, temperature
+        self.recorded: list[torch.Tensor] | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        k = min(self.top_k, scores.shape[-1])
+        values, index = scores.topk(k, dim=-1)  # best first
+        kth = values[:, -1:]  # transformers keeps every score equal to the k-th (-inf ones have no chance anyway)
+        ties = int(((scores >= kth) & kth.isfinite()).sum(-1).max())
+        if ties > k:
+            values, index = scores.topk(ties, dim=-1)
+            values = values.masked_fill(values < values[:, k - 1:k], -float("inf"))
+        if self.temperature != 1.0:
+            values = values / self.temperature
+        if self.top_p < 1.0:  # drop the least likely while their mass stays within 1 - top_p; the best always stays
+            drop = values.flip(-1).softmax(-1).cumsum(-1) <= 1 - self.top_p
+            drop[:, -1] = False
+            values = values.masked_fill(drop.flip(-1), -float("inf"))
+        drawn = index.gather(-1, torch.multinomial(values.softmax(-1), 1))
+        if self.recorded is not None:
+            self.recorded.append(torch.full_like(scores, -float("inf")).scatter_(-1, index, values))
+        return torch.full_like(scores, -float("inf")).scatter_(-1, drawn, 0.0)
+
+
+def repeat_rows(inputs: dict, kwargs: dict) -> tuple[dict, dict]:
+    """``(inputs, kwargs)`` for ``generate`` with one prompt row per requested sequence when the call does not sample
+    in transformers (``TopKSampler``): its non-sampling search refuses ``num_return_sequences`` > 1, so the prompt
+    is repeated here as ``generate`` repeats it when it samples."""
+    n = kwargs.get("num_return_sequences", 1)
+    if n == 1 or kwargs.get("do_sample", True):
+        return inputs, kwargs
+    return {k: v.repeat_interleave(n, dim=0) for k, v in inputs.items()}, {**kwargs, "num_return_sequences": 1}
 
 
 def encode_prompt(tokenizer, name: str, device) -> dict:
@@ -145,7 +195,7 @@ def stream(model, tokenizer, name: str, settings: GenerationSettings = Generatio
     """Yield the list of texts so far after each new token; the last item is final."""
     device = next(model.parameters()).device
     inputs = encode_prompt(tokenizer, name, device)
-    kwargs = generation_kwargs(model, tokenizer, settings, inputs["input_ids"].shape[1])
+    inputs, kwargs = repeat_rows(inputs, generation_kwargs(model, tokenizer, settings, inputs["input_ids"].shape[1]))
     streamer = _BatchStreamer(tokenizer, settings.num_return_sequences)
     failure: list[BaseException] = []
 
@@ -183,6 +233,14 @@ def untrained_scratch():
     return build_scratch_model(tok, cfg), tok
 
 
+def load_for_serving(spec: str | Path):
+    """(model, tokenizer) for ``spec`` (``scratch``, a folder or a Hub id) placed as the app and the CLI serve it:
+    ``place(serving=True)``, so bf16 weights on CPUs with native bf16 (faster tokens, same greedy text)."""
+    with MODEL_BUILD_LOCK:  # one build at a time in this process (see modeling.MODEL_BUILD_LOCK)
+        model, tok = untrained_scratch() if is_scratch(spec) else load_pretrained(spec)
+    return place(model, serving=True), tok
+
+
 class ModelCache:
     """A few loaded models, most recently used kept; keyed by resolved path or id."""
 
@@ -210,9 +268,7 @@ class ModelCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        with MODEL_BUILD_LOCK:  # one build at a time in this process (see modeling.MODEL_BUILD_LOCK)
-            model, tok = untrained_scratch() if is_scratch(spec) else load_pretrained(spec)
-        place(model, serving=True)  # bf16 weights on CPUs with native bf16 (faster tokens, same greedy text)
+        model, tok = load_for_serving(spec)
         with self._lock:
             for stale in [k for k in self._items if k[0] == key[0] and k != key]:
                 self._items.pop(stale)  # the same folder's older weights: replaced, not kept

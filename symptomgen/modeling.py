@@ -50,11 +50,29 @@ def place(model, device: torch.device | None = None, serving: bool = False):
     device = device or pick_device()
     if device.type == "cuda":
         model.to(device=device, dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    elif serving and device.type == "cpu" and SERVE_BF16_ON_CPU and cputune.native_bf16():
+    elif serving and serving_dtype(device)[0] == torch.bfloat16:
         model.to(device=device, dtype=torch.bfloat16)
     else:
         model.to(device)
     return model.eval()
+
+
+def serving_dtype(device: torch.device | None = None) -> tuple[torch.dtype, str]:
+    """The weights' dtype ``place(serving=True)`` picks on ``device`` (default ``pick_device``), and why, in words:
+    the decision is made per CPU from its own flags (``cputune.bf16_flags``), and benchmarks print it."""
+    device = device or pick_device()
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        return (torch.bfloat16, "CUDA GPU with bf16") if bf16 else (torch.float16, "CUDA GPU without bf16: fp16")
+    if device.type != "cpu":
+        return torch.float32, f"{device.type}: weights stay fp32"
+    flags = ", ".join(cputune.bf16_flags())
+    if SERVE_BF16_ON_CPU and cputune.native_bf16():
+        return torch.bfloat16, f"this CPU has native bf16 ({flags or 'cputune.native_bf16'})"
+    if not flags:
+        return torch.float32, "this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 among its flags): fp32"
+    why = "SYMPTOMGEN_CPU_BF16=0" if SERVE_BF16_ON_CPU else "modeling.SERVE_BF16_ON_CPU is off"
+    return torch.float32, f"this CPU has {flags} but serving bf16 is turned off ({why}): fp32"
 
 
 SERVE_BF16_ON_CPU = True

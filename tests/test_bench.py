@@ -7,6 +7,7 @@ expected rows and columns.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -60,9 +61,17 @@ def test_train_bench_tiny_writes_table(tmp_path):
 
 def test_gen_bench_tiny_writes_table(tmp_path):
     results = tmp_path / "RESULTS.md"
-    _run("gen_bench.py", "--tiny", "--data", "sample", "--no-startup", "--results", str(results))
+    raw = tmp_path / "gen.json"
+    _run("gen_bench.py", "--tiny", "--data", "sample", "--no-startup", "--results", str(results),
+         "--json-out", str(raw))
     text = results.read_text()
     assert "<!-- gen_bench:start -->" in text
+    # The serving dtype is decided per CPU, and the table says which and why.
+    from symptomgen.modeling import serving_dtype
+
+    dtype, why = serving_dtype()
+    assert f"**{str(dtype).replace('torch.', '')}**, because {why}." in text
+    assert json.loads(raw.read_text())["generation"][-1]["serving_decision"] == why
     assert _header(text, "figure")[:2] == ["figure", "fp32 weights (float32)"]
     assert _header(text, "figure")[2].startswith("as served (")
     for row in ("ms per generated token", "ms per cached forward step", "time to first streamed token",

@@ -132,3 +132,90 @@ def test_model_cache_reloads_a_folder_whose_weights_changed(trained_run, tmp_pat
     del cache  # a cache is dropped whole (a server restart): a new one loads the folder afresh
     fresh, _ = ModelCache(capacity=2).get(folder)
     assert fresh is not second and torch.equal(fresh.transformer.wte.weight, second.transformer.wte.weight)
+
+def test_serving_dtype_is_decided_from_this_cpus_flags(monkeypatch):
+    """bf16 serving is feature detection per CPU (its /proc/cpuinfo flags), not a fixed yes, and says why."""
+    import torch
+
+    from symptomgen import cputune, modeling
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(cputune, "bf16_flags", lambda: ())
+    monkeypatch.setattr(cputune, "native_bf16", lambda: False)
+    dtype, why = modeling.serving_dtype(cpu)
+    assert dtype == torch.float32 and "no native bf16" in why
+    monkeypatch.setattr(cputune, "bf16_flags", lambda: ("avx512_bf16",))
+    assert modeling.serving_dtype(cpu)[1].endswith("turned off (SYMPTOMGEN_CPU_BF16=0): fp32")
+    monkeypatch.setattr(cputune, "native_bf16", lambda: True)
+    assert modeling.serving_dtype(cpu) == (torch.bfloat16, "this CPU has native bf16 (avx512_bf16)")
+    assert modeling.place(torch.nn.Linear(2, 2), cpu, serving=True).weight.dtype == torch.bfloat16
+    assert modeling.place(torch.nn.Linear(2, 2), cpu).weight.dtype == torch.float32  # validation stays fp32
+
+def test_cli_generate_serves_the_dtype_the_app_serves(trained_run, monkeypatch, capsys):
+    """``python -m symptomgen generate`` loads as the app's ModelCache does: bf16 weights where the CPU has native
+    bf16, fp32 where it has not (or ``SYMPTOMGEN_CPU_BF16=0``)."""
+    import torch
+
+    import symptomgen.generation as G
+    from symptomgen import cli, modeling
+
+    seen = []
+
+    def spy(model, tok, name, settings):
+        seen.append(next(model.parameters()).dtype)
+        return ["x"]
+
+    monkeypatch.setattr(G, "generate", spy)
+    best = str(trained_run.run_dir / "best")
+    for native in (True, False):
+        monkeypatch.setattr(modeling.cputune, "native_bf16", lambda native=native: native)
+        monkeypatch.setattr(modeling, "pick_device", lambda: torch.device("cpu"))
+        assert cli.main(["generate", "--model", best, "Asthma", "--temperature", "0"]) == 0
+        app_dtype = next(G.ModelCache().get(best)[0].parameters()).dtype
+        assert seen[-1] == app_dtype == (torch.bfloat16 if native else torch.float32)
+    assert "Asthma | x" in capsys.readouterr().out
+
+def _warped(scores, top_k, top_p, temperature):
+    """transformers' own sampling warpers, in generate's order: what TopKSampler must keep."""
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    for warper in (TemperatureLogitsWarper(temperature), TopKLogitsWarper(top_k), TopPLogitsWarper(top_p)):
+        scores = warper(None, scores)
+    return scores
+
+
+@pytest.mark.parametrize("top_k, top_p, temperature", [(8, 0.95, 0.5), (5, 1.0, 1.0), (3, 0.5, 1.3), (40, 0.9, 0.7)])
+def test_top_k_sampler_keeps_the_tokens_transformers_warpers_keep(top_k, top_p, temperature):
+    import torch
+    from transformers.generation.logits_process import TopKLogitsWarper
+
+    from symptomgen.generation import TopKSampler
+
+    torch.manual_seed(0)
+    scores = (torch.randn(3, 2000) * 3).bfloat16().float()  # bf16 logits: ties at the k-th score happen
+    scores[0, :5] = scores[0].max()  # five tied best tokens
+    scores[1, torch.randperm(2000)[:1990]] = -float("inf")  # a row with few allowed tokens (no_repeat_ngram)
+    sampler = TopKSampler(top_k, top_p, temperature)
+    sampler.recorded = []
+    out = sampler(None, scores.clone())
+    expected = _warped(scores.clone(), top_k, top_p, temperature)
+    kept, top_k_only = sampler.recorded[0], TopKLogitsWarper(top_k)(None, scores.clone())
+    # The same probabilities; where top-p cuts inside a group of equal scores, which of them go is arbitrary
+    # (transformers' sort is not stable), so the kept tokens are compared as a multiset among top-k's tokens.
+    assert torch.allclose(kept.softmax(-1).sort(-1).values, expected.softmax(-1).sort(-1).values, atol=1e-6)
+    assert torch.isfinite(top_k_only[torch.isfinite(kept)]).all()
+    drawn = out.argmax(-1)
+    assert torch.isfinite(kept.gather(-1, drawn[:, None])).all() and (out == 0).sum() == 3
+
+
+def test_top_k_sampler_draws_in_proportion_to_the_kept_probabilities():
+    import torch
+
+    from symptomgen.generation import TopKSampler
+
+    scores = torch.tensor([[2.0, 1.5, 1.0, 0.5, 0.0, -1.0]]).repeat(4000, 1)
+    torch.manual_seed(1)
+    drawn = TopKSampler(3, 1.0, 1.0)(None, scores).argmax(-1)
+    freq = torch.bincount(drawn, minlength=6).float() / len(drawn)
+    expected = torch.cat([torch.softmax(scores[0, :3], -1), torch.zeros(3)])
+    assert torch.allclose(freq, expected, atol=0.03)

@@ -204,13 +204,6 @@ class World:
         return self._anchors[key]
 
 
-def _fp32(run: Run):
-    from symptomgen.modeling import load_pretrained, place
-
-    model, tok = load_pretrained(run.best_dir)
-    return place(model), tok
-
-
 def _served(run: Run):
     from symptomgen.generation import ModelCache
 
@@ -288,9 +281,10 @@ def _weights(w: World, run: Run) -> str:
 
 
 ANCHORS = {
-    "text": _generate(_fp32), "served text": _generate(_served),
-    "names csv": _bulk(_fp32), "served names csv": _bulk(_served), "whole csv": _bulk(_fp32, "table"),
-    "sample references csv": _bulk(_fp32, references=False),
+    # The CLI serves as the page does (generation.load_for_serving): its anchors are the served model's too.
+    "text": _generate(_served), "served text": _generate(_served),
+    "names csv": _bulk(_served), "served names csv": _bulk(_served), "whole csv": _bulk(_served, "table"),
+    "sample references csv": _bulk(_served, references=False),
     "evaluation": _evaluation, "page evaluation": _page_evaluation, "explain": _explain,
     "zip": _zip, "pushed": _pushed, "gguf": _gguf, "weights": _weights,
 }
