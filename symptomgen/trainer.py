@@ -13,7 +13,6 @@ and experiments (the benchmark), so nothing here needs monkeypatching.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -40,6 +39,7 @@ from .batching import (
     ShuffledPhrases,
     encode_frame,
     packing_is_exact,
+    plain_backend,
 )
 from .config import DataConfig, TrainConfig, is_scratch
 from .data import PreparedData, format_example, prepare
@@ -269,15 +269,15 @@ def _after_first_step(setup: _Setup, train_ds: EncodedDataset) -> tuple[Deferred
     """The training rows' token count (tokens seen, tokens/s) and the validation rows, encoded and sorted by length
     (validation batches then carry almost no padding; the loss is a sum over tokens, so order-free).  The reporter
     needs neither before the first step: for a large table they are worked out in threads it starts after that step
-    (80,000 + 20,000 rows: about 7 s of encoding, which used to come first), each with its own copy of the tokenizer
-    (a fast tokenizer's padding settings are state its calls share)."""
+    (80,000 + 20,000 rows: about 7 s of encoding, which used to come first), each with its own copy of a fast
+    tokenizer's backend (``plain_backend``: its batch calls free the GIL, so training steps are not held up)."""
     cfg = setup.train_cfg
 
     def count() -> int:
-        return sum(train_ds.count_lengths(copy.deepcopy(setup.tokenizer)))
+        return sum(train_ds.count_lengths(plain_backend(setup.tokenizer)))
 
     def val_rows() -> list[dict]:
-        rows = encode_frame(copy.deepcopy(setup.tokenizer), setup.val_df, cfg.max_length, cfg.loss_on)
+        rows = encode_frame(setup.tokenizer, setup.val_df, cfg.max_length, cfg.loss_on, plain_backend(setup.tokenizer))
         return sorted(rows, key=lambda r: len(r["input_ids"]))
 
     make = Deferred.now if len(setup.train_df) + len(setup.val_df) <= EAGER_ROWS else Deferred

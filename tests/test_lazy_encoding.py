@@ -18,6 +18,7 @@ from symptomgen.batching import (
     encode_example,
     encode_frame,
     mean_token_loss,
+    plain_backend,
     shuffle_phrases,
 )
 from symptomgen.config import DataConfig
@@ -53,6 +54,8 @@ def test_lazy_rows_are_the_encoded_frames(table, loss_on, max_length):
     tok, frame = table
     one_by_one = [encode_example(tok, p, t, max_length, loss_on) for p, t in zip(frame["prompt"], frame["target"])]
     assert encode_frame(tok, frame, max_length, loss_on) == one_by_one  # batched tokenizer calls, same rows
+    tok("a b", padding="max_length", max_length=40, truncation=True)  # settings left on the shared backend
+    assert encode_frame(tok, frame, max_length, loss_on, plain_backend(tok)) == one_by_one  # the threads' way
     counting = CountingTokenizer(tok)
     ds = EncodedDataset(counting, frame, max_length, loss_on)
     assert counting.calls == 0 and len(ds) == len(frame)  # nothing is tokenized up front
@@ -60,7 +63,7 @@ def test_lazy_rows_are_the_encoded_frames(table, loss_on, max_length):
     assert [ds[i] for i in order] == [one_by_one[i] for i in order]
     calls = counting.calls
     assert ds[order[0]] == one_by_one[order[0]] and counting.calls == calls  # a drawn row is kept
-    assert ds.lengths == [len(r["input_ids"]) for r in one_by_one]
+    assert ds.count_lengths(plain_backend(tok)) == ds.lengths == [len(r["input_ids"]) for r in one_by_one]
     assert ds.real_tokens == sum(len(r["input_ids"]) for r in one_by_one)
 
 
