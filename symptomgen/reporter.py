@@ -20,7 +20,7 @@ import torch
 from transformers import TrainerCallback
 
 from . import runs as runs_mod
-from .batching import mean_token_loss
+from .batching import Deferred, mean_token_loss
 from .config import TrainConfig
 from .events import EpochResult, Event, Progress
 from .memory import process_rss
@@ -62,10 +62,13 @@ def step_window(steps_per_epoch: float) -> int:
 class EpochReporter(TrainerCallback):
     """Turns Trainer hooks into records; validates, keeps the best model, honours stop.
 
-    ``run`` is given on the main process only (None elsewhere): it alone writes the run folder.
+    ``run`` is given on the main process only (None elsewhere): it alone writes the run folder.  ``val_rows`` and
+    ``train_tokens`` may be ``Deferred``: the reporter starts them after the first step, reports no tokens seen
+    until the count is in, and waits for both at the epoch's end.
     """
 
-    def __init__(self, run: runs_mod.Run | None, tokenizer, val_rows: list[dict], train_tokens: int,
+    def __init__(self, run: runs_mod.Run | None, tokenizer, val_rows: list[dict] | Deferred[list[dict]],
+                 train_tokens: int | Deferred[int],
                  cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Event | None,
                  best_val: float = math.inf, best_epoch: int | None = None, bad_epochs: int = 0,
                  phase: Callable[[str], AbstractContextManager] = nullcontext,
@@ -159,9 +162,10 @@ class EpochReporter(TrainerCallback):
         budget_left = max(0.0, self._deadline - now) if self._deadline is not None else None
         loss, lr, norm = self._window_loss(state) or (None, None, None)
         epoch = float(state.epoch or 0.0)
+        tokens = self.train_tokens.peek() if isinstance(self.train_tokens, Deferred) else self.train_tokens
         self.emit(Progress(state.global_step, state.max_steps, epoch, elapsed, per_step, left, loss, budget_left,
-                           tokens_seen=int(self.train_tokens * epoch), memory_bytes=training_memory(),
-                           learning_rate=lr, grad_norm=norm))
+                           tokens_seen=None if tokens is None else int(tokens * epoch),
+                           memory_bytes=training_memory(), learning_rate=lr, grad_norm=norm))
         if loss is not None and self.run is not None:
             self.run.append_step(state.global_step, epoch, loss, lr, norm)
         if self.stop is not None and self.stop.is_set():
@@ -170,12 +174,20 @@ class EpochReporter(TrainerCallback):
         elif self._deadline is not None and now >= self._deadline:
             self.out_of_time = True  # the time budget is spent: end at this step, as Stop does
             control.should_training_stop = True
+        for deferred in (self.train_tokens, self.val_rows):  # after the first step has been reported
+            if isinstance(deferred, Deferred):
+                deferred.start()
 
     def on_epoch_end(self, args, state, control, **kw):
         # A stop (or the time budget) mid-epoch also ends the epoch loop; such a partial epoch is not reported.
         # One that came at the epoch's last step ends a whole epoch (the Trainer's epoch is then a whole number).
         self._epoch_complete = abs(float(state.epoch or 0.0) - round(float(state.epoch or 0.0))) < 1e-9
         self._train_end = time.perf_counter()
+        if self._epoch_complete:  # on_log needs them, before the scorer uses the tokenizer (its padding settings)
+            if isinstance(self.train_tokens, Deferred):
+                self.train_tokens = self.train_tokens.get()
+            if isinstance(self.val_rows, Deferred):
+                self.val_rows = self.val_rows.get()
 
     def on_log(self, args, state, control, logs=None, model=None, **kw):
         if not logs or "loss" not in logs or not self._epoch_complete:
