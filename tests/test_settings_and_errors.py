@@ -89,3 +89,45 @@ def test_page_shows_user_errors_as_they_are_and_logs_bugs(caplog):
     assert isinstance(shown, gr.Error) and shown.message.startswith("Internal error (AttributeError)")
     assert "server log" in shown.message
     assert any(r.exc_info and r.exc_info[0] is AttributeError for r in caplog.records)  # the traceback is logged
+
+
+def test_tcmalloc_is_preloaded_once_where_installed_and_never_when_turned_off(monkeypatch, tmp_path):
+    """``cputune.preload_env`` puts an installed tcmalloc first in LD_PRELOAD (keeping what was there), adds it
+    only once, and changes nothing when it is absent or SYMPTOMGEN_TCMALLOC=0."""
+    from symptomgen import cputune
+
+    lib = tmp_path / "libtcmalloc_minimal.so.4"
+    lib.write_bytes(b"")
+    monkeypatch.setattr(cputune, "tcmalloc_path", lambda: str(lib))
+    monkeypatch.delenv("SYMPTOMGEN_TCMALLOC", raising=False)
+    env = cputune.preload_env({"LD_PRELOAD": "/opt/other.so", "PATH": "/bin"})
+    assert env == {"LD_PRELOAD": f"{lib} /opt/other.so", "PATH": "/bin"}
+    assert cputune.preload_env(env) is None  # already preloaded: the re-executed process does not loop
+    monkeypatch.setenv("SYMPTOMGEN_TCMALLOC", "0")
+    assert cputune.preload_env({}) is None
+    monkeypatch.delenv("SYMPTOMGEN_TCMALLOC")
+    monkeypatch.setattr(cputune, "tcmalloc_path", lambda: None)
+    assert cputune.preload_env({}) is None
+
+
+def test_the_cli_runs_with_tcmalloc_when_it_is_installed(tmp_path):
+    """``python -m symptomgen`` re-executes itself with tcmalloc preloaded (glibc's loader, asked with LD_DEBUG,
+    names the library it initialises), and does not with SYMPTOMGEN_TCMALLOC=0; the command works either way."""
+    import os
+    import subprocess
+    import sys
+
+    from symptomgen import cputune
+
+    if cputune.tcmalloc_path() is None:
+        pytest.skip("tcmalloc is not installed here (Debian: libtcmalloc-minimal4)")
+    root = Path(__file__).resolve().parents[1]
+    loaded = {}
+    for flag in ("1", "0"):
+        env = {**os.environ, "LD_DEBUG": "files", "SYMPTOMGEN_TCMALLOC": flag, "SYMPTOMGEN_RUNS_DIR": str(tmp_path)}
+        env.pop("LD_PRELOAD", None)
+        done = subprocess.run([sys.executable, "-m", "symptomgen", "runs"], capture_output=True, text=True,
+                              timeout=120, cwd=root, env=env)
+        assert done.returncode == 0 and "no runs" in done.stdout.lower(), done.stdout
+        loaded[flag] = "tcmalloc" in done.stderr
+    assert loaded == {"1": True, "0": False}

@@ -15,12 +15,14 @@ import argparse
 import contextlib
 import errno
 import io
+import os
 import sys
 from pathlib import Path
 
 import gradio as gr
 
 from .. import NOT_MEDICAL_ADVICE, quiet_libraries
+from ..cputune import preload_env
 from ..errors import InvalidInput, UserError, first_line
 from ..hub import hub_reachable, offline_requested, unreachable_message
 from ..settings import Settings, current, keep_owner_token_private
@@ -201,6 +203,9 @@ def main(demo: gr.Blocks, argv: list[str] | None = None, store: RunStore | None 
     except UserError as exc:
         sys.exit(f"error: {first_line(exc)}")
     quiet_libraries()
+    preloaded = preload_env()
+    if preloaded is not None:  # the training processes it spawns from now on start with tcmalloc (cputune)
+        os.environ["LD_PRELOAD"] = preloaded["LD_PRELOAD"]
     start_sweeper(store if store is not None else RunStore(env.runs_dir))  # now, not only at the first visit
     kwargs = dict(server_name=args.host, server_port=args.port, auth=auth, css=PAGE_CSS, **guarded_launch(env, auth))
     if auth:
