@@ -170,7 +170,7 @@ def test_the_train_endpoint_keeps_its_parameter_names(tmp_path):
         "report_to", "keep", "max_minutes"]
     defaults = {p["parameter_name"]: p["parameter_default"] for p in train if p["parameter_has_default"]}
     offline_start = C.TRAIN_PRESETS["quick-cpu"]  # tests run offline: the page starts with the quick preset
-    assert (defaults["split_by"], defaults["keep"], defaults["max_minutes"]) == ("auto", "best",
+    assert (defaults["split_by"], defaults["keep"], defaults["max_minutes"]) == ("auto", offline_start.keep,
                                                                                  offline_start.max_minutes)
     generate = info["/generate"]["parameters"]
     assert [p["parameter_name"] for p in generate][2:9] == [
