@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,6 +37,10 @@ DISTILGPT2_SHAPE = dict(KNOWN_SHAPES["distilgpt2"], vocab_size=GPT2_VOCAB, n_pos
 # Byte-level BPE size whose mean tokens per row on the real data matches GPT-2's own
 # tokenizer (24.2 tokens/row, median 21, measured once against GPT-2's vocab.bpe).
 CALIBRATED_BPE_VOCAB = 2500
+# /train arguments (through ``gradio_client``): a tiny scratch run, and the quick-CPU scratch job on the sample.
+TINY_JOB = dict(source="sample", upload=None, model="scratch", epochs=2, batch_size=16, learning_rate=3e-3,
+                max_length=64, scratch_layers=2, scratch_width=64, scratch_vocab=800)
+QUICK_JOB = dict(TINY_JOB, epochs=100, scratch_layers=4, scratch_width=256, scratch_vocab=2000)
 
 
 def default_data() -> str:
@@ -215,6 +220,26 @@ def machine_line(threads: int) -> str:
     return (f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} · CPU: {cpu_model()} "
             f"({os.cpu_count()} logical cores, native bf16: {'yes' if native_bf16() else 'no'}) · "
             f"threads: {threads} · torch {torch.__version__}")
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def launch_app(runs: Path, port: int) -> subprocess.Popen:
+    """``python app.py`` on ``port``, offline, with ``runs`` as its runs folder; returns once it serves its page."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SYMPTOMGEN_RUNS_DIR": str(runs), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the app did not start")
 
 
 def command_line() -> str:

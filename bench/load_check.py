@@ -18,12 +18,10 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import benchlib as B
@@ -31,25 +29,8 @@ import benchlib as B
 CALLS = 32
 GEN = dict(name="Asthma", top_k=8, top_p=0.95, temperature=0.5, repetition_penalty=1.2, max_new_tokens=16,
            num_sequences=1, compare=False)
-TINY = dict(source="sample", upload=None, model="scratch", epochs=2, batch_size=16, learning_rate=3e-3,
-            max_length=64, scratch_layers=2, scratch_width=64, scratch_vocab=800)
-JOB = dict(TINY, epochs=100, scratch_layers=4, scratch_width=256, scratch_vocab=2000)
+TINY, JOB = B.TINY_JOB, B.QUICK_JOB
 STEP = re.compile(r"step (\d+) of")
-
-
-def launch(runs: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SYMPTOMGEN_RUNS_DIR": str(runs), "PYTHONPATH": str(B.ROOT)}
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=B.ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the app did not start")
 
 
 def burst(client, run_id: str) -> list[float]:
@@ -96,10 +77,6 @@ class StepWatch:
             return float("nan")
         (t0, s0), (t1, s1) = inside[0], inside[-1]
         return (s1 - s0) / (t1 - t0)
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 FLOOD = 80
@@ -161,36 +138,36 @@ def main() -> None:
 
     runs = Path(tempfile.mkdtemp(prefix="load-check-runs-"))
     port = free_port()
-    proc = launch(runs, port)
+    proc = B.launch_app(runs, port)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        say("training a tiny run to generate with")
+        B.say("training a tiny run to generate with")
         job = client.submit(**TINY, api_name="/train")
         job.result(timeout=600)
         run_id = job.outputs()[-1][5]
         if a.flood:
-            say(f"flood of {FLOOD} heavy generations during training")
+            B.say(f"flood of {FLOOD} heavy generations during training")
             got = flood(lambda: Client(f"http://127.0.0.1:{port}/", verbose=False), run_id)
             proc.terminate()
             proc.wait(30)
             write_flood(got)
             return
-        say(f"warm-up burst on {run_id}")
+        B.say(f"warm-up burst on {run_id}")
         burst(client, run_id)  # warm up: the model loaded, the queue's workers started
-        say("burst with no job")
+        B.say("burst with no job")
         idle = burst(client, run_id)
-        say("starting the training job")
+        B.say("starting the training job")
         train = client.submit(**JOB, api_name="/train")
         watch = StepWatch(train)
         while len(watch.points) < 3:
             if train.done():
                 raise SystemExit(f"the training job ended early: {train.exception() or train.outputs()[-1][3]}")
             time.sleep(0.5)
-        say("training alone for 20 s")
+        B.say("training alone for 20 s")
         t0 = time.perf_counter()
         time.sleep(20)
         alone = watch.rate(t0, time.perf_counter())
-        say("burst during training")
+        B.say("burst during training")
         t1 = time.perf_counter()
         busy = burst(client, run_id)
         during = watch.rate(t1, time.perf_counter())

@@ -110,7 +110,7 @@ def orchestrate(a) -> str:
         f"{a.steps} optimizer steps of 8 packed rows per size, each size a fresh process.", "",
         B.markdown_table(["table rows", "train rows", "load + split s", "s to first step", "real tokens/s",
                           f"tokens/s vs {out[0]['size']:,} rows", "peak RSS MB"], rows), "",
-        "Not measured: the server's RSS while a page follows a long job.", ""])
+        "The server's RSS while a page follows a long job: `bench/follow_rss.py` (section `follow_rss`).", ""])
 
 
 def build_parser() -> argparse.ArgumentParser:

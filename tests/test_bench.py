@@ -99,3 +99,23 @@ def test_gpu_check_cpu_epoch_table(tmp_path):
 def test_gpu_check_without_cuda_says_so():
     proc = _run("gpu_check.py", timeout=120)
     assert proc.stdout.startswith("No CUDA device on this machine") and proc.stdout.count("\n") == 1
+
+
+def test_follow_rss_tiny_writes_rss_rows(tmp_path):
+    """``follow_rss.py`` follows a short job through /attach and reports the server's and the child's RSS."""
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\nkept text\n")
+    _run("follow_rss.py", "--tiny", "--epochs", "3", "--results", str(results), timeout=300)
+    text = results.read_text()
+    assert "kept text" in text and "<!-- follow_rss:start -->" in text and "CPU:" in text
+    assert _header(text, "point") == ["point", "epoch", "server RSS MiB", "training child RSS MiB"]
+    rows = {r[0]: r for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in text.splitlines()
+                              if ln.startswith("| ") and not ln.startswith("| point"))}
+    for name in ("start (server up, before Start)", "after epoch 1", "mid (epoch 1)", "end (epoch 3)",
+                 "peak (whole run)"):
+        assert float(rows[name][2]) > 0, rows[name]
+    for name in ("after epoch 1", "end (epoch 3)", "peak (whole run)"):
+        assert float(rows[name][3]) > 0, rows[name]
+    assert rows["end (epoch 3)"][1] == "3"
+    growth = rows["growth per 10 epochs (epoch 1 → end, least squares)"][2]
+    assert growth == "—" or abs(float(growth)) < 1e4  # "—" when every sample after epoch 1 saw the same epoch
