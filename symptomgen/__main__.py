@@ -10,8 +10,12 @@ from .cli import main
 
 if __name__ == "__main__":
     from .cputune import preload_env
+    from .errors import UserError
 
-    env = preload_env()
+    try:
+        env = preload_env()
+    except UserError:  # a malformed SYMPTOMGEN_* variable: main() says so in one line
+        env = None
     if env is not None:  # the same process (pid, pipes, signals) from here on, with the allocator loaded
         os.execve(sys.executable, [sys.executable, "-m", "symptomgen", *sys.argv[1:]], env)
     sys.exit(main())

@@ -93,6 +93,7 @@ class EpochReporter(TrainerCallback):
         self._epoch_complete = False
         self._loss_sum, self._loss_steps, self._window = None, 0, 1
         self._log_end, self._last_save, self._save_cost = 0.0, None, 0.0  # checkpoint cadence (see on_save)
+        self.wall: Callable[[], float] = time.monotonic  # its clock: ``clock`` is the budget's, read once a step
         # The window's gradient norms (tensors, summed on the device) and learning rates (Python floats).
         self._norm_sum, self._norm_steps, self._lr_sum, self._lr_steps = None, 0, 0.0, 0
 
@@ -264,7 +265,7 @@ class EpochReporter(TrainerCallback):
         """Leave out this epoch's checkpoint while the last one is recent for its cost (``CHECKPOINT_COST_SHARE``),
         unless the run ends or stops here, where a resume (or the run's record) reads it.  Every rank of a
         distributed run saves together, so there each epoch still saves (their clocks could disagree)."""
-        now = self.clock()
+        now = self.wall()
         self._log_end = now
         ending = (world_size() > 1 or control.should_training_stop or state.global_step >= state.max_steps
                   or (self.stop is not None and self.stop.is_set()))
@@ -274,7 +275,7 @@ class EpochReporter(TrainerCallback):
 
     def on_save(self, args, state, control, **kw):
         # Called right after the Trainer wrote a checkpoint, which it does just after the epoch's log.
-        now = self.clock()
+        now = self.wall()
         if self._log_end:
             self._save_cost = max(0.0, now - self._log_end)
         self._last_save = now

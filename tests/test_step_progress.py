@@ -74,7 +74,8 @@ def test_an_epoch_checkpoint_waits_until_the_last_is_old_for_its_cost(tiny_cfg):
 
     now = [0.0]
     stop = threading.Event()
-    reporter = EpochReporter(None, None, [], 0, tiny_cfg, emit=lambda e: None, stop=stop, clock=lambda: now[0])
+    reporter = EpochReporter(None, None, [], 0, tiny_cfg, emit=lambda e: None, stop=stop)
+    reporter.wall = lambda: now[0]  # the cadence's own clock (the budget's ``clock`` is read once per step only)
     state = SimpleNamespace(global_step=10, max_steps=100)
 
     def epoch_end(at: float, saves_in: float = 2.0) -> bool:
