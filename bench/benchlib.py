@@ -93,18 +93,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def native_bf16() -> bool:
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    """The project's own decision (``cputune.native_bf16``): the CPU's flags, less any ``isa_cap``."""
+    from symptomgen import cputune
+
+    return cputune.native_bf16()
 
 
 def peak_rss_mb() -> float:
@@ -217,8 +210,13 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def machine_line(threads: int) -> str:
     import torch
 
+    from symptomgen import cputune
+
+    cap, kernels = cputune.isa_cap(), torch.backends.cpu.get_cpu_capability()
+    isa = (f"instruction sets capped by {cap}, torch kernels at {kernels}: this CPU stands in for one without native "
+           "bf16" if cap else f"torch kernels at {kernels}")
     return (f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} · CPU: {cpu_model()} "
-            f"({os.cpu_count()} logical cores, native bf16: {'yes' if native_bf16() else 'no'}) · "
+            f"({os.cpu_count()} logical cores, native bf16: {'yes' if native_bf16() else 'no'}; {isa}) · "
             f"threads: {threads} · torch {torch.__version__}")
 
 

@@ -305,6 +305,16 @@ def _common(a, extra: list[str]) -> list[str]:
     return ["--data", a.data, "--threads", str(a.threads), "--matmul-n", str(a.matmul_n), *extra]
 
 
+def _candidate_env(a, extra: dict | None = None) -> dict | None:
+    """The candidate runs as ``python -m symptomgen`` and the app launch training (``cputune.preload_env``: tcmalloc
+    where installed) unless ``--candidate-allocator glibc``; the seed loop and the plain Trainer run as a notebook
+    does.  A variant's own variables (an ``LD_PRELOAD``) replace these."""
+    from symptomgen import cputune
+
+    shipped = (cputune.preload_env() or {}) if a.candidate_allocator == "shipped" else {}
+    return {**shipped, **(extra or {})} or None
+
+
 def _candidate_args(a) -> list[str]:
     out = []
     for item in a.set or []:
@@ -348,7 +358,9 @@ def orchestrate(a) -> str:
     else:  # a seeded subset of steps × 8 rows (length grouping then works on fewer rows)
         rows, steps = a.steps * 8, a.steps
     texts = [format_example(p, t) for p, t in zip(prepared.train["prompt"], prepared.train["target"])]
-    results: dict = {"pairs": [], "peaks": []}
+    shipped_preload = (_candidate_env(a) or os.environ).get("LD_PRELOAD")
+    results: dict = {"pairs": [], "peaks": [], "candidate_allocator": f"LD_PRELOAD={shipped_preload}"
+                     if shipped_preload else "glibc malloc"}
     with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
         model_dir = Path(tmp) / "model"
         t = time.perf_counter()
@@ -367,7 +379,7 @@ def orchestrate(a) -> str:
                 b = B.run_worker(SCRIPT, ["--worker", "baseline", *base_args])
                 c = B.run_worker(SCRIPT, ["--worker", "candidate", *_common(a, [
                     "--model-dir", str(model_dir), "--rows", str(rows), "--subset-seed", str(i), "--epochs", "1",
-                    *_candidate_args(a)])])
+                    *_candidate_args(a)])], env=_candidate_env(a))
                 b["tps"], c["tps"] = b["real_tokens"] / b["seconds"], c["real_tokens"] / c["seconds"]
                 results["pairs"].append((b, c))
                 if not a.no_plain:
@@ -385,7 +397,7 @@ def orchestrate(a) -> str:
                     name, env, extra = parse_variant(spec)
                     v = B.run_worker(SCRIPT, ["--worker", "candidate", *_common(a, [
                         "--model-dir", str(model_dir), "--rows", str(rows), "--subset-seed", str(i), "--epochs", "1",
-                        *_candidate_args(a), *extra])], env=env)
+                        *_candidate_args(a), *extra])], env=_candidate_env(a, env))
                     v["tps"] = v["real_tokens"] / v["seconds"]
                     v["vs_candidate"], v["vs_baseline"] = v["tps"] / c["tps"], v["tps"] / b["tps"]
                     results.setdefault("variants", {}).setdefault(name, []).append(v)
@@ -393,7 +405,8 @@ def orchestrate(a) -> str:
                     log(f"  variant {name}: {v['tps']:.1f} tok/s, {v['vs_candidate']:.2f}× candidate")
         if "epoch" in a.phases and a.epochs > 0:
             e = B.run_worker(SCRIPT, ["--worker", "candidate", *_common(a, [
-                "--model-dir", str(model_dir), "--epochs", str(a.epochs), *_candidate_args(a)])])
+                "--model-dir", str(model_dir), "--epochs", str(a.epochs), *_candidate_args(a)])],
+                env=_candidate_env(a))
             results["epoch"] = e
             results["peaks"].append(e["matmul_gflops"])
             log("epoch run: " + ", ".join(f"{p['wall_seconds']:.1f}s" for p in e["epochs"]))
@@ -406,7 +419,8 @@ def orchestrate(a) -> str:
         for seed in range(a.quality_seeds):
             for mode, extra in QUALITY_MODES:
                 q = B.run_worker(SCRIPT, ["--worker", "candidate", *_common(a, [*q_extra, "--seed", str(42 + seed),
-                                                                             *extra])])
+                                                                             *extra])],
+                                 env=_candidate_env(a))
                 q["mode"], q["seed"] = mode, 42 + seed
                 results["quality"].append(q)
                 log(f"quality seed {42 + seed} {mode}: pad {1 - q['real_tokens'] / q['computed_tokens']:.1%}, "
@@ -471,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the plain-Trainer arm under bf16 autocast (default: fp32, what TrainingArguments gives)")
     p.add_argument("--collator", choices=("auto", "pack", "pad"), default="auto",
                    help="experiment: the candidate's training batches (auto = the project's choice: packed)")
+    p.add_argument("--candidate-allocator", choices=("shipped", "glibc"), default="shipped",
+                   help="the candidate's allocator: as the CLI and app launch training (tcmalloc where installed, "
+                        "the default) or glibc's")
     p.add_argument("--persistent-grads", action="store_true",
                    help="experiment: keep gradient buffers between steps (zero them instead of freeing them)")
     p.add_argument("--worker", choices=("baseline", "candidate", "plain"), help=argparse.SUPPRESS)

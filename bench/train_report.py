@@ -54,6 +54,9 @@ def render(a, r: dict, n_train: int, steps: int) -> str:
              f"batch 8; {steps} optimizer steps per arm per pair"
              f"{' (one full epoch)' if steps == math.ceil(n_train / BATCH) else f' ({steps * BATCH}-row subset)'}; "
              f"{len(r['pairs'])} interleaved pairs, each arm a fresh process.  ",
+             f"Allocator: the candidate runs as the CLI and app launch it "
+             f"({r.get('candidate_allocator', 'glibc malloc')}); the seed loop and the plain Trainer as a notebook "
+             f"runs them (glibc malloc).  ",
              f"fp32 matmul peak (torch, {a.matmul_n}² matrices, {a.threads} threads, best seen in this run): "
              f"**{peak:.0f} GFLOP/s**", ""]
     targets = []

@@ -18,7 +18,9 @@
   training processes it spawns.  Only where Debian's ``libtcmalloc-minimal4`` (or
   another build) is installed; ``SYMPTOMGEN_TCMALLOC=0`` turns it off.
 
-``SYMPTOMGEN_CPU_BF16=0`` turns bf16 autocast off on CPUs that have it.
+``SYMPTOMGEN_CPU_BF16=0`` turns bf16 autocast off on CPUs that have it.  So does a cap on the instruction sets
+torch may use (``isa_cap``: ``ONEDNN_MAX_CPU_ISA`` below AVX512-BF16, or ``ATEN_CPU_CAPABILITY`` below AVX512),
+which is also how this CPU stands in for an AVX2-only laptop in ``bench/`` (bf16 there would be emulated).
 """
 
 from __future__ import annotations
@@ -77,10 +79,31 @@ def bf16_flags() -> tuple[str, ...]:
     return ()
 
 
+ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+                    "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2",
+                    "ALL", "DEFAULT")
+"""``ONEDNN_MAX_CPU_ISA`` values that still allow oneDNN's bf16 dot products (which run torch's bf16 matmuls)."""
+
+
+def isa_cap(env: Mapping[str, str] | None = None) -> str | None:
+    """The setting that keeps torch below this CPU's bf16 instructions, in words (``"ONEDNN_MAX_CPU_ISA=AVX2"``), or
+    None.  oneDNN runs the bf16 matmuls, so a cap below AVX512_CORE_BF16 there makes them emulated; ATen's own
+    kernels (``ATEN_CPU_CAPABILITY``) below AVX512 lose the bf16 conversions."""
+    env = os.environ if env is None else env
+    onednn = env.get("ONEDNN_MAX_CPU_ISA", env.get("DNNL_MAX_CPU_ISA", "")).strip().upper()
+    if onednn and onednn not in ONEDNN_BF16_ISAS:
+        return f"ONEDNN_MAX_CPU_ISA={onednn}"
+    aten = env.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    if aten and not aten.startswith("avx512"):
+        return f"ATEN_CPU_CAPABILITY={aten}"
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def native_bf16() -> bool:
-    """True when this CPU has bf16 dot-product instructions (``bf16_flags``) and ``SYMPTOMGEN_CPU_BF16`` is not 0."""
-    return current().cpu_bf16 and bool(bf16_flags())
+    """True when this CPU has bf16 dot-product instructions (``bf16_flags``), torch may use them (no ``isa_cap``)
+    and ``SYMPTOMGEN_CPU_BF16`` is not 0."""
+    return current().cpu_bf16 and bool(bf16_flags()) and isa_cap() is None
 
 
 @functools.lru_cache(maxsize=1)

@@ -71,6 +71,8 @@ def serving_dtype(device: torch.device | None = None) -> tuple[torch.dtype, str]
         return torch.bfloat16, f"this CPU has native bf16 ({flags or 'cputune.native_bf16'})"
     if not flags:
         return torch.float32, "this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 among its flags): fp32"
+    if cputune.isa_cap():
+        return torch.float32, f"this CPU has {flags} but {cputune.isa_cap()} keeps torch below it: fp32"
     why = "SYMPTOMGEN_CPU_BF16=0" if SERVE_BF16_ON_CPU else "modeling.SERVE_BF16_ON_CPU is off"
     return torch.float32, f"this CPU has {flags} but serving bf16 is turned off ({why}): fp32"
 

@@ -219,3 +219,31 @@ def test_top_k_sampler_draws_in_proportion_to_the_kept_probabilities():
     freq = torch.bincount(drawn, minlength=6).float() / len(drawn)
     expected = torch.cat([torch.softmax(scores[0, :3], -1), torch.zeros(3)])
     assert torch.allclose(freq, expected, atol=0.03)
+
+
+def test_an_instruction_set_cap_turns_native_bf16_off(monkeypatch):
+    """``ONEDNN_MAX_CPU_ISA`` below AVX512-BF16 (or ``ATEN_CPU_CAPABILITY`` below AVX512) makes torch's bf16 matmuls
+    emulated, so training autocast and bf16 serving are off and the reason names the cap; caps that keep bf16 do not."""
+    import torch
+
+    from symptomgen import cputune, modeling
+
+    assert cputune.isa_cap({}) is None
+    assert cputune.isa_cap({"ONEDNN_MAX_CPU_ISA": "avx2"}) == "ONEDNN_MAX_CPU_ISA=AVX2"
+    assert cputune.isa_cap({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}) is None
+    assert cputune.isa_cap({"ONEDNN_MAX_CPU_ISA": "ALL", "ATEN_CPU_CAPABILITY": "avx2"}) == "ATEN_CPU_CAPABILITY=avx2"
+    assert cputune.isa_cap({"ATEN_CPU_CAPABILITY": "avx512"}) is None
+
+    monkeypatch.setattr(cputune, "bf16_flags", lambda: ("avx512_bf16",))
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    cputune.native_bf16.cache_clear()
+    try:
+        assert not cputune.native_bf16()
+        dtype, why = modeling.serving_dtype(torch.device("cpu"))
+        assert dtype == torch.float32 and "ONEDNN_MAX_CPU_ISA=AVX2 keeps torch below it" in why
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+        cputune.native_bf16.cache_clear()
+        assert cputune.native_bf16() == cputune.current().cpu_bf16
+    finally:
+        cputune.native_bf16.cache_clear()
