@@ -180,8 +180,9 @@ def _minflt() -> int:
 
 def _coarse_buckets_trainer(megabatches: int):
     """A Trainer whose length grouping sorts within ``megabatches`` megabatches (transformers: ~4)."""
-    import transformers
     from transformers import trainer_pt_utils as tpu
+
+    from symptomgen.lmloss import LabelledLossTrainer
 
     class CoarseSampler(tpu.LengthGroupedSampler):
         def __iter__(self):
@@ -189,7 +190,7 @@ def _coarse_buckets_trainer(megabatches: int):
             return iter(tpu.get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=mult,
                                                        generator=self.generator))
 
-    class CoarseBucketsTrainer(transformers.Trainer):
+    class CoarseBucketsTrainer(LabelledLossTrainer):
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
             if type(sampler) is not tpu.LengthGroupedSampler:  # shuffling: nothing to coarsen
@@ -213,11 +214,12 @@ def _parse_sets(pairs: list[str]) -> dict:
 def worker_candidate(a) -> dict:
     """The real code path: ``symptomgen.trainer.run_training`` (Trainer + EpochReporter), measured through
     ``TrainingHooks``."""
+    from transformers import Trainer
+
     import symptomgen.trainer as T
     from symptomgen import quiet_libraries
     from symptomgen.batching import PackCollator, PadCollator
     from symptomgen.config import DataConfig, TrainConfig
-    from symptomgen.lmloss import ChunkedLossTrainer
 
     quiet_libraries()
     B.set_threads(a.threads)
@@ -246,9 +248,9 @@ def worker_candidate(a) -> dict:
         callbacks=(timers.callback(),), args_overrides=overrides, make_collator=B.counting_collator(counts, make_inner),
         phase=timers.phase, prepare_model=prepare_model,
         # experiments: coarser length buckets than transformers' default of ~4 megabatches; the model's own loss
-        # (full logits) instead of the project's chunked one
+        # (full logits) instead of the project's labelled-positions one
         trainer_class=(_coarse_buckets_trainer(a.megabatches) if a.megabatches
-                       else ChunkedLossTrainer if a.chunked_loss else T.TrainingHooks.trainer_class),
+                       else Trainer if a.own_loss else T.TrainingHooks.trainer_class),
     )
     model_spec = "scratch" if a.model_dir == "scratch" else a.model_dir
     cfg = TrainConfig(model=model_spec, epochs=a.epochs, batch_size=8, seed=a.seed,
@@ -325,8 +327,8 @@ def _candidate_args(a) -> list[str]:
         out += ["--collator", a.collator]
     if a.persistent_grads:
         out += ["--persistent-grads"]
-    if a.chunked_loss:
-        out += ["--chunked-loss"]
+    if a.own_loss:
+        out += ["--own-loss"]
     return out
 
 
@@ -467,8 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="experiment: override a TrainingArguments field in the candidate (repeatable)")
     p.add_argument("--attn", default=None, help="experiment: attention implementation for the candidate")
-    p.add_argument("--chunked-loss", action="store_true",
-                   help="experiment: symptomgen.lmloss's chunked loss (no full logits) instead of the model's own")
+    p.add_argument("--own-loss", action="store_true",
+                   help="experiment: the model's own loss (full logits, transformers.Trainer) instead of the "
+                        "project's labelled-positions loss (symptomgen.lmloss)")
     p.add_argument("--variant", action="append", metavar="'NAME: ENV=V --set FIELD=V'",
                    help="experiment: an extra arm in every pair, the candidate with these environment variables "
                         "and worker options (repeatable), e.g. 'fp32: SYMPTOMGEN_CPU_BF16=0'")

@@ -49,6 +49,7 @@ from .errors import first_line as _first_line
 from .events import EpochResult, Event, Progress, RunStarted, RunSummary
 from .hub import looks_like_hub_id
 from .layout import DEFAULT_RUNS_DIR
+from .lmloss import LabelledLossTrainer
 from .modeling import count_parameters, load_for_training, load_pretrained
 from .records import RunRecord, RunStatus
 from .reporter import EpochReporter, device_name
@@ -76,10 +77,11 @@ class TrainingHooks:
     """Called with the model right after it is loaded (e.g. to pick an attention implementation)."""
     phase: Callable[[str], AbstractContextManager] = nullcontext
     """Wraps the reporter's ``"eval"`` (validation pass) and ``"save_best"`` (best-model save), e.g. to time them."""
-    trainer_class: type[Trainer] = Trainer
-    """The Trainer to build (a subclass may change e.g. its sampler, for an experiment).  ``lmloss.ChunkedLossTrainer``
-    never builds the full logits: 10% less peak memory for distilgpt2, but 2.6× slower on this CPU
-    (``bench/RESULTS.md``, section ``chunked_loss``), so it is opt-in until it is faster."""
+    trainer_class: type[Trainer] = LabelledLossTrainer
+    """The Trainer to build (a subclass may change e.g. its sampler, for an experiment).  The default,
+    ``lmloss.LabelledLossTrainer``, runs the LM head and the loss over labelled positions only and never builds the
+    whole batch's logits (``bench/RESULTS.md``, section ``chunked_loss``); ``transformers.Trainer`` is the model's
+    own loss."""
     clock: Callable[[], float] = time.monotonic
     """Seconds, read once per optimizer step for the time budget (``max_minutes``) and the time-left estimate."""
 
@@ -385,6 +387,7 @@ def _build_trainer(setup: _Setup, train_ds: EncodedDataset, reporter: EpochRepor
                    hooks: TrainingHooks) -> Trainer:
     """The Trainer for this run: the reporter first, then any extra callbacks."""
     collator = training_collator(setup.model, setup.tokenizer.pad_token_id, hooks.make_collator)
+    reporter.packed_validation = bool(getattr(collator, "packed", False))
     if getattr(collator, "packed", False) and "train_sampling_strategy" not in hooks.args_overrides:
         # Packed batches carry no padding whatever their rows' lengths: length grouping would only make batches
         # less random, so rows are shuffled (batch_size rows per step, as before).

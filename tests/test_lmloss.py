@@ -30,7 +30,10 @@ def _grads(model) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("loss_on", ["full", "target"])
 @pytest.mark.parametrize("collator", [PackCollator, PadCollator])
 @pytest.mark.parametrize("num_items", [False, True])
-def test_chunked_loss_and_gradients_equal_the_models_own(setup, loss_on, collator, num_items):
+@pytest.mark.parametrize("chunk", [7, 10_000])
+def test_chunked_loss_and_gradients_equal_the_models_own(setup, loss_on, collator, num_items, chunk):
+    """Many chunks (the autograd Function that makes each chunk's gradient in forward) or one (autograd's own path
+    over the labelled positions): the model's loss and every gradient."""
     model, tokenizer, frame = setup
     rows = encode_frame(tokenizer, frame, 64, loss_on)
     batch = collator(tokenizer.pad_token_id)(rows)
@@ -48,7 +51,7 @@ def test_chunked_loss_and_gradients_equal_the_models_own(setup, loss_on, collato
     model.zero_grad()
     body, weight = split_head(model)
     hidden = body(**features).last_hidden_state
-    ours = causal_lm_loss(hidden, weight, labels, torch.tensor(items) if items else None, chunk=7)  # many chunks
+    ours = causal_lm_loss(hidden, weight, labels, torch.tensor(items) if items else None, chunk=chunk)
     ours.backward()
     got = _grads(model)
 
@@ -85,3 +88,31 @@ def test_a_data_parallel_or_unknown_model_keeps_its_own_loss(setup):
     model = setup[0]
     assert split_head(model) is not None
     assert split_head(torch.nn.Linear(2, 2)) is None
+
+
+def test_the_project_trainer_uses_this_loss_under_the_trainers_mixed_precision(tmp_path, tiny_cfg, sample_data):
+    """``run_training`` trains with ``LabelledLossTrainer`` by default, and its body runs under the Trainer's autocast
+    (the Trainer applies autocast only around ``model.forward``, which this loss bypasses): with bf16 asked for, the
+    attention projections compute in bf16, and the model's own full-logits head never runs."""
+    from symptomgen.lmloss import LabelledLossTrainer
+    from symptomgen.trainer import TrainingHooks, run_training
+
+    seen: dict = {"dtypes": set(), "head": 0}
+
+    def prepare(model):
+        block = model.transformer.h[0].attn.c_attn
+        block.register_forward_hook(lambda m, i, out: seen["dtypes"].add(out.dtype) if m.training else None)
+        model.lm_head.register_forward_hook(lambda m, i, out: seen.__setitem__("head", seen["head"] + 1)
+                                            if m.training else None)
+
+    class Recording(LabelledLossTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            seen["trainer"] = type(self)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    assert TrainingHooks().trainer_class is LabelledLossTrainer
+    hooks = TrainingHooks(trainer_class=Recording, prepare_model=prepare,
+                          args_overrides={"bf16": True, "use_cpu": True, "max_steps": 2})
+    summary = run_training(sample_data, tiny_cfg.with_(epochs=1), tmp_path, hooks=hooks)
+    assert summary.status == "finished"
+    assert seen["trainer"] is Recording and seen["dtypes"] == {torch.bfloat16} and seen["head"] == 0
