@@ -301,9 +301,9 @@ def _start_new_run(data_cfg: DataConfig, train_cfg: TrainConfig, store: RunStore
     """Load the starting model and make the run folder (the main process; the other ranks share its id)."""
     prepared = prepared or prepare(data_cfg)
     train_df, val_df = prepared.train, prepared.val
-    texts = [format_example(p, t) for p, t in zip(train_df["prompt"], train_df["target"])]
     try:
-        model, tokenizer = load_for_training(train_cfg, texts)
+        model, tokenizer = load_for_training(
+            train_cfg, lambda: [format_example(p, t) for p, t in zip(train_df["prompt"], train_df["target"])])
     except (MemoryError, RuntimeError) as exc:
         if not _is_oom(exc):
             raise
