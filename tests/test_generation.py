@@ -247,3 +247,31 @@ def test_an_instruction_set_cap_turns_native_bf16_off(monkeypatch):
         assert cputune.native_bf16() == cputune.current().cpu_bf16
     finally:
         cputune.native_bf16.cache_clear()
+
+
+def test_fp32_serving_uses_the_few_rows_head_with_the_same_values(trained_run, monkeypatch):
+    """Served in fp32 on CPU (no native bf16), the LM head multiplies a few rows as ``W @ x.T`` (fp32 ``F.linear``
+    is about 2× slower there): same module and tied weight, the same logits, the same greedy text."""
+    import torch
+
+    from symptomgen import modeling
+    from symptomgen.config import GenerationSettings
+    from symptomgen.generation import generate
+    from symptomgen.runs import Run
+
+    monkeypatch.setattr(modeling.cputune, "native_bf16", lambda: False)
+    best = Run(trained_run.run_dir).best_dir
+    plain, tok = modeling.load_pretrained(best)
+    served, _ = modeling.load_pretrained(best)
+    modeling.place(plain, torch.device("cpu"))
+    modeling.place(served, torch.device("cpu"), serving=True)
+    assert type(plain.lm_head) is torch.nn.Linear and type(served.lm_head) is modeling.FewRowsHead
+    assert served.lm_head.weight is served.get_input_embeddings().weight  # still tied
+    for shape in ((1, 1), (3, 1), (2, 5), (40, 1)):  # one row, a few (the new kernel), more than FEW
+        x = torch.randn(*shape, served.config.n_embd)
+        torch.testing.assert_close(served.lm_head(x), plain.lm_head(x), rtol=1e-5, atol=1e-5)
+    greedy = GenerationSettings(temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=16)
+    sampled = GenerationSettings(temperature=0.7, top_k=8, max_new_tokens=16, num_return_sequences=3, seed=5)
+    for name in list(Run(trained_run.run_dir).split_frames()[1]["prompt"][:3]):
+        assert generate(served, tok, name, greedy) == generate(plain, tok, name, greedy)
+        assert len(generate(served, tok, name, sampled)) == 3  # three rows per step: the few-rows kernel
