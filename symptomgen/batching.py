@@ -287,36 +287,6 @@ def packing_is_exact(model, atol: float = 1e-3) -> bool:
         model.train(was_training)
 
 
-EVAL_PACK_TOKENS = 1024
-"""Most tokens per packed validation call (a row longer than this goes alone): the block-causal mask grows with
-their square."""
-EVAL_LOGITS = 2**24
-"""Most logit values per packed validation call (64 MB in fp32): 333 labelled tokens of distilgpt2's 50,257-token
-vocabulary, so validation never holds more logits than a training step does."""
-
-
-def eval_pack_budget(model) -> int:
-    """Tokens per packed validation call for ``model``: ``EVAL_PACK_TOKENS``, fewer for a large vocabulary."""
-    vocab = model.get_input_embeddings().weight.shape[0]
-    return max(64, min(EVAL_PACK_TOKENS, EVAL_LOGITS // max(vocab, 1)))
-
-
-def pack_groups(rows: list[dict], budget: int | None = None) -> list[list[dict]]:
-    """``rows`` in order, grouped so that each group's tokens stay within ``budget`` (default ``EVAL_PACK_TOKENS``;
-    a longer row goes alone)."""
-    budget = budget or EVAL_PACK_TOKENS
-    groups: list[list[dict]] = []
-    size = budget + 1
-    for row in rows:
-        n = len(row["input_ids"])
-        if size + n > budget:
-            groups.append([])
-            size = 0
-        groups[-1].append(row)
-        size += n
-    return groups
-
-
 def labelled_loss_sum(model, batch: dict) -> torch.Tensor:
     """The summed next-token cross-entropy of ``batch`` (a ``PadCollator`` or ``PackCollator`` batch) over its
     labelled positions.  A plain GPT-2 head runs on those positions only (``lmloss.split_head``): padding and, with
@@ -338,18 +308,16 @@ def labelled_loss_sum(model, batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mean_token_loss(model, rows: list[dict], pad_token_id: int, batch_size: int = 16, packed: bool = False) -> float:
-    """Cross-entropy averaged over every labelled token (not over batches).  ``packed``: rows are concatenated
-    (``PackCollator``, ``eval_pack_budget`` tokens a call) rather than padded in ``batch_size`` groups; only for a
-    model that keeps packed rows apart (``packing_is_exact``).  The sum is the same either way."""
+def mean_token_loss(model, rows: list[dict], pad_token_id: int, batch_size: int = 16) -> float:
+    """Cross-entropy averaged over every labelled token (not over batches).  Rows are padded in ``batch_size``
+    groups (sorted by length, they carry little padding); packing them instead measured slower here (the
+    block-causal mask of a long packed sequence costs more than the padding it saves: bench/RESULTS.md)."""
     model.eval()
     device = next(model.parameters()).device
-    collate = PackCollator() if packed else PadCollator(pad_token_id)
-    groups = (pack_groups(rows, eval_pack_budget(model)) if packed
-              else [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)])
+    collate = PadCollator(pad_token_id)
     total, count = 0.0, 0
-    for group in groups:
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate(group).items()}
+    for start in range(0, len(rows), batch_size):
+        batch = {k: v.to(device) for k, v in collate(rows[start:start + batch_size]).items()}
         total += labelled_loss_sum(model, batch).item()
         count += int((batch["labels"][:, 1:] != IGNORE).sum())
     return total / max(count, 1)

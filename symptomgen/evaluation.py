@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from .baselines import baseline_scores, verdict
-from .batching import encode_frame, mean_token_loss, packing_is_exact
+from .batching import encode_frame, mean_token_loss
 from .config import GenerationSettings, TrainConfig
 from .errors import EvaluationCancelled, InvalidInput, first_line
 from .events import perplexity
@@ -108,7 +108,7 @@ def evaluate_model(model, tokenizer, frame: pd.DataFrame, loss_on: str = "target
                    tick: Callable[[], None] | None = None) -> tuple[EvalReport, pd.DataFrame]:
     """Loss/perplexity over real tokens plus greedy (and optionally sampled) scores of the target ``kind``."""
     rows = encode_frame(tokenizer, frame, max_length, loss_on)
-    loss = mean_token_loss(model, rows, tokenizer.pad_token_id, packed=packing_is_exact(model))
+    loss = mean_token_loss(model, rows, tokenizer.pad_token_id)
     table = overlap_table(model, tokenizer, frame, GREEDY, stop, extra_column, kind, tick)
     sampled = (overlap_table(model, tokenizer, frame, sampling, stop, extra_column, kind, tick)
                if sampling is not None else None)

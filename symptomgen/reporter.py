@@ -74,8 +74,6 @@ class EpochReporter(TrainerCallback):
                  phase: Callable[[str], AbstractContextManager] = nullcontext,
                  clock: Callable[[], float] = time.monotonic, scorer=None, best_score: float | None = None):
         self.run, self.tokenizer, self.val_rows = run, tokenizer, val_rows
-        self.packed_validation = False
-        """Validate on packed rows (set by the trainer when its training batches pack: the model keeps rows apart)."""
         # The time budget and the time-left estimate read ``clock`` once per step (and once at the start).
         self.clock, self.out_of_time, self.out_of_room = clock, False, False
         self._t0, self._first_step, self._deadline = 0.0, 0, None
@@ -199,8 +197,7 @@ class EpochReporter(TrainerCallback):
         epoch = int(round(state.epoch or 0))
         train_loss = float(logs["loss"])
         with self.phase("eval"), training_precision(args, model):
-            val_loss = mean_token_loss(model, self.val_rows, self.tokenizer.pad_token_id, self.cfg.batch_size,
-                                       packed=self.packed_validation)
+            val_loss = mean_token_loss(model, self.val_rows, self.tokenizer.pad_token_id, self.cfg.batch_size)
         model.train()
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             self.error = (f"Training diverged at epoch {epoch} (loss is not a number); try a lower learning "

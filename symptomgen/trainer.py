@@ -387,7 +387,6 @@ def _build_trainer(setup: _Setup, train_ds: EncodedDataset, reporter: EpochRepor
                    hooks: TrainingHooks) -> Trainer:
     """The Trainer for this run: the reporter first, then any extra callbacks."""
     collator = training_collator(setup.model, setup.tokenizer.pad_token_id, hooks.make_collator)
-    reporter.packed_validation = bool(getattr(collator, "packed", False))
     if getattr(collator, "packed", False) and "train_sampling_strategy" not in hooks.args_overrides:
         # Packed batches carry no padding whatever their rows' lengths: length grouping would only make batches
         # less random, so rows are shuffled (batch_size rows per step, as before).

@@ -74,31 +74,6 @@ def test_packed_loss_equals_the_padded_mean_token_loss(tok_model_data, loss_on):
     assert abs(sum(per_row) / len(per_row) - padded) > 1e-4
 
 
-@pytest.mark.parametrize("loss_on", ["target", "full"])
-def test_packed_validation_equals_padded_and_the_models_own_loss(tok_model_data, loss_on, monkeypatch):
-    """Validation packs rows into few calls and runs the LM head on labelled positions only; its mean equals the
-    padded path's and the model's own full-logits loss, and the groups really span several rows and several calls."""
-    import symptomgen.batching as batching
-
-    tok, model, data = tok_model_data
-    rows = _rows(tok, data, 24, loss_on)
-    padded = mean_token_loss(model, rows, tok.pad_token_id, batch_size=5)
-    packed = mean_token_loss(model, rows, tok.pad_token_id, packed=True)
-    with torch.no_grad():
-        own = model(**PackCollator(tok.pad_token_id)(rows)).loss.item()  # full logits, the model's own loss
-    assert packed == pytest.approx(padded, rel=1e-4) and packed == pytest.approx(own, rel=1e-4)
-    budget = sum(len(r["input_ids"]) for r in rows) // 3
-    groups = batching.pack_groups(rows, budget)
-    assert 3 <= len(groups) <= 4 and [r for g in groups for r in g] == rows
-    assert all(sum(len(r["input_ids"]) for r in g) <= budget for g in groups)
-    monkeypatch.setattr(batching, "EVAL_PACK_TOKENS", budget)  # the default's groups are read at call time
-    calls = []
-    real = batching.labelled_loss_sum
-    monkeypatch.setattr(batching, "labelled_loss_sum", lambda m, b: calls.append(b) or real(m, b))
-    assert batching.mean_token_loss(model, rows, tok.pad_token_id, packed=True) == pytest.approx(padded, rel=1e-4)
-    assert len(calls) == len(batching.pack_groups(rows, budget)) >= 3
-
-
 def test_labelled_head_skips_prompt_and_padding_positions(tok_model_data):
     """With ``loss_on="target"`` the LM head runs on the labelled positions only (the head module itself never runs
     over the whole batch), and the summed loss still equals the model's own."""
