@@ -172,3 +172,25 @@ def test_metrics_csv_is_readable_by_pandas(trained_run):
     df = pd.read_csv(trained_run.run_dir / "metrics.csv")
     assert {"epoch", "transformer", "batch_size", "gpu", "training_loss", "validation_loss",
             "epoch_duration_sec"} <= set(df.columns)
+
+
+def test_training_freezes_existing_objects_for_the_trainers_collection_and_unfreezes_after(tmp_path, tiny_cfg,
+                                                                                          sample_data):
+    """The Trainer's start runs a full ``gc.collect``; objects that existed before are frozen for it (not walked
+    again), and nothing stays frozen once the run ends."""
+    import gc
+
+    from transformers import TrainerCallback
+
+    from symptomgen.trainer import TrainingHooks, run_training
+
+    frozen: list[int] = []
+
+    class Probe(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            frozen.append(gc.get_freeze_count())
+
+    before = gc.get_freeze_count()
+    summary = run_training(sample_data, tiny_cfg.with_(epochs=1), tmp_path, hooks=TrainingHooks(callbacks=(Probe(),)))
+    assert summary.status == "finished"
+    assert frozen and frozen[0] > 1000 and gc.get_freeze_count() == before == 0
