@@ -1,6 +1,6 @@
 """Memory benchmark: ``symptomgen.memory``'s estimate of a run's peak against the peak a real run reaches.
 
-For each shape, a fresh process trains the project's real path (``run_training``: Trainer, chunked loss, validation,
+For each shape, a fresh process trains the project's real path (``run_training``: Trainer, its loss, validation,
 best-model save) for one short epoch on the real table (or the sample), and reports its peak resident memory
 (``ru_maxrss``); the estimate for the same settings is computed without building anything.  Memory is not time, so a
 busy machine does not change these figures much.  Prints a Markdown table and writes it to ``bench/MEMORY.md``.
@@ -80,7 +80,7 @@ def orchestrate(a) -> str:
     body = "\n".join([
         "## memory_bench: estimated vs measured peak RAM of a training run", "",
         f"`{B.command_line()}`", "", B.machine_line(a.threads), "",
-        f"One epoch of {a.rows} training rows, batch {a.batch_size}, the project's trainer (chunked loss); peak = the "
+        f"One epoch of {a.rows} training rows, batch {a.batch_size}, the project's trainer (its own loss); peak = the "
         "process's `ru_maxrss` (import, training, validation, best-model save); estimate = "
         "`symptomgen.memory.estimate_for` from the settings alone. Error = (estimate − peak) / peak: positive errs "
         "safe (Start refuses a run whose estimate exceeds free memory).", "",
