@@ -80,7 +80,7 @@ def orchestrate(a) -> str:
     body = "\n".join([
         "## memory_bench: estimated vs measured peak RAM of a training run", "",
         f"`{B.command_line()}`", "", B.machine_line(a.threads), "",
-        f"One epoch of {a.rows} training rows, batch {a.batch_size}, the project's trainer (its own loss); peak = the "
+        f"One epoch of {a.rows} training rows, batch {a.batch_size}, the project's trainer and loss; peak = the "
         "process's `ru_maxrss` (import, training, validation, best-model save); estimate = "
         "`symptomgen.memory.estimate_for` from the settings alone. Error = (estimate − peak) / peak: positive errs "
         "safe (Start refuses a run whose estimate exceeds free memory).", "",
