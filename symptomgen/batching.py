@@ -289,21 +289,18 @@ def packing_is_exact(model, atol: float = 1e-3) -> bool:
 
 def labelled_loss_sum(model, batch: dict) -> torch.Tensor:
     """The summed next-token cross-entropy of ``batch`` (a ``PadCollator`` or ``PackCollator`` batch) over its
-    labelled positions.  A plain GPT-2 head runs on those positions only (``lmloss.split_head``): padding and, with
-    ``loss_on="target"``, the prompt get no logits; any other model computes its full logits."""
-    from .lmloss import split_head
+    labelled positions.  A plain GPT-2 head runs on those positions only (``lmloss.labelled_loss_total``): padding
+    and, with ``loss_on="target"``, the prompt get no logits; any other model computes its full logits."""
+    from .lmloss import labelled_loss_total, split_head
 
-    labels = batch["labels"]
     features = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
-    targets = labels[:, 1:]
-    keep = targets != IGNORE
     parts = split_head(model)
     if parts is not None:
         body, weight = parts
-        hidden = body(**features, use_cache=False).last_hidden_state[:, :-1][keep]
-        logits = hidden @ weight.t()
-    else:
-        logits = model(**features, use_cache=False).logits[:, :-1][keep]
+        return labelled_loss_total(body(**features, use_cache=False).last_hidden_state, weight, batch["labels"])[0]
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE
+    logits = model(**features, use_cache=False).logits[:, :-1][keep]
     return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum")
 
 

@@ -64,10 +64,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 (grad_weight * grad_out).to(ctx.weight_dtype) if has_w else None, None, None)
 
 
-def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
-                   num_items_in_batch: torch.Tensor | int | None = None, chunk: int = CHUNK_TOKENS) -> torch.Tensor:
-    """``ForCausalLMLoss`` of ``hidden`` (batch, positions, width) through an LM head ``weight`` (vocab, width):
-    position *i* predicts label *i + 1*; labels ``-100`` are skipped and never get logits."""
+def labelled_loss_total(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
+                        chunk: int = CHUNK_TOKENS) -> tuple[torch.Tensor, int]:
+    """(the summed cross-entropy, the number of labelled next tokens) of ``hidden`` (batch, positions, width) through
+    an LM head ``weight`` (vocab, width): position *i* predicts label *i + 1*; labels ``-100`` never get logits."""
     targets = labels[:, 1:].reshape(-1)
     keep = targets != IGNORE
     picked = hidden[:, :-1].reshape(-1, hidden.shape[-1])[keep]
@@ -75,8 +75,16 @@ def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Ten
         total = torch.nn.functional.cross_entropy((picked @ weight.t()).float(), targets[keep], reduction="sum")
     else:
         total = _LinearCrossEntropy.apply(picked, weight, targets[keep], chunk)
+    return total, picked.shape[0]
+
+
+def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
+                   num_items_in_batch: torch.Tensor | int | None = None, chunk: int = CHUNK_TOKENS) -> torch.Tensor:
+    """``ForCausalLMLoss`` of ``hidden`` (batch, positions, width) through an LM head ``weight`` (vocab, width):
+    position *i* predicts label *i + 1*; labels ``-100`` are skipped and never get logits."""
+    total, labelled = labelled_loss_total(hidden, weight, labels, chunk)
     if num_items_in_batch is None:
-        return total / keep.sum().clamp(min=1)
+        return total / max(labelled, 1)
     if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(total.device)
     return total / num_items_in_batch
